@@ -1,0 +1,54 @@
+package cfn
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestTableFromRepositoryTemplate(t *testing.T) {
+	tpl, err := LoadNearest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := tpl.Table("Table", "people-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := *tb.Create.TableName; got != "people-test" {
+		t.Errorf("table name = %q", got)
+	}
+	if len(tb.Create.KeySchema) == 0 || *tb.Create.KeySchema[0].AttributeName != "pk" {
+		t.Errorf("key schema = %+v, want pk first", tb.Create.KeySchema)
+	}
+	if tb.TTL == nil || *tb.TTL.TimeToLiveSpecification.AttributeName != "ttl" {
+		t.Errorf("TTL = %+v, want attribute ttl", tb.TTL)
+	}
+}
+
+func TestTableErrors(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "template.yaml")
+	src := "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      VisibilityTimeout: !Ref X\n  T:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      BillingMode: PROVISIONED\n      KeySchema: [{AttributeName: pk, KeyType: HASH}]\n"
+	if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, id string }{
+		{"missing resource", "Nope"},
+		{"wrong type", "Q"},
+		{"provisioned billing", "T"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := tpl.Table(tc.id, "x"); err == nil {
+				t.Fatal("want an error")
+			}
+		})
+	}
+	if got, err := Find(filepath.Join(dir)); err != nil || got != p {
+		t.Errorf("Find = %q, %v", got, err)
+	}
+}

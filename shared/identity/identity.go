@@ -1,0 +1,465 @@
+// Package identity keeps one person per WeChat user across the mini program,
+// the official account and the business's own user ids. Identities arrive in
+// any order (login, follow, OAuth, open data, backfill) and Link folds each
+// sighting into the one person it belongs to, creating, attaching or merging.
+//
+// The rules live in this file as plain Go; store.go holds the DynamoDB items,
+// conditions and transactions that make them hold under concurrency.
+package identity
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Kind is the kind of an identity value.
+type Kind string
+
+// The identity kinds. Openids are scoped to an app; unionid and external_id
+// are global.
+const (
+	KindMP       Kind = "MP"    // mini-program openid
+	KindOA       Kind = "OA"    // official-account openid
+	KindUnion    Kind = "UNION" // open-platform unionid
+	KindExternal Kind = "EXT"   // the business's own user id
+)
+
+// Key names one identity value. Each key belongs to at most one person.
+type Key struct {
+	Kind  Kind
+	AppID string // for KindMP and KindOA only
+	Value string
+}
+
+// MPKey is the key of a mini-program openid.
+func MPKey(appid, openid string) Key { return Key{KindMP, appid, openid} }
+
+// OAKey is the key of an official-account openid.
+func OAKey(appid, openid string) Key { return Key{KindOA, appid, openid} }
+
+// UnionKey is the key of a unionid.
+func UnionKey(unionid string) Key { return Key{Kind: KindUnion, Value: unionid} }
+
+// ExternalKey is the key of a business user id.
+func ExternalKey(id string) Key { return Key{Kind: KindExternal, Value: id} }
+
+func (k Key) String() string {
+	if k.AppID != "" {
+		return string(k.Kind) + "#" + k.AppID + "#" + k.Value
+	}
+	return string(k.Kind) + "#" + k.Value
+}
+
+// Person is one human as wxbridge knows them.
+type Person struct {
+	UID        string                `dynamodbav:"uid"`
+	UnionID    string                `dynamodbav:"unionid,omitempty"`
+	ExternalID string                `dynamodbav:"external_id,omitempty"`
+	MP         map[string]MPIdentity `dynamodbav:"mp,omitempty"` // by mini-program appid
+	OA         map[string]OAIdentity `dynamodbav:"oa,omitempty"` // by official-account appid
+	CreatedAt  time.Time             `dynamodbav:"created_at"`
+	UpdatedAt  time.Time             `dynamodbav:"updated_at"`
+	// MergedFrom lists the uids folded into this person, so that references
+	// to them (jobs addressed by uid, old sessions) still resolve.
+	MergedFrom []string `dynamodbav:"merged_from,omitempty"`
+	// Version increases with every write; writes are conditional on it.
+	Version int64 `dynamodbav:"version"`
+}
+
+// MPIdentity is the person's identity in one mini program.
+type MPIdentity struct {
+	OpenID    string    `dynamodbav:"openid"`
+	FirstSeen time.Time `dynamodbav:"first_seen"`
+}
+
+// OAIdentity is the person's identity in one official account, with their
+// follow state. Neither time set means the follow state is not known yet
+// (an OAuth visitor who never followed or unfollowed in our sight).
+type OAIdentity struct {
+	OpenID         string     `dynamodbav:"openid"`
+	FirstSeen      time.Time  `dynamodbav:"first_seen"`
+	Subscribed     bool       `dynamodbav:"subscribed"`
+	SubscribedAt   *time.Time `dynamodbav:"subscribed_at,omitempty"`
+	UnsubscribedAt *time.Time `dynamodbav:"unsubscribed_at,omitempty"`
+	Scene          string     `dynamodbav:"subscribe_scene,omitempty"`
+}
+
+// Keys lists every identity key the person holds.
+func (p Person) Keys() []Key {
+	var ks []Key
+	for app, id := range p.MP {
+		ks = append(ks, MPKey(app, id.OpenID))
+	}
+	for app, id := range p.OA {
+		ks = append(ks, OAKey(app, id.OpenID))
+	}
+	if p.UnionID != "" {
+		ks = append(ks, UnionKey(p.UnionID))
+	}
+	if p.ExternalID != "" {
+		ks = append(ks, ExternalKey(p.ExternalID))
+	}
+	slices.SortFunc(ks, func(a, b Key) int { return strings.Compare(a.String(), b.String()) })
+	return ks
+}
+
+// Linked reports whether the person is known both in a mini program and in
+// an official account.
+func (p Person) Linked() bool { return len(p.MP) > 0 && len(p.OA) > 0 }
+
+// FollowsOA reports whether the person follows any official account we know.
+func (p Person) FollowsOA() bool {
+	for _, oa := range p.OA {
+		if oa.Subscribed {
+			return true
+		}
+	}
+	return false
+}
+
+// Sighting is what one event tells us about one user: identities seen
+// together, and optionally a change of follow state or a business binding.
+type Sighting struct {
+	MP         *MPSighting
+	OA         *OASighting
+	UnionID    string
+	ExternalID string
+	// At is when the platform saw it; zero means now.
+	At time.Time
+}
+
+// MPSighting is a mini-program identity, with the session key from the
+// login that revealed it (empty when the sighting is not a login).
+type MPSighting struct {
+	AppID, OpenID string
+	SessionKey    string
+}
+
+// OASighting is an official-account identity, with a follow change when the
+// sighting is a follow or unfollow.
+type OASighting struct {
+	AppID, OpenID string
+	Follow        *Follow
+}
+
+// Follow is a subscribe or unsubscribe seen at a time.
+type Follow struct {
+	Subscribed bool
+	At         time.Time
+	Scene      string
+}
+
+// ErrInvalid reports a sighting that names no identity or a malformed one.
+var ErrInvalid = errors.New("identity: invalid sighting")
+
+// Keys lists the identity keys the sighting names.
+func (s Sighting) Keys() []Key {
+	var ks []Key
+	if s.MP != nil {
+		ks = append(ks, MPKey(s.MP.AppID, s.MP.OpenID))
+	}
+	if s.OA != nil {
+		ks = append(ks, OAKey(s.OA.AppID, s.OA.OpenID))
+	}
+	if s.UnionID != "" {
+		ks = append(ks, UnionKey(s.UnionID))
+	}
+	if s.ExternalID != "" {
+		ks = append(ks, ExternalKey(s.ExternalID))
+	}
+	return ks
+}
+
+func (s Sighting) validate() error {
+	if s.MP == nil && s.OA == nil && s.UnionID == "" {
+		return fmt.Errorf("%w: no WeChat identity", ErrInvalid)
+	}
+	if s.MP != nil && (s.MP.AppID == "" || s.MP.OpenID == "") {
+		return fmt.Errorf("%w: mini-program identity needs appid and openid", ErrInvalid)
+	}
+	if s.OA != nil && (s.OA.AppID == "" || s.OA.OpenID == "") {
+		return fmt.Errorf("%w: official-account identity needs appid and openid", ErrInvalid)
+	}
+	for _, k := range s.Keys() {
+		if strings.ContainsRune(k.Value, '#') || strings.ContainsRune(k.AppID, '#') {
+			return fmt.Errorf("%w: %s value contains '#'", ErrInvalid, k.Kind)
+		}
+	}
+	return nil
+}
+
+// ErrConflict reports identities that cannot belong to one person: two
+// different external ids, unionids, or openids in the same app. Link refuses
+// them and writes nothing.
+var ErrConflict = errors.New("identity: conflicting identities")
+
+// ConflictError says which field conflicts and between which people. It
+// carries no identity values.
+type ConflictError struct {
+	Field string   // "external_id", "unionid", "mp_openid" or "oa_openid"
+	UIDs  []string // the people involved, when more than one
+}
+
+func (e *ConflictError) Error() string {
+	if len(e.UIDs) > 1 {
+		return fmt.Sprintf("identity: conflicting %s between people %s", e.Field, strings.Join(e.UIDs, ", "))
+	}
+	return fmt.Sprintf("identity: conflicting %s", e.Field)
+}
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// Outcome says what Link did.
+type Outcome string
+
+// Link outcomes.
+const (
+	Unchanged Outcome = "unchanged" // everything was known already
+	Created   Outcome = "created"   // a new person
+	Attached  Outcome = "attached"  // new identities or state on one person
+	Merged    Outcome = "merged"    // two or more people became one
+)
+
+// Result is what Link returns.
+type Result struct {
+	Person  Person
+	Outcome Outcome
+	// Merged lists the uids folded into Person by this call.
+	Merged []string
+}
+
+// change is the decision for one sighting, computed from a consistent read
+// and applied as one conditional write (or none).
+type change struct {
+	outcome  Outcome
+	person   Person   // the survivor's new state; Version is the one read
+	create   bool     // person is new
+	write    bool     // person must be written
+	retired  []Person // people merged into person, as read
+	newKeys  []Key    // markers to create
+	moved    []movedKey
+	sessions *MPSighting // session key to record on the MP marker
+}
+
+type movedKey struct {
+	key  Key
+	from string
+}
+
+// decide computes how sighting s changes the people its keys point to.
+// owners maps each of the sighting's keys that has a marker to its uid;
+// people holds those uids' current items.
+func decide(s Sighting, owners map[Key]string, people map[string]Person, newUID string, now time.Time) (change, error) {
+	at := s.At
+	if at.IsZero() {
+		at = now
+	}
+	var c change
+	if s.MP != nil && s.MP.SessionKey != "" {
+		c.sessions = s.MP
+	}
+	uids := make([]string, 0, len(people))
+	for uid := range people {
+		uids = append(uids, uid)
+	}
+	// ULIDs sort by creation: the oldest person survives a merge, so the
+	// same set of people always merges the same way.
+	slices.Sort(uids)
+
+	var p Person
+	switch len(uids) {
+	case 0:
+		p = Person{UID: newUID, CreatedAt: at}
+		c.create, c.write, c.outcome = true, true, Created
+	default:
+		p = clonePerson(people[uids[0]])
+		c.outcome = Unchanged
+		for _, uid := range uids[1:] {
+			other := people[uid]
+			if err := absorb(&p, other); err != nil {
+				return change{}, err
+			}
+			c.retired = append(c.retired, other)
+			for _, k := range other.Keys() {
+				c.moved = append(c.moved, movedKey{k, other.UID})
+			}
+		}
+		if len(c.retired) > 0 {
+			c.write, c.outcome = true, Merged
+		}
+	}
+	changed, err := apply(&p, s, at)
+	if err != nil {
+		var ce *ConflictError
+		if errors.As(err, &ce) {
+			ce.UIDs = uids
+		}
+		return change{}, err
+	}
+	if changed && !c.write {
+		c.write, c.outcome = true, Attached
+	}
+	for _, k := range s.Keys() {
+		if _, ok := owners[k]; !ok {
+			c.newKeys = append(c.newKeys, k)
+		}
+	}
+	if c.write {
+		p.UpdatedAt = now
+	}
+	c.person = p
+	return c, nil
+}
+
+// absorb folds other into p, refusing identities that cannot be one person.
+func absorb(p *Person, other Person) error {
+	if err := sameOrEmpty("unionid", &p.UnionID, other.UnionID); err != nil {
+		return err
+	}
+	if err := sameOrEmpty("external_id", &p.ExternalID, other.ExternalID); err != nil {
+		return err
+	}
+	for app, id := range other.MP {
+		if mine, ok := p.MP[app]; ok && mine.OpenID != id.OpenID {
+			return &ConflictError{Field: "mp_openid"}
+		}
+		if p.MP == nil {
+			p.MP = map[string]MPIdentity{}
+		}
+		if _, ok := p.MP[app]; !ok {
+			p.MP[app] = id
+		}
+	}
+	for app, id := range other.OA {
+		if mine, ok := p.OA[app]; ok && mine.OpenID != id.OpenID {
+			return &ConflictError{Field: "oa_openid"}
+		}
+		if p.OA == nil {
+			p.OA = map[string]OAIdentity{}
+		}
+		if _, ok := p.OA[app]; !ok {
+			p.OA[app] = id
+		}
+	}
+	if other.CreatedAt.Before(p.CreatedAt) {
+		p.CreatedAt = other.CreatedAt
+	}
+	p.MergedFrom = append(p.MergedFrom, other.UID)
+	p.MergedFrom = append(p.MergedFrom, other.MergedFrom...)
+	return nil
+}
+
+// apply records what the sighting says on p and reports whether p changed.
+func apply(p *Person, s Sighting, at time.Time) (bool, error) {
+	changed := false
+	if s.UnionID != "" {
+		before := p.UnionID
+		if err := sameOrEmpty("unionid", &p.UnionID, s.UnionID); err != nil {
+			return false, err
+		}
+		changed = changed || before != p.UnionID
+	}
+	if s.ExternalID != "" {
+		before := p.ExternalID
+		if err := sameOrEmpty("external_id", &p.ExternalID, s.ExternalID); err != nil {
+			return false, err
+		}
+		changed = changed || before != p.ExternalID
+	}
+	if s.MP != nil {
+		id, ok := p.MP[s.MP.AppID]
+		switch {
+		case ok && id.OpenID != s.MP.OpenID:
+			return false, &ConflictError{Field: "mp_openid"}
+		case !ok:
+			if p.MP == nil {
+				p.MP = map[string]MPIdentity{}
+			}
+			p.MP[s.MP.AppID] = MPIdentity{OpenID: s.MP.OpenID, FirstSeen: at}
+			changed = true
+		}
+	}
+	if s.OA != nil {
+		id, ok := p.OA[s.OA.AppID]
+		switch {
+		case ok && id.OpenID != s.OA.OpenID:
+			return false, &ConflictError{Field: "oa_openid"}
+		case !ok:
+			id = OAIdentity{OpenID: s.OA.OpenID, FirstSeen: at}
+			changed = true
+		}
+		if f := s.OA.Follow; f != nil && followIsNewer(id, f) {
+			id = followed(id, *f)
+			changed = true
+		}
+		if p.OA == nil {
+			p.OA = map[string]OAIdentity{}
+		}
+		p.OA[s.OA.AppID] = id
+	}
+	return changed, nil
+}
+
+// followIsNewer keeps follow state monotonic in platform time: WeChat
+// retries pushes and backfill reads old state, so an event older than the
+// last one applied is ignored.
+func followIsNewer(id OAIdentity, f *Follow) bool {
+	last := time.Time{}
+	if id.SubscribedAt != nil {
+		last = *id.SubscribedAt
+	}
+	if id.UnsubscribedAt != nil && id.UnsubscribedAt.After(last) {
+		last = *id.UnsubscribedAt
+	}
+	if f.At.Before(last) {
+		return false
+	}
+	return !(f.At.Equal(last) && id.Subscribed == f.Subscribed)
+}
+
+func followed(id OAIdentity, f Follow) OAIdentity {
+	at := f.At
+	id.Subscribed = f.Subscribed
+	if f.Subscribed {
+		id.SubscribedAt = &at
+		if f.Scene != "" {
+			id.Scene = f.Scene
+		}
+	} else {
+		id.UnsubscribedAt = &at
+	}
+	return id
+}
+
+func sameOrEmpty(field string, have *string, want string) error {
+	switch {
+	case want == "" || *have == want:
+		return nil
+	case *have == "":
+		*have = want
+		return nil
+	}
+	return &ConflictError{Field: field}
+}
+
+func clonePerson(p Person) Person {
+	q := p
+	if p.MP != nil {
+		q.MP = make(map[string]MPIdentity, len(p.MP))
+		for k, v := range p.MP {
+			q.MP[k] = v
+		}
+	}
+	if p.OA != nil {
+		q.OA = make(map[string]OAIdentity, len(p.OA))
+		for k, v := range p.OA {
+			q.OA[k] = v
+		}
+	}
+	q.MergedFrom = slices.Clone(p.MergedFrom)
+	return q
+}
