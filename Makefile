@@ -1,0 +1,50 @@
+# wxbridge. `make test` is the one test command (CI runs it via .ci/run).
+
+FUNCTIONS := $(notdir $(patsubst %/main.go,%,$(wildcard functions/*/main.go)))
+GOFLAGS_BUILD := -trimpath -tags lambda.norpc -ldflags="-s -w"
+BUILD_DIR ?= build
+
+.PHONY: all build test unit cfn-lint lint bench tools clean $(addprefix build-,$(FUNCTIONS))
+
+all: test
+
+## build: every function for Lambda (linux/arm64) into build/<function>/bootstrap
+build: $(addprefix build-,$(FUNCTIONS))
+
+$(addprefix build-,$(FUNCTIONS)): build-%:
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build $(GOFLAGS_BUILD) -o $(BUILD_DIR)/$*/bootstrap ./functions/$*
+
+# sam build calls build-<LogicalId> with ARTIFACTS_DIR (BuildMethod: makefile).
+build-LoginFunction:
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build $(GOFLAGS_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/login
+
+## test: unit and integration tests (moto and the WeChat sandbox), template lint, build
+test: tools unit cfn-lint build
+
+# Each test binary that needs AWS starts its own moto_server (shared/awstest)
+# unless AWS_ENDPOINT_URL points at one.
+unit:
+	go test -count=1 ./...
+
+cfn-lint:
+	cfn-lint template.yaml
+
+## lint: formatting and vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	go vet ./...
+
+## bench: benchmarks with comparisons (login per person kind, against moto and the sandbox)
+bench: tools
+	go test -run '^$$' -bench . -benchmem -count 1 ./...
+
+# The tools the tests need. Go modules come from the module proxy; moto and
+# cfn-lint from pip when they are missing.
+tools:
+	@command -v go >/dev/null || { echo "Go is required: https://go.dev/dl/"; exit 1; }
+	@command -v moto_server >/dev/null || pip install 'moto[server]'
+	@command -v cfn-lint >/dev/null || pip install cfn-lint
+	go mod download
+
+clean:
+	rm -rf $(BUILD_DIR)

@@ -1,0 +1,121 @@
+// Package apps is wxbridge's configuration secret: the WeChat app
+// credentials and wxbridge's own signing keys, kept as one JSON secret in
+// Secrets Manager and read once per cold start.
+package apps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"wxbridge/shared/awsenv"
+)
+
+// App is one WeChat app's credentials.
+type App struct {
+	AppID  string `json:"appid"`
+	Secret string `json:"secret"`
+}
+
+// OfficialAccount adds the server-push settings of the OA console.
+type OfficialAccount struct {
+	App
+	Token          string `json:"token,omitempty"`
+	EncodingAESKey string `json:"encoding_aes_key,omitempty"`
+}
+
+// Config is the secret's JSON.
+type Config struct {
+	MiniProgram     App             `json:"mini_program"`
+	OfficialAccount OfficialAccount `json:"official_account"`
+	// SessionKey signs sessions; SessionKeyPrevious still verifies them
+	// during a rotation.
+	SessionKey         string `json:"session_key"`
+	SessionKeyPrevious string `json:"session_key_previous,omitempty"`
+	// BindKey is shared with the business backend, which signs binding
+	// tokens with it; BindKeyPrevious still verifies during a rotation.
+	BindKey         string `json:"bind_key,omitempty"`
+	BindKeyPrevious string `json:"bind_key_previous,omitempty"`
+}
+
+// MinKeyLength is the shortest signing key accepted, in bytes.
+const MinKeyLength = 32
+
+// ErrIncomplete reports a secret missing what a function needs.
+var ErrIncomplete = errors.New("apps: configuration secret is incomplete")
+
+// Load reads and decodes the secret id.
+func Load(ctx context.Context, sm awsenv.SecretGetter, id string) (Config, error) {
+	var c Config
+	if err := awsenv.SecretJSON(ctx, sm, id, &c); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Need names a part of the configuration a function requires.
+type Need int
+
+// The parts a function can require.
+const (
+	NeedMiniProgram Need = iota
+	NeedOfficialAccount
+	NeedSessionKey
+	NeedBindKey
+)
+
+// Check reports, naming every missing field, whether c has what is needed.
+func (c Config) Check(needs ...Need) error {
+	var missing []string
+	short := func(name, v string) {
+		if v != "" && len(v) < MinKeyLength {
+			missing = append(missing, fmt.Sprintf("%s (shorter than %d bytes)", name, MinKeyLength))
+		}
+	}
+	for _, n := range needs {
+		switch n {
+		case NeedMiniProgram:
+			if c.MiniProgram.AppID == "" || c.MiniProgram.Secret == "" {
+				missing = append(missing, "mini_program.appid/secret")
+			}
+		case NeedOfficialAccount:
+			if c.OfficialAccount.AppID == "" || c.OfficialAccount.Secret == "" {
+				missing = append(missing, "official_account.appid/secret")
+			}
+		case NeedSessionKey:
+			if c.SessionKey == "" {
+				missing = append(missing, "session_key")
+			}
+			short("session_key", c.SessionKey)
+			short("session_key_previous", c.SessionKeyPrevious)
+		case NeedBindKey:
+			if c.BindKey == "" {
+				missing = append(missing, "bind_key")
+			}
+			short("bind_key", c.BindKey)
+			short("bind_key_previous", c.BindKeyPrevious)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: %s", ErrIncomplete, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// LogValue shows the appids only.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("mini_program", c.MiniProgram.AppID),
+		slog.String("official_account", c.OfficialAccount.AppID),
+	)
+}
+
+// String shows the appids only, so that printing a Config leaks nothing.
+func (c Config) String() string {
+	return fmt.Sprintf("apps.Config{mini_program:%s official_account:%s}", c.MiniProgram.AppID, c.OfficialAccount.AppID)
+}
+
+// GoString is String, for %#v.
+func (c Config) GoString() string { return c.String() }
