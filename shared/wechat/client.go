@@ -44,6 +44,9 @@ type Options struct {
 	// HTTPClient defaults to a client with a 5 s timeout that refuses
 	// redirects.
 	HTTPClient *http.Client
+	// Tokens supplies access tokens to the APIs that take one; see
+	// TokenSource. Clients that only log users in need none.
+	Tokens TokenSource
 }
 
 // Client calls the WeChat server APIs and returns typed answers. It is safe
@@ -52,6 +55,7 @@ type Client struct {
 	apiBase  string
 	openBase string
 	hc       *http.Client
+	tokens   TokenSource
 }
 
 // New returns a Client for o.
@@ -60,6 +64,7 @@ func New(o Options) *Client {
 		apiBase:  strings.TrimRight(o.APIBase, "/"),
 		openBase: strings.TrimRight(o.OpenBase, "/"),
 		hc:       o.HTTPClient,
+		tokens:   o.Tokens,
 	}
 	if c.apiBase == "" {
 		c.apiBase = defaultAPIBase
