@@ -11,12 +11,21 @@ all: test
 ## build: every function for Lambda (linux/arm64) into build/<function>/bootstrap
 build: $(addprefix build-,$(FUNCTIONS))
 
-$(addprefix build-,$(FUNCTIONS)): build-%:
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build $(GOFLAGS_BUILD) -o $(BUILD_DIR)/$*/bootstrap ./functions/$*
+GOBUILD := CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build $(GOFLAGS_BUILD)
 
-# sam build calls build-<LogicalId> with ARTIFACTS_DIR (BuildMethod: makefile).
-build-LoginFunction:
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build $(GOFLAGS_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/login
+$(addprefix build-,$(FUNCTIONS)): build-%:
+	$(GOBUILD) -o $(BUILD_DIR)/$*/bootstrap ./functions/$*
+
+# sam build calls build-<LogicalId> with ARTIFACTS_DIR (BuildMethod:
+# makefile). Each function's logical ID names its directory here.
+LoginFunction := login
+OAuthCallbackFunction := oauth-callback
+FollowEventFunction := follow-event
+TokenRefresherFunction := token-refresher
+
+build-%Function:
+	@test -n "$($*Function)" || { echo "no functions/ directory known for $*Function"; exit 1; }
+	$(GOBUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/$($*Function)
 
 ## test: unit and integration tests (moto and the WeChat sandbox), template lint, build
 test: tools unit cfn-lint build

@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"wxbridge/shared/cfn"
 	"wxbridge/shared/moto"
@@ -86,7 +88,13 @@ func Config(counter *Counter) aws.Config {
 func Name(t testing.TB, prefix string) string {
 	b := make([]byte, 4)
 	rand.Read(b)
-	n := strings.NewReplacer("/", "-", " ", "-", "#", "-").Replace(t.Name())
+	// Queue and table names allow only [A-Za-z0-9_-] (and '.' for tables).
+	n := strings.Map(func(r rune) rune {
+		if r == '_' || r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, t.Name())
 	if len(n) > 40 {
 		n = n[:40]
 	}
@@ -166,4 +174,38 @@ func (c *Counter) Counts() map[string]int {
 	out := c.counts
 	c.counts = map[string]int{}
 	return out
+}
+
+// Queue creates the template's AWS::SQS::Queue logicalID for the test, with
+// its dead-letter queue and redrive policy, and returns its URL. Queues are
+// deleted when the test ends.
+func Queue(t testing.TB, logicalID string) string {
+	t.Helper()
+	url, _ := queue(t, logicalID)
+	return url
+}
+
+func queue(t testing.TB, logicalID string) (url, arn string) {
+	def, err := template.Queue(logicalID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attrs := def.Attributes
+	if def.DeadLetter != "" {
+		_, dlqARN := queue(t, def.DeadLetter)
+		policy, _ := json.Marshal(map[string]any{"deadLetterTargetArn": dlqARN, "maxReceiveCount": def.MaxReceiveCount})
+		attrs["RedrivePolicy"] = string(policy)
+	}
+	ctx := context.Background()
+	client := sqs.NewFromConfig(Config(nil))
+	out, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(Name(t, logicalID)), Attributes: attrs})
+	if err != nil {
+		t.Fatalf("create queue %s: %v", logicalID, err)
+	}
+	t.Cleanup(func() { client.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: out.QueueUrl}) })
+	got, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: out.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		t.Fatalf("queue %s attributes: %v", logicalID, err)
+	}
+	return *out.QueueUrl, got.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
 }

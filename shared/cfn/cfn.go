@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -168,4 +169,61 @@ func (t *Template) Table(logicalID, name string) (Table, error) {
 		}
 	}
 	return out, nil
+}
+
+type queueProps struct {
+	VisibilityTimeout             *int `yaml:"VisibilityTimeout"`
+	MessageRetentionPeriod        *int `yaml:"MessageRetentionPeriod"`
+	DelaySeconds                  *int `yaml:"DelaySeconds"`
+	ReceiveMessageWaitTimeSeconds *int `yaml:"ReceiveMessageWaitTimeSeconds"`
+	FifoQueue                     bool `yaml:"FifoQueue"`
+	RedrivePolicy                 *struct {
+		DeadLetterTargetArn yaml.Node `yaml:"deadLetterTargetArn"`
+		MaxReceiveCount     int       `yaml:"maxReceiveCount"`
+	} `yaml:"RedrivePolicy"`
+}
+
+// Queue is what it takes to create a queue like a template's.
+type Queue struct {
+	// Attributes are CreateQueue attributes, except the redrive policy.
+	Attributes map[string]string
+	// DeadLetter is the logical ID of the dead-letter queue ("" for none)
+	// and MaxReceiveCount its redrive threshold.
+	DeadLetter      string
+	MaxReceiveCount int
+}
+
+// Queue returns the attributes of the AWS::SQS::Queue resource logicalID.
+// The dead-letter target must be written !GetAtt <LogicalId>.Arn.
+func (t *Template) Queue(logicalID string) (Queue, error) {
+	var p queueProps
+	if err := t.properties(logicalID, "AWS::SQS::Queue", &p); err != nil {
+		return Queue{}, err
+	}
+	if p.FifoQueue {
+		return Queue{}, fmt.Errorf("cfn: %s: FIFO queues are not supported locally", logicalID)
+	}
+	q := Queue{Attributes: map[string]string{}}
+	for name, v := range map[string]*int{
+		"VisibilityTimeout":             p.VisibilityTimeout,
+		"MessageRetentionPeriod":        p.MessageRetentionPeriod,
+		"DelaySeconds":                  p.DelaySeconds,
+		"ReceiveMessageWaitTimeSeconds": p.ReceiveMessageWaitTimeSeconds,
+	} {
+		if v != nil {
+			q.Attributes[name] = fmt.Sprint(*v)
+		}
+	}
+	if rp := p.RedrivePolicy; rp != nil {
+		n := rp.DeadLetterTargetArn
+		target, ok := strings.CutSuffix(n.Value, ".Arn")
+		if n.Tag != "!GetAtt" || !ok || target == "" {
+			return Queue{}, fmt.Errorf("cfn: %s: deadLetterTargetArn must be !GetAtt <Queue>.Arn", logicalID)
+		}
+		if _, err := t.Queue(target); err != nil {
+			return Queue{}, fmt.Errorf("cfn: %s: dead-letter queue: %w", logicalID, err)
+		}
+		q.DeadLetter, q.MaxReceiveCount = target, rp.MaxReceiveCount
+	}
+	return q, nil
 }

@@ -52,3 +52,44 @@ func TestTableErrors(t *testing.T) {
 		t.Errorf("Find = %q, %v", got, err)
 	}
 }
+
+func TestQueue(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "template.yaml")
+	src := `Resources:
+  Work:
+    Type: AWS::SQS::Queue
+    Properties:
+      VisibilityTimeout: 60
+      RedrivePolicy:
+        deadLetterTargetArn: !GetAtt WorkDLQ.Arn
+        maxReceiveCount: 5
+  WorkDLQ:
+    Type: AWS::SQS::Queue
+    Properties:
+      MessageRetentionPeriod: 1209600
+  Bad:
+    Type: AWS::SQS::Queue
+    Properties:
+      RedrivePolicy:
+        deadLetterTargetArn: arn:aws:sqs:us-east-1:1:x
+        maxReceiveCount: 5
+`
+	if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := tpl.Queue("Work")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Attributes["VisibilityTimeout"] != "60" || q.DeadLetter != "WorkDLQ" || q.MaxReceiveCount != 5 {
+		t.Fatalf("queue = %+v", q)
+	}
+	if _, err := tpl.Queue("Bad"); err == nil {
+		t.Fatal("a literal dead-letter ARN must be refused: local runs cannot follow it")
+	}
+}

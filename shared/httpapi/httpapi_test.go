@@ -1,8 +1,13 @@
 package httpapi
 
 import (
+	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -59,5 +64,32 @@ func TestRespond(t *testing.T) {
 	r := Respond(&Error{Status: 503, Code: "wechat_unavailable", Message: "m", RetryAfter: 2})
 	if r.StatusCode != 503 || r.Headers["Retry-After"] != "2" || !strings.Contains(r.Body, `"error":"wechat_unavailable"`) {
 		t.Fatalf("response = %+v", r)
+	}
+}
+
+func TestServeBuildsTheLambdaEvent(t *testing.T) {
+	var got events.APIGatewayV2HTTPRequest
+	h := Serve(func(_ context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+		got = req
+		return events.APIGatewayV2HTTPResponse{StatusCode: 201, Headers: map[string]string{"X-A": "b"}, Body: base64.StdEncoding.EncodeToString([]byte{0xff}), IsBase64Encoded: true}, nil
+	})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/wechat/push?timestamp=1&nonce=n", "text/xml", strings.NewReader("<xml/>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 201 || resp.Header.Get("X-A") != "b" || len(body) != 1 || body[0] != 0xff {
+		t.Fatalf("response %d %v %v", resp.StatusCode, resp.Header, body)
+	}
+	if got.RouteKey != "POST /wechat/push" || got.QueryStringParameters["nonce"] != "n" || got.Body != "<xml/>" ||
+		got.Headers["content-type"] != "text/xml" || got.RequestContext.HTTP.Method != "POST" || got.IsBase64Encoded {
+		t.Fatalf("event = %+v", got)
+	}
+	// A binary body arrives base64-encoded, as API Gateway sends it.
+	http.Post(srv.URL+"/x", "application/octet-stream", bytes.NewReader([]byte{0xff, 0xfe}))
+	if !got.IsBase64Encoded || got.Body != base64.StdEncoding.EncodeToString([]byte{0xff, 0xfe}) {
+		t.Fatalf("binary body = %q base64=%v", got.Body, got.IsBase64Encoded)
 	}
 }

@@ -433,8 +433,11 @@ type MPSession struct {
 	LoginAt    time.Time
 }
 
-// LogValue keeps the session key out of logs.
+// String leaves the session key out, so printing an MPSession leaks nothing.
 func (s MPSession) String() string { return "identity.MPSession{UID:" + s.UID + "}" }
+
+// GoString is String, for %#v.
+func (s MPSession) GoString() string { return s.String() }
 
 // Session returns the latest login's session key for a mini-program
 // identity, and the uid that owns it now.

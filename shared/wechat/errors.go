@@ -89,6 +89,11 @@ var codeClasses = map[int]Class{
 	40029: ClassCode,
 	// "code been used".
 	40163: ClassCode,
+	// Web OAuth: "oauth_code expired" (42003); the refresh token is invalid
+	// (40030) or past its 30 days (42002). The user must consent again.
+	42003: ClassCode,
+	40030: ClassCode,
+	42002: ClassCode,
 
 	// Recipient does not follow the official account.
 	43004: ClassUserState,
@@ -201,7 +206,8 @@ func (e *Error) LogValue() slog.Value {
 // ClassOf classifies any error returned by this package. A platform answer
 // has its own class; transport failures (timeouts, refused connections,
 // non-200 HTTP, unreadable bodies) and context cancellation or deadline are
-// transient; nil and everything else are unknown.
+// transient; an error with a Class() Class method has that class; nil and
+// everything else are unknown.
 func ClassOf(err error) Class {
 	if err == nil {
 		return ClassUnknown
@@ -209,6 +215,12 @@ func ClassOf(err error) Class {
 	var we *Error
 	if errors.As(err, &we) {
 		return we.Class()
+	}
+	// Errors from outside this package that know their class, such as
+	// shared/tokens' "no usable access token", carry a Class method.
+	var ce interface{ Class() Class }
+	if errors.As(err, &ce) {
+		return ce.Class()
 	}
 	var te *transportError
 	if errors.As(err, &te) {

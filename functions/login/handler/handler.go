@@ -40,6 +40,7 @@ type People interface {
 // Handler serves the login routes.
 type Handler struct {
 	app      apps.App
+	oaAppID  string // sessions from the OA's web OAuth (oauth-callback) are accepted by GET /me
 	wechat   WeChat
 	people   People
 	sessions *session.Keys
@@ -59,7 +60,7 @@ func New(cfg apps.Config, wc WeChat, people People, log *slog.Logger, metrics *o
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{app: cfg.MiniProgram, wechat: wc, people: people, sessions: keys, log: log, metrics: metrics}
+	h := &Handler{app: cfg.MiniProgram, oaAppID: cfg.OfficialAccount.AppID, wechat: wc, people: people, sessions: keys, log: log, metrics: metrics}
 	if cfg.Check(apps.NeedBindKey) == nil {
 		h.bindings = binding.NewVerifier(cfg.BindKey, cfg.BindKeyPrevious)
 	}
@@ -185,6 +186,10 @@ func (h *Handler) profile(ctx context.Context, req events.APIGatewayV2HTTPReques
 	if err != nil {
 		return nil, err
 	}
+	if s.AppID != h.app.AppID {
+		// Open data belongs to a mini-program login, not to an H5 session.
+		return nil, invalidSession()
+	}
 	var in profileRequest
 	if err := httpapi.DecodeJSON(req, MaxBody, &in); err != nil {
 		return nil, err
@@ -255,7 +260,11 @@ func (h *Handler) me(ctx context.Context, req events.APIGatewayV2HTTPRequest) (a
 	if err != nil {
 		return nil, err
 	}
-	p, err := h.people.Lookup(ctx, identity.MPKey(s.AppID, s.OpenID))
+	key := identity.MPKey(s.AppID, s.OpenID)
+	if s.AppID != h.app.AppID {
+		key = identity.OAKey(s.AppID, s.OpenID) // an H5 session from web OAuth
+	}
+	p, err := h.people.Lookup(ctx, key)
 	if errors.Is(err, identity.ErrNotFound) {
 		return nil, invalidSession()
 	}
@@ -263,8 +272,8 @@ func (h *Handler) me(ctx context.Context, req events.APIGatewayV2HTTPRequest) (a
 		return nil, h.identityFailure(err)
 	}
 	out := MeResponse{PersonView: viewOf(p), UnionIDKnown: p.UnionID != "", ExternalID: p.ExternalID}
-	if mp, ok := p.MP[s.AppID]; ok {
-		out.MiniProgram = &AppIdentity{AppID: s.AppID, OpenID: mp.OpenID}
+	if mp, ok := p.MP[h.app.AppID]; ok {
+		out.MiniProgram = &AppIdentity{AppID: h.app.AppID, OpenID: mp.OpenID}
 	}
 	for appid, oa := range p.OA {
 		known := oa.SubscribedAt != nil || oa.UnsubscribedAt != nil
@@ -284,7 +293,7 @@ func (h *Handler) caller(req events.APIGatewayV2HTTPRequest) (session.Session, e
 		return session.Session{}, httpapi.Fail(http.StatusUnauthorized, "invalid_session", "send the session from POST /mp/login as a bearer token")
 	}
 	s, err := h.sessions.Verify(tok)
-	if err != nil || s.AppID != h.app.AppID {
+	if err != nil || (s.AppID != h.app.AppID && (h.oaAppID == "" || s.AppID != h.oaAppID)) {
 		return session.Session{}, invalidSession()
 	}
 	return s, nil

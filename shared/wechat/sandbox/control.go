@@ -23,6 +23,8 @@ func (s *Sandbox) controlRoutes() *http.ServeMux {
 	mux.HandleFunc("GET /sandbox/clock", s.getClock)
 	mux.HandleFunc("POST /sandbox/clock", s.postClock)
 	mux.HandleFunc("GET /sandbox/stats", s.getStats)
+	s.pushControlRoutes(mux) // push.go
+	s.tokenControlRoutes(mux)
 	return mux
 }
 

@@ -20,6 +20,8 @@ type Person struct {
 	MPOpenID string `json:"mp_openid"`
 	OAOpenID string `json:"oa_openid"`
 	Nickname string `json:"nickname"`
+	// Following is whether the person follows the official account.
+	Following bool `json:"following"`
 }
 
 // PersonSpec fixes parts of a new person; zero fields are generated.
@@ -42,6 +44,7 @@ type person struct {
 	sessionKey string // current session_key; empty before the first jscode2session
 	loginMin   int64  // minute (Unix/60) of the counted jscode2session calls
 	loginCalls int
+	follow     followState // see push.go
 }
 
 // profile is the user-info part of open data.

@@ -81,6 +81,9 @@ type Sandbox struct {
 	tokens   map[string]*accessToken
 	faults   map[string]*Fault // by path
 	calls    map[string]int    // by path
+	push     pushState         // see push.go
+	oauth    oauthBook         // web OAuth codes and grants, see oauth.go
+	tokenctl tokenControl      // token errors on demand, token calls per app; see tokenctl.go
 }
 
 // New returns a sandbox for cfg; zero fields take their defaults.
@@ -120,6 +123,7 @@ func New(cfg Config) *Sandbox {
 		calls:  make(map[string]int),
 	}
 	s.api = s.platformRoutes()
+	s.oauthRoutes(s.api)
 	s.control = s.controlRoutes()
 	return s
 }

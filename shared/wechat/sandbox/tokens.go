@@ -108,6 +108,9 @@ func (s *Sandbox) credentials(grantType, appid, secret string) (*account, error)
 func (s *Sandbox) handleToken(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	a, err := s.credentials(q.Get("grant_type"), q.Get("appid"), q.Get("secret"))
+	if err == nil {
+		err = s.tokenGate(a, classicCall)
+	}
 	if err != nil {
 		s.answer(w, nil, err)
 		return
@@ -165,6 +168,13 @@ func (s *Sandbox) handleStableToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a, err := s.credentials(req.GrantType, req.AppID, req.Secret)
+	if err == nil {
+		kind := stableCall
+		if req.ForceRefresh {
+			kind = forcedCall
+		}
+		err = s.tokenGate(a, kind)
+	}
 	if err != nil {
 		s.answer(w, nil, err)
 		return

@@ -1,0 +1,722 @@
+package handler
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"html"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	loginhandler "wxbridge/functions/login/handler"
+	"wxbridge/shared/apps"
+	"wxbridge/shared/awstest"
+	"wxbridge/shared/httpapi"
+	"wxbridge/shared/identity"
+	"wxbridge/shared/oauthstate"
+	"wxbridge/shared/observe"
+	"wxbridge/shared/profiles"
+	"wxbridge/shared/session"
+	"wxbridge/shared/wechat"
+	"wxbridge/shared/wechat/sandbox"
+)
+
+func TestMain(m *testing.M) { awstest.Main(m) }
+
+const sessionKey = "session-signing-key-for-tests-0123456789abcdef"
+
+var platformState = regexp.MustCompile(`^[a-zA-Z0-9]{1,128}$`)
+
+// env is one oauth-callback function served over HTTP, as API Gateway
+// would, next to the sandbox (api.weixin.qq.com and open.weixin.qq.com) and
+// an H5 site, all on loopback, with its own table and secret.
+type env struct {
+	h        *Handler
+	cfg      apps.Config
+	sb       *sandbox.Sandbox
+	sbSrv    *httptest.Server
+	bridge   *httptest.Server // the API: /oauth/authorize, /oauth/callback
+	h5       *httptest.Server // the business's pages
+	wc       *wechat.Client
+	store    *identity.Store
+	profiles *profiles.Store
+	db       *dynamodb.Client
+	table    string
+	logs     *bytes.Buffer
+	wire     *recorder
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	e := &env{sb: sandbox.New(sandbox.DefaultConfig()), logs: &bytes.Buffer{}, wire: &recorder{}}
+	e.sbSrv = httptest.NewServer(e.sb)
+	t.Cleanup(e.sbSrv.Close)
+	e.h5 = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "landing")
+	}))
+	t.Cleanup(e.h5.Close)
+	// e.h is set after the servers start (it needs their URLs): look it up
+	// per request.
+	e.bridge = httptest.NewServer(httpapi.Serve(func(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+		return e.h.Handle(ctx, req)
+	}))
+	t.Cleanup(e.bridge.Close)
+
+	// The configuration goes through a real secret, as in Lambda.
+	secretID := awstest.Secret(t, apps.Config{
+		MiniProgram:     apps.App{AppID: sandbox.DevMiniProgram.AppID, Secret: sandbox.DevMiniProgram.Secret},
+		OfficialAccount: apps.OfficialAccount{App: apps.App{AppID: sandbox.DevOfficialAccount.AppID, Secret: sandbox.DevOfficialAccount.Secret}},
+		SessionKey:      sessionKey,
+	})
+	cfg, err := apps.Load(context.Background(), secretsmanager.NewFromConfig(awstest.Config(nil)), secretID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cfg = cfg
+	e.table = awstest.Table(t)
+	e.db = dynamodb.NewFromConfig(awstest.Config(nil))
+	e.store = identity.NewStore(e.db, e.table)
+	e.profiles = profiles.NewStore(e.db, e.table)
+	e.wc = wechat.New(wechat.Options{APIBase: e.sbSrv.URL, OpenBase: e.sbSrv.URL, HTTPClient: &http.Client{
+		Transport:     e.wire,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}})
+	e.h = e.newHandler(t, Options{Origins: []string{e.h5.URL}, PublicURL: e.bridge.URL})
+	return e
+}
+
+func (e *env) newHandler(t testing.TB, opts Options) *Handler {
+	t.Helper()
+	h, err := New(e.cfg, opts, Deps{
+		WeChat:   e.wc,
+		People:   e.store,
+		States:   oauthstate.NewLedger(e.db, e.table),
+		Profiles: e.profiles,
+		Log:      observe.Logger(e.logs, "oauth-callback"),
+		Metrics:  observe.NewMetrics(e.logs, "oauth-callback"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// recorder keeps every answer the platform sent, to check that none of
+// its tokens reach the logs.
+type recorder struct {
+	mu     sync.Mutex
+	bodies []string
+}
+
+func (rc *recorder) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	rc.mu.Lock()
+	rc.bodies = append(rc.bodies, string(b))
+	rc.mu.Unlock()
+	return resp, nil
+}
+
+// visit is a browser's trip: every URL it was sent to, and where it ended.
+type visit struct {
+	hops   []*url.URL
+	final  *url.URL
+	status int
+	body   string
+}
+
+// fragment is what the H5 page reads from location.hash.
+func (v visit) fragment() url.Values {
+	f, _ := url.ParseQuery(v.final.Fragment)
+	return f
+}
+
+// browse follows redirects from start like a browser. At the platform's
+// authorize page it adds the sandbox-only parameters in at: who is at the
+// phone and what they do.
+func (e *env) browse(t testing.TB, start string, at url.Values) visit {
+	t.Helper()
+	var v visit
+	c := &http.Client{CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if len(via) > 10 {
+			return errors.New("redirect loop")
+		}
+		if req.URL.Host == strings.TrimPrefix(e.sbSrv.URL, "http://") && req.URL.Path == "/connect/oauth2/authorize" {
+			q := req.URL.Query()
+			for k, vs := range at {
+				q[k] = vs
+			}
+			req.URL.RawQuery = q.Encode()
+		}
+		u := *req.URL
+		v.hops = append(v.hops, &u)
+		return nil
+	}}
+	resp, err := c.Get(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	v.final, v.status, v.body = resp.Request.URL, resp.StatusCode, string(b)
+	return v
+}
+
+func (e *env) authorizeURL(scope, returnTo string) string {
+	return e.bridge.URL + "/oauth/authorize?" + url.Values{"scope": {scope}, "return_to": {returnTo}}.Encode()
+}
+
+func (e *env) verifySession(t testing.TB, tok string) session.Session {
+	t.Helper()
+	keys, _ := session.NewKeys(sessionKey, "", 0)
+	s, err := keys.Verify(tok)
+	if err != nil {
+		t.Fatalf("session in the fragment does not verify: %v", err)
+	}
+	return s
+}
+
+// identityItems counts the items that are people or identity markers.
+func (e *env) identityItems(t testing.TB) int {
+	t.Helper()
+	out, err := e.db.Scan(context.Background(), &dynamodb.ScanInput{TableName: &e.table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, it := range out.Items {
+		if pk, ok := it["pk"].(*types.AttributeValueMemberS); !ok || !strings.HasPrefix(pk.Value, "OAUTHSTATE#") {
+			n++
+		}
+	}
+	return n
+}
+
+func TestFullRedirectChain(t *testing.T) {
+	for _, scope := range []string{wechat.ScopeBase, wechat.ScopeUserInfo} {
+		t.Run(scope, func(t *testing.T) {
+			e := newEnv(t)
+			p := e.sb.CreatePerson(sandbox.PersonSpec{})
+			page := e.h5.URL + "/orders/8812?from=share&x=a%26b"
+			v := e.browse(t, e.authorizeURL(scope, page), url.Values{"person": {p.ID}})
+
+			if len(v.hops) != 3 {
+				t.Fatalf("hops = %v, want authorize page, callback, H5 page", v.hops)
+			}
+			auth, cb := v.hops[0], v.hops[1]
+			aq := auth.Query()
+			if auth.Path != "/connect/oauth2/authorize" || aq.Get("appid") != sandbox.DevOfficialAccount.AppID || aq.Get("scope") != scope ||
+				aq.Get("response_type") != "code" || !platformState.MatchString(aq.Get("state")) || auth.Fragment != "wechat_redirect" {
+				t.Errorf("authorize hop = %s", auth)
+			}
+			if !strings.HasPrefix(aq.Get("redirect_uri"), e.bridge.URL+"/oauth/callback?") {
+				t.Errorf("redirect_uri = %s", aq.Get("redirect_uri"))
+			}
+			if cb.Path != "/oauth/callback" || cb.Query().Get("code") == "" || cb.Query().Get("state") != aq.Get("state") {
+				t.Errorf("callback hop = %s", cb)
+			}
+			if v.status != 200 || v.body != "landing" || v.final.Path != "/orders/8812" || v.final.RawQuery != "from=share&x=a%26b" {
+				t.Fatalf("ended at %s (%d %q), want the page with its query intact", v.final, v.status, v.body)
+			}
+			if strings.Contains(v.final.RawQuery, "session") {
+				t.Fatal("session in the query")
+			}
+			f := v.fragment()
+			s := e.verifySession(t, f.Get("session"))
+			if s.AppID != sandbox.DevOfficialAccount.AppID || s.OpenID != p.OAOpenID {
+				t.Errorf("session = %+v, want the OA identity", s)
+			}
+			if exp := f.Get("expires_at"); exp != "" && exp != jsonNum(s.Expires.Unix()) {
+				t.Errorf("expires_at = %s, session expires %d", exp, s.Expires.Unix())
+			}
+			person, err := e.store.Lookup(context.Background(), identity.OAKey(sandbox.DevOfficialAccount.AppID, p.OAOpenID))
+			if err != nil || person.UID != s.UID {
+				t.Fatalf("person = %+v, %v; session uid %s", person, err, s.UID)
+			}
+			prof, perr := e.profiles.Get(context.Background(), sandbox.DevOfficialAccount.AppID, p.OAOpenID)
+			switch scope {
+			case wechat.ScopeBase:
+				if person.UnionID != "" || e.sb.Calls("/sns/userinfo") != 0 || !errors.Is(perr, profiles.ErrNotFound) {
+					t.Errorf("snsapi_base: unionid %q, %d userinfo calls, profile %v", person.UnionID, e.sb.Calls("/sns/userinfo"), perr)
+				}
+			case wechat.ScopeUserInfo:
+				if person.UnionID != p.UnionID || e.sb.Calls("/sns/userinfo") != 1 || perr != nil || prof.Nickname != p.Nickname || prof.HeadImgURL == "" {
+					t.Errorf("snsapi_userinfo: unionid %q, %d userinfo calls, profile err %v", person.UnionID, e.sb.Calls("/sns/userinfo"), perr)
+				}
+			}
+		})
+	}
+}
+
+func jsonNum(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestConsentPage drives the sandbox's consent page like a person would:
+// open it, pick someone, press Allow or Refuse.
+func TestConsentPage(t *testing.T) {
+	e := newEnv(t)
+	p := e.sb.CreatePerson(sandbox.PersonSpec{})
+	page := e.h5.URL + "/welcome"
+	for _, button := range []string{"allow", "refuse"} {
+		t.Run(button, func(t *testing.T) {
+			before := e.identityItems(t)
+			v := e.browse(t, e.authorizeURL(wechat.ScopeUserInfo, page), nil)
+			if v.status != 200 || !strings.Contains(v.body, "<form") {
+				t.Fatalf("consent page = %d %s", v.status, v.body)
+			}
+			form := url.Values{}
+			for _, m := range regexp.MustCompile(`<input type="hidden" name="(\w+)" value="([^"]*)">`).FindAllStringSubmatch(v.body, -1) {
+				form.Set(m[1], html.UnescapeString(m[2]))
+			}
+			form.Set("person", p.ID)
+			if button == "refuse" {
+				form.Set("refuse", "1")
+			}
+			v = e.browse(t, e.sbSrv.URL+"/connect/oauth2/authorize?"+form.Encode(), nil)
+			f := v.fragment()
+			switch button {
+			case "allow":
+				if s := e.verifySession(t, f.Get("session")); s.OpenID != p.OAOpenID {
+					t.Errorf("session for %s, want %s", s.OpenID, p.OAOpenID)
+				}
+			case "refuse":
+				if f.Get("error") != "access_denied" || f.Has("session") || e.identityItems(t) != before {
+					t.Errorf("refusal: fragment %v, identity items %d then %d", f, before, e.identityItems(t))
+				}
+			}
+			if v.final.Path != "/welcome" {
+				t.Errorf("ended at %s", v.final)
+			}
+		})
+	}
+}
+
+// TestOnePersonAcrossOAuthAndLogin: the H5 visitor and the mini-program
+// user are one person, whichever comes first.
+func TestOnePersonAcrossOAuthAndLogin(t *testing.T) {
+	for _, order := range []string{"oauth_then_login", "login_then_oauth"} {
+		t.Run(order, func(t *testing.T) {
+			e := newEnv(t)
+			login, err := loginhandler.New(e.cfg, e.wc, e.store, observe.Logger(e.logs, "login"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := e.sb.CreatePerson(sandbox.PersonSpec{})
+			var mpUID, oaUID, oaSession string
+			mp := func() {
+				code, _ := e.sb.WXLogin(p.ID)
+				req := events.APIGatewayV2HTTPRequest{RouteKey: "POST /mp/login", Body: `{"code":"` + code + `"}`}
+				resp, _ := login.Handle(context.Background(), req)
+				var out loginhandler.LoginResponse
+				if resp.StatusCode != 200 || json.Unmarshal([]byte(resp.Body), &out) != nil {
+					t.Fatalf("login = %d %s", resp.StatusCode, resp.Body)
+				}
+				mpUID = out.Person.UID
+			}
+			oauth := func() {
+				v := e.browse(t, e.authorizeURL(wechat.ScopeUserInfo, e.h5.URL+"/"), url.Values{"person": {p.ID}})
+				oaSession = v.fragment().Get("session")
+				oaUID = e.verifySession(t, oaSession).UID
+			}
+			if order == "oauth_then_login" {
+				oauth()
+				mp()
+			} else {
+				mp()
+				oauth()
+			}
+			if mpUID == "" || mpUID != oaUID {
+				t.Fatalf("mini program uid %s, OAuth uid %s: want one person", mpUID, oaUID)
+			}
+			person, err := e.store.Lookup(context.Background(), identity.MPKey(sandbox.DevMiniProgram.AppID, p.MPOpenID))
+			if err != nil || !person.Linked() || person.OA[sandbox.DevOfficialAccount.AppID].OpenID != p.OAOpenID {
+				t.Fatalf("person = %+v, %v: want both identities", person, err)
+			}
+
+			// The H5 session works as a bearer token on GET /me, and only there.
+			call := func(route string) (int, map[string]any) {
+				method, path, _ := strings.Cut(route, " ")
+				req := events.APIGatewayV2HTTPRequest{RouteKey: route, RawPath: path, Body: `{"encrypted_data":"x","iv":"y"}`,
+					Headers: map[string]string{"authorization": "Bearer " + oaSession}}
+				req.RequestContext.HTTP.Method = method
+				resp, _ := login.Handle(context.Background(), req)
+				var out map[string]any
+				json.Unmarshal([]byte(resp.Body), &out)
+				return resp.StatusCode, out
+			}
+			status, me := call("GET /me")
+			oa, _ := me["official_account"].(map[string]any)
+			mpID, _ := me["mini_program"].(map[string]any)
+			if status != 200 || me["uid"] != mpUID || me["linked"] != true || oa["openid"] != p.OAOpenID || mpID["openid"] != p.MPOpenID {
+				t.Errorf("GET /me with the H5 session = %d %v", status, me)
+			}
+			if status, out := call("POST /mp/profile"); status != 401 || out["error"] != "invalid_session" {
+				t.Errorf("POST /mp/profile with the H5 session = %d %v, want 401", status, out)
+			}
+		})
+	}
+}
+
+// start asks the handler for an authorize redirect and returns the
+// callback URL the platform would send the browser to (without code and
+// state) and the state.
+func (e *env) start(t testing.TB, h *Handler, scope, returnTo string) (callback, state string) {
+	t.Helper()
+	resp := e.get(t, h, "/oauth/authorize?"+url.Values{"scope": {scope}, "return_to": {returnTo}}.Encode())
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("authorize = %d %s", resp.StatusCode, resp.Body)
+	}
+	u, _ := url.Parse(resp.Headers["Location"])
+	return u.Query().Get("redirect_uri"), u.Query().Get("state")
+}
+
+// finish calls the callback as the platform's redirect would.
+func (e *env) finish(t testing.TB, h *Handler, callback, code, state string) events.APIGatewayV2HTTPResponse {
+	t.Helper()
+	u, _ := url.Parse(callback)
+	q := u.Query()
+	if code != "" {
+		q.Set("code", code)
+	}
+	q.Set("state", state)
+	return e.get(t, h, "/oauth/callback?"+q.Encode())
+}
+
+func (e *env) get(t testing.TB, h *Handler, pathQuery string) events.APIGatewayV2HTTPResponse {
+	t.Helper()
+	req, err := httpapi.Request(httptest.NewRequest("GET", e.bridge.URL+pathQuery, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := h.Handle(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// backTo checks that resp sends the browser to returnTo and returns the
+// fragment.
+func backTo(t testing.TB, resp events.APIGatewayV2HTTPResponse, returnTo string) url.Values {
+	t.Helper()
+	loc := resp.Headers["Location"]
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, returnTo+"#") {
+		t.Fatalf("got %d Location %q, want a redirect to %s#…", resp.StatusCode, loc, returnTo)
+	}
+	f, _ := url.ParseQuery(strings.TrimPrefix(loc, returnTo+"#"))
+	return f
+}
+
+func TestCallbackOutcomes(t *testing.T) {
+	cases := []struct {
+		name     string
+		scope    string
+		code     func(e *env, p sandbox.Person) string
+		setup    func(e *env)
+		fragment string // the one key=value expected
+		stored   bool   // a person was linked
+	}{
+		{name: "refused_consent", scope: wechat.ScopeUserInfo, code: func(*env, sandbox.Person) string { return "" }, fragment: "error=access_denied"},
+		{name: "used_code", scope: wechat.ScopeBase, code: func(e *env, p sandbox.Person) string {
+			code := consent(e, p, wechat.ScopeBase, false)
+			if _, err := e.wc.OAuthToken(context.Background(), sandbox.DevOfficialAccount.AppID, sandbox.DevOfficialAccount.Secret, code); err != nil {
+				panic(err)
+			}
+			return code
+		}, fragment: "error=invalid_code"},
+		{name: "expired_code", scope: wechat.ScopeBase, code: func(e *env, p sandbox.Person) string {
+			code := consent(e, p, wechat.ScopeBase, false)
+			e.sb.Clock().Advance(5*time.Minute + time.Second)
+			return code
+		}, fragment: "error=invalid_code"},
+		{name: "unknown_code", scope: wechat.ScopeBase, code: func(*env, sandbox.Person) string { return "0123456789abcdef0123456789abcdef" }, fragment: "error=invalid_code"},
+		{name: "snapshot_user_not_stored", scope: wechat.ScopeUserInfo, code: func(e *env, p sandbox.Person) string {
+			return consent(e, p, wechat.ScopeUserInfo, true)
+		}, fragment: "snapshot=1"},
+		{name: "wechat_down", scope: wechat.ScopeBase, code: freshCode, setup: fault("/sns/oauth2/access_token", -1), fragment: "error=temporarily_unavailable"},
+		{name: "wechat_rate_limited", scope: wechat.ScopeBase, code: freshCode, setup: fault("/sns/oauth2/access_token", 45011), fragment: "error=temporarily_unavailable"},
+		{name: "bad_app_secret_is_ours_to_fix", scope: wechat.ScopeBase, code: freshCode, setup: fault("/sns/oauth2/access_token", 40125), fragment: "error=server_error"},
+		{name: "profile_down_still_signs_in", scope: wechat.ScopeUserInfo, code: func(e *env, p sandbox.Person) string {
+			return consent(e, p, wechat.ScopeUserInfo, false)
+		}, setup: fault("/sns/userinfo", -1), stored: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			p := e.sb.CreatePerson(sandbox.PersonSpec{})
+			page := e.h5.URL + "/done"
+			callback, state := e.start(t, e.h, tc.scope, page)
+			code := tc.code(e, p)
+			if tc.setup != nil {
+				tc.setup(e)
+			}
+			f := backTo(t, e.finish(t, e.h, callback, code, state), page)
+			n := e.identityItems(t)
+			if !tc.stored {
+				k, v, _ := strings.Cut(tc.fragment, "=")
+				if len(f) != 1 || f.Get(k) != v {
+					t.Errorf("fragment = %v, want only %s", f, tc.fragment)
+				}
+				if n != 0 {
+					t.Errorf("%d people, markers or profiles stored", n)
+				}
+				return
+			}
+			s := e.verifySession(t, f.Get("session"))
+			person, err := e.store.ByUID(context.Background(), s.UID)
+			// The unionid came with the token even though the profile did not.
+			if err != nil || person.UnionID != p.UnionID {
+				t.Errorf("person = %+v, %v", person, err)
+			}
+			if _, err := e.profiles.Get(context.Background(), sandbox.DevOfficialAccount.AppID, p.OAOpenID); !errors.Is(err, profiles.ErrNotFound) {
+				t.Errorf("profile: %v, want none", err)
+			}
+		})
+	}
+}
+
+func consent(e *env, p sandbox.Person, scope string, snapshot bool) string {
+	code, err := e.sb.OAuthCode(sandbox.OAuthConsent{Person: p.ID, Scope: scope, Snapshot: snapshot})
+	if err != nil {
+		panic(err)
+	}
+	return code
+}
+
+func freshCode(e *env, p sandbox.Person) string { return consent(e, p, wechat.ScopeBase, false) }
+
+func fault(path string, errcode int) func(*env) {
+	return func(e *env) {
+		if err := e.sb.InjectFault(sandbox.Fault{Path: path, ErrCode: errcode, Count: 1}); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// refusedPage checks a 400 page that sends the browser nowhere.
+func refusedPage(t testing.TB, resp events.APIGatewayV2HTTPResponse, status int, code string) {
+	t.Helper()
+	if resp.StatusCode != status || resp.Headers["Location"] != "" {
+		t.Fatalf("got %d Location %q, want a %d page", resp.StatusCode, resp.Headers["Location"], status)
+	}
+	if !strings.HasPrefix(resp.Headers["Content-Type"], "text/html") || !strings.Contains(resp.Body, "error: "+code) {
+		t.Fatalf("page = %s %s, want error %s", resp.Headers["Content-Type"], resp.Body, code)
+	}
+}
+
+func TestBadStateGetsAPageNotARedirect(t *testing.T) {
+	e := newEnv(t)
+	p := e.sb.CreatePerson(sandbox.PersonSpec{})
+	page := e.h5.URL + "/done"
+
+	t.Run("forged", func(t *testing.T) {
+		callback, state := e.start(t, e.h, wechat.ScopeBase, page)
+		b := []byte(state)
+		if b[len(b)-1] == '0' {
+			b[len(b)-1] = '1'
+		} else {
+			b[len(b)-1] = '0'
+		}
+		refusedPage(t, e.finish(t, e.h, callback, freshCode(e, p), string(b)), 400, "invalid_state")
+	})
+
+	t.Run("missing", func(t *testing.T) {
+		callback, _ := e.start(t, e.h, wechat.ScopeBase, page)
+		refusedPage(t, e.finish(t, e.h, callback, freshCode(e, p), ""), 400, "invalid_state")
+	})
+
+	t.Run("return_to_swapped", func(t *testing.T) {
+		_, state := e.start(t, e.h, wechat.ScopeBase, page)
+		other, _ := e.start(t, e.h, wechat.ScopeBase, e.h5.URL+"/elsewhere")
+		refusedPage(t, e.finish(t, e.h, other, freshCode(e, p), state), 400, "invalid_state")
+	})
+
+	t.Run("expired", func(t *testing.T) {
+		callback, state := e.start(t, e.h, wechat.ScopeBase, page)
+		e.h.SetClock(func() time.Time { return time.Now().Add(oauthstate.TTL + time.Second) })
+		defer e.h.SetClock(time.Now)
+		refusedPage(t, e.finish(t, e.h, callback, freshCode(e, p), state), 400, "expired_state")
+	})
+
+	t.Run("replayed", func(t *testing.T) {
+		callback, state := e.start(t, e.h, wechat.ScopeBase, page)
+		code := freshCode(e, p)
+		if f := backTo(t, e.finish(t, e.h, callback, code, state), page); f.Get("session") == "" {
+			t.Fatalf("first use: %v", f)
+		}
+		refusedPage(t, e.finish(t, e.h, callback, code, state), 400, "used_state")
+		refusedPage(t, e.finish(t, e.h, callback, freshCode(e, p), state), 400, "used_state")
+	})
+
+	t.Run("replayed_after_refusal", func(t *testing.T) {
+		callback, state := e.start(t, e.h, wechat.ScopeBase, page)
+		backTo(t, e.finish(t, e.h, callback, "", state), page)
+		refusedPage(t, e.finish(t, e.h, callback, freshCode(e, p), state), 400, "used_state")
+	})
+
+	t.Run("origin_dropped_from_the_allowlist_since", func(t *testing.T) {
+		callback, state := e.start(t, e.h, wechat.ScopeBase, page)
+		stricter := e.newHandler(t, Options{Origins: []string{"https://h5.example.com"}, PublicURL: e.bridge.URL})
+		refusedPage(t, e.finish(t, stricter, callback, freshCode(e, p), state), 400, "invalid_return_to")
+	})
+}
+
+func TestAuthorizeRejects(t *testing.T) {
+	e := newEnv(t)
+	host := strings.TrimPrefix(e.h5.URL, "http://")
+	cases := map[string]string{
+		"missing":              "",
+		"other_origin":         "https://evil.example/",
+		"other_port":           "http://" + strings.Split(host, ":")[0] + ":1/",
+		"other_scheme":         "https://" + host + "/",
+		"suffix_host":          "http://" + host + ".evil.example/",
+		"credentials":          "http://" + host + "@evil.example/",
+		"backslash":            "http://" + host + "\\@evil.example/",
+		"scheme_relative":      "//evil.example/",
+		"relative":             "/landing",
+		"javascript":           "javascript:alert(document.domain)//" + host,
+		"data":                 "data:text/html,<script>alert(1)</script>",
+		"fragment":             e.h5.URL + "/#/orders",
+		"tab_in_it":            "http://" + host + "/\tx",
+		"too_long":             e.h5.URL + "/" + strings.Repeat("a", maxReturnTo),
+		"encoded_host_confuse": "http://evil.example%2f@" + host + "/",
+	}
+	for name, rt := range cases {
+		t.Run(name, func(t *testing.T) {
+			resp := e.get(t, e.h, "/oauth/authorize?"+url.Values{"scope": {"snsapi_base"}, "return_to": {rt}}.Encode())
+			refusedPage(t, resp, 400, "invalid_return_to")
+		})
+	}
+	t.Run("unknown_scope", func(t *testing.T) {
+		resp := e.get(t, e.h, "/oauth/authorize?"+url.Values{"scope": {"snsapi_login"}, "return_to": {e.h5.URL}}.Encode())
+		refusedPage(t, resp, 400, "invalid_request")
+	})
+	t.Run("repeated_return_to", func(t *testing.T) {
+		resp := e.get(t, e.h, "/oauth/authorize?return_to="+url.QueryEscape(e.h5.URL)+"&return_to="+url.QueryEscape("https://evil.example/"))
+		refusedPage(t, resp, 400, "invalid_request")
+	})
+	t.Run("unknown_route", func(t *testing.T) {
+		refusedPage(t, e.get(t, e.h, "/oauth/nope"), 404, "not_found")
+	})
+	t.Run("allowed_variants", func(t *testing.T) {
+		for _, rt := range []string{e.h5.URL, e.h5.URL + "/", "HTTP://" + strings.ToUpper(host) + "/Path?q=1"} {
+			if resp := e.get(t, e.h, "/oauth/authorize?"+url.Values{"return_to": {rt}}.Encode()); resp.StatusCode != http.StatusFound {
+				t.Errorf("%s: %d %s", rt, resp.StatusCode, resp.Body)
+			}
+		}
+	})
+	if n := e.identityItems(t); n != 0 {
+		t.Errorf("authorize wrote %d items", n)
+	}
+}
+
+func TestCallbackURL(t *testing.T) {
+	e := newEnv(t)
+	req := func() events.APIGatewayV2HTTPRequest {
+		r := events.APIGatewayV2HTTPRequest{RouteKey: "GET /oauth/authorize", RawQueryString: url.Values{"return_to": {e.h5.URL + "/"}}.Encode()}
+		r.RequestContext.DomainName = "abc123.execute-api.us-east-1.amazonaws.com"
+		return r
+	}
+	for name, c := range map[string]struct{ publicURL, want string }{
+		"derived_from_the_request": {"", "https://abc123.execute-api.us-east-1.amazonaws.com/oauth/callback?return_to="},
+		"configured":               {"https://api.example.com/wx/", "https://api.example.com/wx/oauth/callback?return_to="},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := e.newHandler(t, Options{Origins: []string{e.h5.URL}, PublicURL: c.publicURL})
+			resp, _ := h.Handle(context.Background(), req())
+			u, _ := url.Parse(resp.Headers["Location"])
+			if got := u.Query().Get("redirect_uri"); !strings.HasPrefix(got, c.want) {
+				t.Errorf("redirect_uri = %s, want %s…", got, c.want)
+			}
+		})
+	}
+}
+
+func TestNewRefusesBadConfiguration(t *testing.T) {
+	e := newEnv(t)
+	noOA := e.cfg
+	noOA.OfficialAccount = apps.OfficialAccount{}
+	for name, c := range map[string]struct {
+		cfg  apps.Config
+		opts Options
+	}{
+		"no_origins":        {e.cfg, Options{}},
+		"origin_not_url":    {e.cfg, Options{Origins: []string{"h5.example.com"}}},
+		"origin_with_path":  {e.cfg, Options{Origins: []string{"https://h5.example.com/app"}}},
+		"public_url_query":  {e.cfg, Options{Origins: []string{"https://h5.example.com"}, PublicURL: "https://api.example.com/?x=1"}},
+		"no_official_acct":  {noOA, Options{Origins: []string{"https://h5.example.com"}}},
+		"public_url_scheme": {e.cfg, Options{Origins: []string{"https://h5.example.com"}, PublicURL: "ftp://api.example.com"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := New(c.cfg, c.opts, Deps{}); err == nil {
+				t.Error("accepted")
+			}
+		})
+	}
+	got, err := ParseOrigins(" https://H5.example.com:443 , http://localhost:8080,")
+	if err != nil || strings.Join(got, " ") != "https://h5.example.com http://localhost:8080" {
+		t.Errorf("ParseOrigins = %v, %v", got, err)
+	}
+	if _, err := ParseOrigins("https://h5.example.com,*.example.com"); err == nil {
+		t.Error("a wildcard is not an origin")
+	}
+}
+
+// TestLogsKeepSecrets runs both scopes and the error paths, then checks
+// that no code, web token, session, nickname, avatar or app secret reached
+// the logs.
+func TestLogsKeepSecrets(t *testing.T) {
+	e := newEnv(t)
+	p := e.sb.CreatePerson(sandbox.PersonSpec{})
+	v := e.browse(t, e.authorizeURL(wechat.ScopeUserInfo, e.h5.URL+"/"), url.Values{"person": {p.ID}})
+	code := v.hops[1].Query().Get("code")
+	sess := v.fragment().Get("session")
+	e.browse(t, e.authorizeURL(wechat.ScopeBase, e.h5.URL+"/"), url.Values{"person": {p.ID}})
+	e.finish(t, e.h, v.hops[1].String(), code, v.hops[1].Query().Get("state")) // replay: an error path
+	callback, state := e.start(t, e.h, wechat.ScopeBase, e.h5.URL+"/")
+	e.finish(t, e.h, callback, code, state) // used code: another error path
+
+	secrets := map[string]string{"code": code, "session": sess, "nickname": p.Nickname, "app secret": sandbox.DevOfficialAccount.Secret}
+	var answer struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+		HeadImgURL   string `json:"headimgurl"`
+	}
+	for _, b := range e.wire.bodies {
+		json.Unmarshal([]byte(b), &answer)
+		for name, v := range map[string]string{"web access token": answer.AccessToken, "refresh token": answer.RefreshToken, "avatar": answer.HeadImgURL} {
+			if v != "" {
+				secrets[name+" "+v[:8]] = v
+			}
+		}
+	}
+	if len(secrets) < 7 {
+		t.Fatalf("expected tokens and the avatar on the wire, have %d secrets", len(secrets))
+	}
+	logs := e.logs.String()
+	if !strings.Contains(logs, `"route":"GET /oauth/callback"`) || !strings.Contains(logs, `"outcome":"used_state"`) {
+		t.Fatalf("expected request logs, got %s", logs)
+	}
+	for name, secret := range secrets {
+		if strings.Contains(logs, secret) {
+			t.Errorf("logs contain the %s", name)
+		}
+	}
+}

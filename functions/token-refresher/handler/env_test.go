@@ -1,0 +1,210 @@
+package handler_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"wxbridge/functions/token-refresher/handler"
+	"wxbridge/shared/awsenv"
+	"wxbridge/shared/awstest"
+	"wxbridge/shared/observe"
+	"wxbridge/shared/tokens"
+	"wxbridge/shared/wechat"
+	"wxbridge/shared/wechat/sandbox"
+)
+
+func TestMain(m *testing.M) { awstest.Main(m) }
+
+var (
+	mp = sandbox.DevMiniProgram
+	oa = sandbox.DevOfficialAccount
+)
+
+// env is a refresher deployment in miniature: the sandbox, one table, one
+// token secret per app in moto, and as many refresher "instances"
+// (handlers) and function "processes" (token sources) as a test wants.
+type env struct {
+	t       testing.TB
+	sb      *sandbox.Sandbox
+	url     string
+	table   string
+	db      *dynamodb.Client
+	sm      *secretsmanager.Client
+	secrets map[string]string // appid -> token secret ARN
+	apps    []handler.App
+	logs    *syncBuffer
+	invoker *tokens.Local
+	h       *handler.Handler
+}
+
+// syncBuffer is a log sink shared by concurrent handlers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// lines returns the JSON log and metric lines that contain every one of
+// the given substrings.
+func (s *syncBuffer) lines(subs ...string) []map[string]any {
+	var out []map[string]any
+next:
+	for _, l := range strings.Split(s.String(), "\n") {
+		for _, sub := range subs {
+			if !strings.Contains(l, sub) {
+				continue next
+			}
+		}
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	sb := sandbox.New(sandbox.DefaultConfig())
+	srv := httptest.NewServer(sb)
+	t.Cleanup(srv.Close)
+	e := &env{
+		t:     t,
+		sb:    sb,
+		url:   srv.URL,
+		table: awstest.Table(t),
+		db:    dynamodb.NewFromConfig(awstest.Config(nil)),
+		sm:    secretsmanager.NewFromConfig(awstest.Config(nil)),
+		// The stack creates the token secrets holding "{}"; so do the tests.
+		secrets: map[string]string{mp.AppID: awstest.Secret(t, struct{}{}), oa.AppID: awstest.Secret(t, struct{}{})},
+		logs:    &syncBuffer{},
+	}
+	for _, a := range []sandbox.App{mp, oa} {
+		e.apps = append(e.apps, handler.App{AppID: a.AppID, Secret: a.Secret, TokenSecret: e.secrets[a.AppID]})
+	}
+	e.h = e.handler()
+	e.invoker = &tokens.Local{Run: func(ctx context.Context, req tokens.RefreshRequest) error {
+		_, err := e.h.Handle(ctx, req)
+		return err
+	}}
+	t.Cleanup(e.invoker.Wait)
+	return e
+}
+
+// handler returns a new refresher instance over the same resources, as a
+// second Lambda execution environment would be.
+func (e *env) handler(tweaks ...func(*handler.Options)) *handler.Handler {
+	e.t.Helper()
+	o := handler.Options{
+		Apps:    e.apps,
+		WeChat:  wechat.New(wechat.Options{APIBase: e.url}),
+		Secrets: e.sm,
+		DB:      e.db,
+		Table:   e.table,
+		Now:     e.sb.Clock().Now,
+		Log:     observe.Logger(e.logs, "token-refresher"),
+		Metrics: observe.NewMetrics(e.logs, "token-refresher"),
+	}
+	for _, f := range tweaks {
+		f(&o)
+	}
+	h, err := handler.New(o)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return h
+}
+
+// source returns a token source as a function process has one.
+func (e *env) source(tweaks ...func(*tokens.Options)) *tokens.Source {
+	o := tokens.Options{
+		Secrets:   e.secrets,
+		Reader:    e.sm,
+		Refresher: e.invoker,
+		Now:       e.sb.Clock().Now,
+		Log:       observe.Logger(e.logs, "function"),
+	}
+	for _, f := range tweaks {
+		f(&o)
+	}
+	return tokens.NewSource(o)
+}
+
+func (e *env) client(src wechat.TokenSource) *wechat.Client {
+	return wechat.New(wechat.Options{APIBase: e.url, Tokens: src})
+}
+
+// run is one scheduled run.
+func (e *env) run(h *handler.Handler) handler.Result {
+	e.t.Helper()
+	res, _ := h.Handle(context.Background(), tokens.RefreshRequest{})
+	return res
+}
+
+// stored reads an app's token secret.
+func (e *env) stored(appid string) tokens.Stored {
+	e.t.Helper()
+	var st tokens.Stored
+	if err := awsenv.SecretJSON(context.Background(), e.sm, e.secrets[appid], &st); err != nil {
+		e.t.Fatal(err)
+	}
+	return st
+}
+
+// advanceTo moves the sandbox clock until the stored token of appid has
+// left to live.
+func (e *env) advanceTo(appid string, left time.Duration) {
+	e.t.Helper()
+	st := e.stored(appid)
+	if st.AccessToken == "" {
+		e.t.Fatalf("%s: no token stored", appid)
+	}
+	e.sb.Clock().Advance(st.ExpiresAt.Sub(e.sb.Clock().Now()) - left)
+}
+
+func outcomeOf(res handler.Result, appid string) string {
+	for _, a := range res.Apps {
+		if a.AppID == appid {
+			return a.Outcome
+		}
+	}
+	return ""
+}
+
+// noTokensIn fails if any token the sandbox could have issued to the test
+// shows up in the logs: every token stored in either secret over the test
+// is checked by the caller passing it in.
+func (e *env) noTokensIn(seen ...string) {
+	e.t.Helper()
+	logs := e.logs.String()
+	for _, tok := range seen {
+		if tok != "" && strings.Contains(logs, tok) {
+			e.t.Fatalf("a token appears in the logs")
+		}
+	}
+	for _, a := range []sandbox.App{mp, oa} {
+		if strings.Contains(logs, a.Secret) {
+			e.t.Fatalf("an AppSecret appears in the logs")
+		}
+	}
+}

@@ -1,0 +1,380 @@
+// Package handler is the token-refresher: the only code in wxbridge that
+// calls WeChat's token endpoints. It keeps each app's access token in that
+// app's Secrets Manager secret (tokens.Stored), refreshing it on a schedule
+// in stable_token's normal mode and, when a function reports a refused
+// token, forcing a refresh within the platform's budget. Every other
+// function reads the secrets through tokens.Source.
+//
+// The handler takes a tokens.RefreshRequest so that the same code runs in
+// Lambda (schedule and asynchronous invoke), the devstack and the tests.
+package handler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"wxbridge/shared/apps"
+	"wxbridge/shared/awsenv"
+	"wxbridge/shared/observe"
+	"wxbridge/shared/tokens"
+	"wxbridge/shared/wechat"
+)
+
+// App is one WeChat app the refresher keeps a token for.
+type App struct {
+	AppID       string
+	Secret      string // the AppSecret; never logged
+	TokenSecret string // the Secrets Manager secret holding the token
+}
+
+// Apps lists the apps of cfg that have credentials, with their token
+// secrets.
+func Apps(cfg apps.Config, miniProgramSecret, officialAccountSecret string) []App {
+	var out []App
+	for _, a := range []struct {
+		app    apps.App
+		secret string
+	}{{cfg.MiniProgram, miniProgramSecret}, {cfg.OfficialAccount.App, officialAccountSecret}} {
+		if a.app.AppID != "" && a.app.Secret != "" && a.secret != "" {
+			out = append(out, App{AppID: a.app.AppID, Secret: a.app.Secret, TokenSecret: a.secret})
+		}
+	}
+	return out
+}
+
+// WeChat is the platform call the refresher makes.
+type WeChat interface {
+	StableToken(ctx context.Context, appid, secret string, force bool) (wechat.AccessToken, error)
+}
+
+// Secrets reads and writes the token secrets.
+type Secrets interface {
+	awsenv.SecretGetter
+	PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error)
+}
+
+// Options configures a Handler.
+type Options struct {
+	Apps    []App
+	WeChat  WeChat
+	Secrets Secrets
+	DB      Table  // the lease and force-budget items
+	Table   string // table name
+	// Now defaults to time.Now; Sleep to a timer. The 24-hour simulation
+	// runs both on the sandbox's clock.
+	Now   func() time.Time
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Log defaults to discarding; Metrics may be nil.
+	Log     *slog.Logger
+	Metrics *observe.Metrics
+}
+
+// Handler runs refreshes. It is safe for concurrent use; overlapping runs,
+// here or in other processes, coordinate through the table.
+type Handler struct {
+	apps    []App
+	wechat  WeChat
+	secrets Secrets
+	ledger  *ledger
+	now     func() time.Time
+	sleep   func(ctx context.Context, d time.Duration) error
+	log     *slog.Logger
+	metrics *observe.Metrics
+}
+
+// New returns a Handler for o.
+func New(o Options) (*Handler, error) {
+	switch {
+	case len(o.Apps) == 0:
+		return nil, errors.New("token-refresher: no app has credentials and a token secret")
+	case o.WeChat == nil || o.Secrets == nil || o.DB == nil || o.Table == "":
+		return nil, errors.New("token-refresher: WeChat, Secrets, DB and Table are required")
+	}
+	h := &Handler{apps: o.Apps, wechat: o.WeChat, secrets: o.Secrets, now: o.Now, sleep: o.Sleep, log: o.Log, metrics: o.Metrics}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.sleep == nil {
+		h.sleep = func(ctx context.Context, d time.Duration) error {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	h.ledger = &ledger{db: o.DB, table: o.Table, now: h.now}
+	return h, nil
+}
+
+// Result is what one run did, per app.
+type Result struct {
+	Apps []AppResult `json:"apps"`
+}
+
+// AppResult is one app's outcome: fresh, refreshed, forced, unchanged,
+// already_replaced, busy, force_refused, failed or error.
+type AppResult struct {
+	AppID     string    `json:"appid"`
+	Outcome   string    `json:"outcome"`
+	Reason    string    `json:"reason,omitempty"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+}
+
+// Outcomes of a run for one app.
+const (
+	OutcomeFresh           = "fresh"            // stored token has long enough to live: no call
+	OutcomeRefreshed       = "refreshed"        // normal-mode call stored a new token
+	OutcomeForced          = "forced"           // forced refresh stored a new token
+	OutcomeUnchanged       = "unchanged"        // the platform answered the stored token again
+	OutcomeAlreadyReplaced = "already_replaced" // the refused token is no longer the stored one
+	OutcomeBusy            = "busy"             // another run holds the lease
+	OutcomeForceRefused    = "force_refused"    // the force budget (20 a day, 30 s apart) says no
+	OutcomeFailed          = "failed"           // the platform refused the refresh
+	OutcomeError           = "error"            // Secrets Manager or DynamoDB failed
+)
+
+// ErrUnknownApp reports a request for an app the refresher does not manage.
+var ErrUnknownApp = errors.New("token-refresher: unknown appid")
+
+// Handle runs a refresh: of every app for the schedule's empty request, of
+// one app (forced if the refused token is still stored) for a request
+// naming one. It returns an error when some app ended failed or error, so
+// that Lambda's error metric counts it; the refresher never retries by
+// itself, the next scheduled run does.
+func (h *Handler) Handle(ctx context.Context, req tokens.RefreshRequest) (Result, error) {
+	log := h.log.With("request_id", observe.RequestID(ctx))
+	targets := h.apps
+	if req.AppID != "" {
+		targets = nil
+		for _, a := range h.apps {
+			if a.AppID == req.AppID {
+				targets = []App{a}
+			}
+		}
+		if targets == nil {
+			log.Error("token refresh", "appid", req.AppID, "outcome", OutcomeError, "error", ErrUnknownApp)
+			return Result{}, fmt.Errorf("%w: %q", ErrUnknownApp, req.AppID)
+		}
+	}
+	// Apps run side by side: each may wait up to a minute for its token's
+	// rollover, and the waits must not add up past the function's timeout.
+	res := Result{Apps: make([]AppResult, len(targets))}
+	var wg sync.WaitGroup
+	for i, a := range targets {
+		wg.Go(func() { res.Apps[i] = h.run(ctx, log.With("appid", a.AppID), a, req.Refused) })
+	}
+	wg.Wait()
+	var errs []error
+	for _, r := range res.Apps {
+		h.metrics.Count("TokenRefresh", "appid", r.AppID, "outcome", r.Outcome)
+		if r.Outcome == OutcomeFailed || r.Outcome == OutcomeError {
+			errs = append(errs, fmt.Errorf("%s: %s: %s", r.AppID, r.Outcome, r.Reason))
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+// run refreshes one app. refused is the fingerprint of a token a function
+// saw refused, or "". A run reads the secret first, which settles most runs
+// (the token is fresh, or the refused one is already replaced) with one
+// read; only a run that will call the platform takes the app's lease, reads
+// again under it and decides again, so that overlapping runs make one call.
+func (h *Handler) run(ctx context.Context, log *slog.Logger, a App, refused string) AppResult {
+	res := AppResult{AppID: a.AppID}
+	for waited := false; ; waited = true {
+		st, err := h.load(ctx, a)
+		if err != nil {
+			return h.finish(log, res, OutcomeError, "read token secret", err)
+		}
+		res.ExpiresAt = st.ExpiresAt
+		d := decide(st, refused, h.now())
+		switch {
+		case d.act == actNone:
+			return h.finish(log, res, d.outcome, d.reason, nil)
+		case d.act == actWait && !waited:
+			log.Info("token refresh waits for the platform's rollover", "token", tokens.Fingerprint(st.AccessToken), "wait", d.wait.String())
+			if err := h.sleep(ctx, d.wait); err != nil {
+				return h.finish(log, res, OutcomeError, "waiting for the rollover", err)
+			}
+			continue
+		}
+		// A forced-refresh request waits for the lease, since the run
+		// holding it may not replace the refused token; a scheduled run
+		// leaves the work to the holder.
+		lease, err := h.ledger.acquire(ctx, a.AppID, refused != "")
+		if err != nil {
+			return h.finish(log, res, OutcomeError, "lease", err)
+		}
+		if lease == nil {
+			return h.finish(log, res, OutcomeBusy, "another run holds the lease", nil)
+		}
+		defer h.ledger.release(ctx, lease)
+		if st, err = h.load(ctx, a); err != nil {
+			return h.finish(log, res, OutcomeError, "read token secret", err)
+		}
+		d = decide(st, refused, h.now())
+		if d.act == actWait {
+			// The wait is over and ends inside the rollover; a clock that
+			// disagrees costs at most one call answered with the same token.
+			d = decision{act: actNormal, reason: "token enters the rollover"}
+		}
+		return h.apply(ctx, log, a, st, d, res)
+	}
+}
+
+// load reads a's stored token. A secret without a value yet (as created by
+// the stack) reads as no token.
+func (h *Handler) load(ctx context.Context, a App) (tokens.Stored, error) {
+	var st tokens.Stored
+	err := awsenv.SecretJSON(ctx, h.secrets, a.TokenSecret, &st)
+	return st, err
+}
+
+// apply carries out decision d about a's stored token st.
+func (h *Handler) apply(ctx context.Context, log *slog.Logger, a App, st tokens.Stored, d decision, res AppResult) AppResult {
+	res.ExpiresAt = st.ExpiresAt
+	switch d.act {
+	case actNone:
+		return h.finish(log, res, d.outcome, d.reason, nil)
+	case actForce:
+		if err := h.ledger.spendForce(ctx, a.AppID); err != nil {
+			var be *budgetError
+			if !errors.As(err, &be) {
+				return h.finish(log, res, OutcomeError, "force budget", err)
+			}
+			// Something keeps invalidating this app's tokens (a leak, or
+			// another system forcing refreshes): a human should look.
+			log.Error("token refresh", "alarm", "force_budget", "outcome", OutcomeForceRefused,
+				"token", tokens.Fingerprint(st.AccessToken), "reason", be.Error())
+			h.metrics.Count("TokenForceRefused", "appid", a.AppID, "reason", be.kind)
+			res.Outcome, res.Reason = OutcomeForceRefused, be.Error()
+			return res
+		}
+	}
+	force := d.act == actForce
+	sent := h.now()
+	at, err := h.wechat.StableToken(ctx, a.AppID, a.Secret, force)
+	if err != nil {
+		h.alarm(log, a, err, force)
+		// Record the failure next to the token: functions that find the
+		// token unusable then report this answer (errcode, rid) to their
+		// callers instead of a bare "no token".
+		if f := tokens.FailureOf(err, sent); !f.Same(st.Failure) {
+			st.Failure = f
+			if werr := h.store(ctx, a, st); werr != nil {
+				log.Error("token refresh: recording the failure", "error", werr)
+			}
+		}
+		return h.finish(log, res, OutcomeFailed, err.Error(), nil)
+	}
+	outcome := OutcomeRefreshed
+	if force {
+		outcome = OutcomeForced
+	}
+	next := tokens.Stored{AccessToken: at.Token, ExpiresAt: sent.Add(at.ExpiresIn), RefreshedAt: h.now()}
+	if at.Token == st.AccessToken && st.Failure == nil {
+		// The platform has not rolled over yet; the stored expiry stays
+		// (both count down from the same issue).
+		return h.finish(log, res, OutcomeUnchanged, d.reason, nil)
+	}
+	if err := h.store(ctx, a, next); err != nil {
+		// A forced token that cannot be stored leaves functions with a
+		// dead one; they will ask again and the budget decides.
+		log.Error("token refresh", "outcome", OutcomeError, "alarm", "token_not_stored", "forced", force, "error", err)
+		res.Outcome, res.Reason = OutcomeError, "write token secret: "+err.Error()
+		return res
+	}
+	res.ExpiresAt = next.ExpiresAt
+	log.Info("token refresh", "outcome", outcome, "reason", d.reason,
+		"token", tokens.Fingerprint(next.AccessToken), "replaced", tokens.Fingerprint(st.AccessToken),
+		"expires_at", next.ExpiresAt, "expires_in", at.ExpiresIn.String())
+	res.Outcome, res.Reason = outcome, d.reason
+	return res
+}
+
+// alarm reports a failed token-endpoint call. IP whitelist (40164), IP risk
+// (89503), a bad AppSecret (40125) and quota (45009) are configuration
+// alarms: nothing changes until someone fixes the account or the egress IP.
+func (h *Handler) alarm(log *slog.Logger, a App, err error, forced bool) {
+	class := wechat.ClassOf(err)
+	code := 0
+	var we *wechat.Error
+	if errors.As(err, &we) {
+		code = we.Code
+	}
+	if class == wechat.ClassConfig || class == wechat.ClassQuota {
+		log.Error("token refresh", "alarm", "configuration", "outcome", OutcomeFailed, "forced", forced,
+			"errcode", code, "rid", wechat.RID(err), "class", class.String(), "error", err)
+		h.metrics.Count("TokenConfigAlarm", "appid", a.AppID, "errcode", strconv.Itoa(code))
+		return
+	}
+	log.Warn("token refresh", "outcome", OutcomeFailed, "forced", forced,
+		"errcode", code, "rid", wechat.RID(err), "class", class.String(), "error", err)
+}
+
+// finish logs an outcome that needs no more than its reason.
+func (h *Handler) finish(log *slog.Logger, res AppResult, outcome, reason string, err error) AppResult {
+	res.Outcome, res.Reason = outcome, reason
+	switch {
+	case err != nil:
+		res.Reason = reason + ": " + err.Error()
+		log.Error("token refresh", "outcome", outcome, "reason", reason, "error", err)
+	case outcome == OutcomeFailed:
+		// alarm has logged it.
+	default:
+		log.Info("token refresh", "outcome", outcome, "reason", reason, "expires_at", res.ExpiresAt)
+	}
+	return res
+}
+
+// storeAttempts bounds the writes of one token: a token the platform has
+// just issued (and that invalidated the previous one, if forced) must not be
+// lost to one throttled call.
+const storeAttempts = 3
+
+func (h *Handler) store(ctx context.Context, a App, st tokens.Stored) error {
+	b, err := jsonString(st)
+	if err != nil {
+		return err
+	}
+	for i := 1; ; i++ {
+		_, err = h.secrets.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
+			SecretId: aws.String(a.TokenSecret), SecretString: aws.String(b),
+		})
+		if err == nil || i == storeAttempts || ctx.Err() != nil {
+			return err
+		}
+		if serr := h.sleepReal(ctx, time.Duration(i)*200*time.Millisecond); serr != nil {
+			return err
+		}
+	}
+}
+
+// sleepReal pauses in real time, for retries against AWS (as opposed to
+// h.sleep, which waits for the platform's clock).
+func (h *Handler) sleepReal(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,146 @@
+// Package follow applies the official account's pushed events to the
+// identity store: a follow links the follower (by unionid from user/info)
+// and marks them subscribed, an unfollow marks them unsubscribed and keeps
+// the link, and a parametric QR scene carrying a binding token binds the
+// business's external_id.
+package follow
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+
+	"wxbridge/shared/binding"
+	"wxbridge/shared/identity"
+	"wxbridge/shared/observe"
+	"wxbridge/shared/wechat"
+	"wxbridge/shared/wechat/push"
+)
+
+// WeChat is the platform call a follow needs.
+type WeChat interface {
+	Follower(ctx context.Context, appid, openid string) (wechat.Follower, error)
+}
+
+// People is the identity store as follow events use it.
+type People interface {
+	Link(ctx context.Context, s identity.Sighting) (identity.Result, error)
+}
+
+// Processor applies events for one official account.
+type Processor struct {
+	AppID    string // the official account's appid
+	WeChat   WeChat
+	People   People
+	Bindings *binding.Verifier // nil: scenes never bind
+	Log      *slog.Logger
+	Metrics  *observe.Metrics
+}
+
+// Result says what an event did.
+type Result struct {
+	Action string // "linked", "unsubscribed", "bound", "ignored"
+	UID    string
+}
+
+// Process applies one event. Events wxbridge does not act on are ignored
+// (and counted), never refused. Process is idempotent: the same event twice
+// changes nothing the second time.
+func (p *Processor) Process(ctx context.Context, e push.Event) (Result, error) {
+	p.Metrics.Count("PushEvents", "kind", e.Kind())
+	switch e.Kind() {
+	case push.Subscribe:
+		return p.subscribe(ctx, e, strings.TrimPrefix(e.EventKey, "qrscene_"))
+	case push.Scan:
+		return p.scan(ctx, e)
+	case push.Unsubscribe:
+		res, err := p.People.Link(ctx, identity.Sighting{
+			OA: &identity.OASighting{AppID: p.AppID, OpenID: e.FromUserName, Follow: &identity.Follow{Subscribed: false, At: e.At()}},
+		})
+		return Result{Action: "unsubscribed", UID: res.Person.UID}, err
+	}
+	// TEMPLATESENDJOBFINISH belongs to the send ledger, which records it
+	// once notifications exist; messages and menu events are not ours.
+	p.Metrics.Count("PushIgnored", "kind", e.Kind())
+	return Result{Action: "ignored"}, nil
+}
+
+func (p *Processor) subscribe(ctx context.Context, e push.Event, scene string) (Result, error) {
+	info, err := p.WeChat.Follower(ctx, p.AppID, e.FromUserName)
+	if err != nil {
+		return Result{}, err
+	}
+	s := identity.Sighting{
+		OA:      &identity.OASighting{AppID: p.AppID, OpenID: e.FromUserName, Follow: &identity.Follow{Subscribed: true, At: e.At(), Scene: info.SubscribeScene}},
+		UnionID: info.UnionID,
+	}
+	// user/info answers subscribe=0, without unionid, when the follower has
+	// unfollowed since: the follow still happened at its time.
+	return p.link(ctx, s, scene)
+}
+
+// scan is a follower scanning a parametric code: only a binding scene
+// matters, and it also links the follower if wxbridge had not met them yet.
+func (p *Processor) scan(ctx context.Context, e push.Event) (Result, error) {
+	if p.bindingOf(e.EventKey) == "" {
+		p.Metrics.Count("PushIgnored", "kind", e.Kind())
+		return Result{Action: "ignored"}, nil
+	}
+	info, err := p.WeChat.Follower(ctx, p.AppID, e.FromUserName)
+	if err != nil {
+		return Result{}, err
+	}
+	return p.link(ctx, identity.Sighting{OA: &identity.OASighting{AppID: p.AppID, OpenID: e.FromUserName}, UnionID: info.UnionID}, e.EventKey)
+}
+
+// link links s, binding the external_id scene carries if it is a valid
+// binding token. A binding that conflicts is reported and dropped, and the
+// follow itself is still recorded.
+func (p *Processor) link(ctx context.Context, s identity.Sighting, scene string) (Result, error) {
+	s.ExternalID = p.bindingOf(scene)
+	res, err := p.People.Link(ctx, s)
+	if errors.Is(err, identity.ErrConflict) && s.ExternalID != "" {
+		p.Log.Warn("binding refused", "error", err)
+		p.Metrics.Count("LinkConflicts", "source", "qrscene")
+		s.ExternalID = ""
+		res, err = p.People.Link(ctx, s)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	p.Metrics.Count("Links", "source", "push", "outcome", string(res.Outcome))
+	action := "linked"
+	if s.ExternalID != "" {
+		action = "bound"
+	}
+	return Result{Action: action, UID: res.Person.UID}, nil
+}
+
+// bindingOf returns the external_id a scene binds, or "" when the scene is
+// not a valid binding token (most scenes are plain marketing codes).
+func (p *Processor) bindingOf(scene string) string {
+	if p.Bindings == nil || scene == "" {
+		return ""
+	}
+	id, err := p.Bindings.Verify(scene)
+	if err != nil {
+		return ""
+	}
+	return id
+}
+
+// Retryable reports whether an event that failed with err may succeed
+// later: platform hiccups, token and quota trouble, store outages and lost
+// races may; invalid identities, conflicts and errors about the user or our
+// request will not.
+func Retryable(err error) bool {
+	if errors.Is(err, identity.ErrInvalid) || errors.Is(err, identity.ErrConflict) {
+		return false
+	}
+	switch wechat.ClassOf(err) {
+	case wechat.ClassUserState, wechat.ClassSender:
+		return false
+	}
+	return true
+}

@@ -1,0 +1,209 @@
+// Package oauthstate is the anti-forgery state of the official account's
+// web OAuth. A state is signed (HMAC-SHA256 with a key derived from the
+// session key), expires after ten minutes, carries a nonce and the scope,
+// and binds the return_to URL that travels next to it; it is 68 hex digits,
+// inside the platform's limit of 128 letters and digits. A Ledger makes
+// each state single-use with a conditional write that expires by TTL.
+package oauthstate
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// TTL is how long a state is accepted after it was issued: the time a
+// visitor may spend on the platform's consent page.
+const TTL = 10 * time.Minute
+
+// The scopes a state can carry, as the platform spells them.
+const (
+	ScopeBase     = "snsapi_base"
+	ScopeUserInfo = "snsapi_userinfo"
+)
+
+// Layout of a state before hex encoding.
+const (
+	version  = 1
+	nonceLen = 12
+	macLen   = 16
+	bodyLen  = 1 + 1 + 4 + nonceLen // version, scope, expiry, nonce
+	// Len is the length of an encoded state, in hex digits.
+	Len = 2 * (bodyLen + macLen)
+)
+
+// State is what a verified state says.
+type State struct {
+	Scope    string
+	ReturnTo string
+	Nonce    string // hex; names the state in the Ledger
+	Expires  time.Time
+}
+
+// Errors of Verify and Ledger.Use.
+var (
+	ErrInvalid  = errors.New("oauthstate: malformed or forged state")
+	ErrExpired  = errors.New("oauthstate: expired state")
+	ErrReplayed = errors.New("oauthstate: state already used")
+)
+
+// Keys issues and verifies states.
+type Keys struct {
+	signing []byte
+	verify  [][]byte
+	// Now is the clock; tests replace it.
+	Now func() time.Time
+}
+
+// NewKeys returns Keys that sign with a key derived from current and also
+// verify with one derived from previous, if set, so that a session-key
+// rotation does not break visitors who are on the consent page.
+func NewKeys(current, previous string) (*Keys, error) {
+	if current == "" {
+		return nil, errors.New("oauthstate: no signing key")
+	}
+	k := &Keys{signing: derive(current), Now: time.Now}
+	k.verify = append(k.verify, k.signing)
+	if previous != "" {
+		k.verify = append(k.verify, derive(previous))
+	}
+	return k, nil
+}
+
+// derive separates the state key from the sessions signed with the same
+// configured secret.
+func derive(secret string) []byte {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte("wxbridge oauth state v1"))
+	return m.Sum(nil)
+}
+
+// Issue returns a new state for scope and returnTo.
+func (k *Keys) Issue(scope, returnTo string) (string, State, error) {
+	sc, ok := scopeByte(scope)
+	if !ok {
+		return "", State{}, fmt.Errorf("oauthstate: unknown scope %q", scope)
+	}
+	expires := k.Now().Add(TTL).Truncate(time.Second).UTC()
+	body := make([]byte, bodyLen, bodyLen+macLen)
+	body[0], body[1] = version, sc
+	binary.BigEndian.PutUint32(body[2:6], uint32(expires.Unix()))
+	rand.Read(body[6:])
+	tok := append(body, mac(k.signing, body, returnTo)...)
+	return hex.EncodeToString(tok), State{
+		Scope: scope, ReturnTo: returnTo, Nonce: hex.EncodeToString(body[6:]), Expires: expires,
+	}, nil
+}
+
+// Verify checks that token was issued by these keys for returnTo and has
+// not expired. It does not check single use: that is Ledger.Use.
+func (k *Keys) Verify(token, returnTo string) (State, error) {
+	if len(token) != Len {
+		return State{}, ErrInvalid
+	}
+	raw, err := hex.DecodeString(token)
+	// One spelling per state: lower-case hex only.
+	if err != nil || hex.EncodeToString(raw) != token {
+		return State{}, ErrInvalid
+	}
+	body, sum := raw[:bodyLen], raw[bodyLen:]
+	good := false
+	for _, key := range k.verify {
+		if hmac.Equal(sum, mac(key, body, returnTo)) {
+			good = true
+		}
+	}
+	scope := scopeName(body[1])
+	if !good || body[0] != version || scope == "" {
+		return State{}, ErrInvalid
+	}
+	s := State{
+		Scope:    scope,
+		ReturnTo: returnTo,
+		Nonce:    hex.EncodeToString(body[6:]),
+		Expires:  time.Unix(int64(binary.BigEndian.Uint32(body[2:6])), 0).UTC(),
+	}
+	if !k.Now().Before(s.Expires) {
+		return State{}, ErrExpired
+	}
+	return s, nil
+}
+
+func mac(key, body []byte, returnTo string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("wxbridge-oauth-state-v1\n"))
+	m.Write(body)
+	m.Write([]byte("\n"))
+	m.Write([]byte(returnTo))
+	return m.Sum(nil)[:macLen]
+}
+
+func scopeByte(scope string) (byte, bool) {
+	switch scope {
+	case ScopeBase:
+		return 'b', true
+	case ScopeUserInfo:
+		return 'u', true
+	}
+	return 0, false
+}
+
+func scopeName(b byte) string {
+	switch b {
+	case 'b':
+		return ScopeBase
+	case 'u':
+		return ScopeUserInfo
+	}
+	return ""
+}
+
+// DB is the DynamoDB call a Ledger makes.
+type DB interface {
+	PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+}
+
+// Ledger remembers used states in the table until they expire.
+type Ledger struct {
+	db    DB
+	table string
+}
+
+// NewLedger returns a Ledger over table.
+func NewLedger(db DB, table string) *Ledger { return &Ledger{db: db, table: table} }
+
+// ttlSlack keeps a used state's record a little past its expiry, for
+// clocks that disagree by that much across Lambda hosts.
+const ttlSlack = 5 * time.Minute
+
+// Use records s as used. It returns ErrReplayed if s was used before, by
+// this or any other caller.
+func (l *Ledger) Use(ctx context.Context, s State) error {
+	_, err := l.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: &l.table,
+		Item: map[string]types.AttributeValue{
+			"pk":  &types.AttributeValueMemberS{Value: "OAUTHSTATE#" + s.Nonce},
+			"ttl": &types.AttributeValueMemberN{Value: strconv.FormatInt(s.Expires.Add(ttlSlack).Unix(), 10)},
+		},
+		ConditionExpression: aws.String("attribute_not_exists(pk)"),
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		return ErrReplayed
+	}
+	if err != nil {
+		return fmt.Errorf("oauthstate: record use: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+package tokens_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+
+	"wxbridge/shared/apps"
+	"wxbridge/shared/tokens"
+	"wxbridge/shared/wechat"
+)
+
+func jsonOf(v any) (string, error) {
+	b, err := json.Marshal(v)
+	return string(b), err
+}
+
+func TestStoredJSON(t *testing.T) {
+	at := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	st := tokens.Stored{AccessToken: "ACCESS", ExpiresAt: at.Add(2 * time.Hour), RefreshedAt: at}
+	b, _ := jsonOf(st)
+	if b != `{"access_token":"ACCESS","expires_at":"2026-03-02T12:00:00Z","refreshed_at":"2026-03-02T10:00:00Z"}` {
+		t.Fatalf("JSON %s", b)
+	}
+	// What the stack stores at creation reads as no token.
+	var empty tokens.Stored
+	if err := json.Unmarshal([]byte(`{}`), &empty); err != nil || empty.Usable(at) {
+		t.Fatalf("{} -> %v, %v", empty, err)
+	}
+	if !st.Usable(at.Add(2*time.Hour-2*time.Second)) || st.Usable(at.Add(2*time.Hour-time.Second)) {
+		t.Fatal("Usable: a token is usable until one second before its expiry")
+	}
+}
+
+func TestTokensStayOutOfLogs(t *testing.T) {
+	st := tokens.Stored{AccessToken: "SECRET-TOKEN-VALUE", ExpiresAt: time.Now()}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "stored", st)
+	for _, s := range []string{fmt.Sprint(st), fmt.Sprintf("%v %+v %#v %s", st, st, st, st), buf.String()} {
+		if strings.Contains(s, "SECRET-TOKEN-VALUE") {
+			t.Fatalf("token leaked: %s", s)
+		}
+	}
+	if !strings.Contains(buf.String(), tokens.Fingerprint(st.AccessToken)) {
+		t.Fatal("the log line should name the token by its fingerprint")
+	}
+	if fp := tokens.Fingerprint("a"); len(fp) != 32 || fp == tokens.Fingerprint("b") || tokens.Fingerprint("") != "" {
+		t.Fatalf("Fingerprint: %q", fp)
+	}
+}
+
+func TestFailureOf(t *testing.T) {
+	at := time.Now()
+	we := &wechat.Error{API: "/cgi-bin/stable_token", Code: 40164, Message: "invalid ip, not in whitelist", RID: "r-1"}
+	f := tokens.FailureOf(fmt.Errorf("wrapped: %w", we), at)
+	if f.ErrCode != 40164 || f.RID != "r-1" || f.Class != "config" || f.API != we.API {
+		t.Fatalf("%+v", f)
+	}
+	if !f.Same(&tokens.Failure{API: we.API, ErrCode: 40164, Class: "config", RID: "other"}) || f.Same(nil) {
+		t.Fatal("Same compares errcode, API and class only")
+	}
+	g := tokens.FailureOf(context.DeadlineExceeded, at)
+	if g.Class != "transient" || g.ErrCode != 0 || g.ErrMsg == "" {
+		t.Fatalf("%+v", g)
+	}
+}
+
+func TestSecretIDs(t *testing.T) {
+	cfg := apps.Config{MiniProgram: apps.App{AppID: "wxmp"}, OfficialAccount: apps.OfficialAccount{App: apps.App{AppID: "wxoa"}}}
+	got := tokens.SecretIDs(cfg, "arn:mp", "arn:oa")
+	if len(got) != 2 || got["wxmp"] != "arn:mp" || got["wxoa"] != "arn:oa" {
+		t.Fatalf("%v", got)
+	}
+	if got := tokens.SecretIDs(apps.Config{MiniProgram: apps.App{AppID: "wxmp"}}, "arn:mp", "arn:oa"); len(got) != 1 {
+		t.Fatalf("an app without an appid must be left out: %v", got)
+	}
+}
+
+// The Lambda invoker is checked against a recording HTTP server rather than
+// moto: moto answers an asynchronous invoke only after trying to run the
+// function in Docker. What matters is the request the real SDK sends.
+func TestLambdaInvoker(t *testing.T) {
+	var got struct {
+		path, invocationType string
+		body                 []byte
+	}
+	status := http.StatusAccepted
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.path, got.invocationType = r.URL.Path, r.Header.Get("X-Amz-Invocation-Type")
+		got.body, _ = io.ReadAll(r.Body)
+		w.WriteHeader(status)
+	}))
+	defer srv.Close()
+	client := lambda.NewFromConfig(aws.Config{
+		Region:           "us-east-1",
+		Credentials:      credentials.NewStaticCredentialsProvider("testing", "testing", ""),
+		BaseEndpoint:     aws.String(srv.URL),
+		RetryMaxAttempts: 1,
+	})
+	inv := tokens.LambdaInvoker{Client: client, Function: "wxbridge-TokenRefresher"}
+	req := tokens.RefreshRequest{AppID: appid, Refused: tokens.Fingerprint("bad")}
+	if err := inv.Request(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if got.path != "/2015-03-31/functions/wxbridge-TokenRefresher/invocations" || got.invocationType != "Event" {
+		t.Fatalf("path %q, invocation type %q", got.path, got.invocationType)
+	}
+	var sent tokens.RefreshRequest
+	if err := json.Unmarshal(got.body, &sent); err != nil || sent != req {
+		t.Fatalf("payload %s", got.body)
+	}
+	if bytes.Contains(got.body, []byte("bad")) {
+		t.Fatal("the payload carries the token instead of its fingerprint")
+	}
+
+	status = http.StatusOK // a synchronous answer means the invoke was not queued
+	if err := inv.Request(context.Background(), req); err == nil {
+		t.Fatal("want an error for a non-202 answer")
+	}
+	status = http.StatusTooManyRequests
+	if err := inv.Request(context.Background(), req); err == nil || errors.Is(err, context.Canceled) {
+		t.Fatalf("throttled invoke: %v", err)
+	}
+}

@@ -1,0 +1,192 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+)
+
+// followerRoutes adds the official account's follower and QR-code APIs.
+func (s *Sandbox) followerRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("/cgi-bin/user/info", s.handleUserInfo)
+	mux.HandleFunc("/cgi-bin/user/info/batchget", s.handleUserInfoBatch)
+	mux.HandleFunc("/cgi-bin/qrcode/create", s.handleQRCodeCreate)
+}
+
+// UserInfo is the platform's answer about one OA user (cgi-bin/user/info).
+// For someone who does not follow, only subscribe=0 and the openid.
+type UserInfo struct {
+	Subscribe      int    `json:"subscribe"`
+	OpenID         string `json:"openid"`
+	Language       string `json:"language,omitempty"`
+	SubscribeTime  int64  `json:"subscribe_time,omitempty"`
+	UnionID        string `json:"unionid,omitempty"`
+	Remark         string `json:"remark"`
+	GroupID        int    `json:"groupid"`
+	TagIDList      []int  `json:"tagid_list"`
+	SubscribeScene string `json:"subscribe_scene,omitempty"`
+	QRScene        int    `json:"qr_scene"`
+	QRSceneStr     string `json:"qr_scene_str"`
+}
+
+// oaOnly checks the access token and that it is the official account's: the
+// follower APIs are not open to the mini program (48001).
+func (s *Sandbox) oaOnly(r *http.Request) error {
+	app, err := s.authorize(r)
+	if err != nil {
+		return err
+	}
+	if app.AppID != s.cfg.OfficialAccount.AppID {
+		return errcode(48001)
+	}
+	return nil
+}
+
+// userInfo answers for openid (s.mu held): 40003 for an openid that is not
+// one of this account's.
+func (s *Sandbox) userInfo(openid string) (UserInfo, error) {
+	p := s.byOAOpenID(openid)
+	if p == nil {
+		return UserInfo{}, errcode(40003)
+	}
+	if !p.Following {
+		return UserInfo{Subscribe: 0, OpenID: openid}, nil
+	}
+	return UserInfo{
+		Subscribe:      1,
+		OpenID:         openid,
+		Language:       "zh_CN",
+		SubscribeTime:  p.follow.subscribeTime,
+		UnionID:        p.UnionID,
+		TagIDList:      []int{},
+		SubscribeScene: p.follow.scene,
+		QRSceneStr:     p.follow.qrScene,
+	}, nil
+}
+
+// byOAOpenID finds a person by OA openid (s.mu held). The index is rebuilt
+// when it misses, which only unknown openids and new people cause.
+func (s *Sandbox) byOAOpenID(openid string) *person {
+	if id, ok := s.push.byOA[openid]; ok {
+		return s.people[id]
+	}
+	s.push.byOA = make(map[string]string, len(s.people))
+	for id, p := range s.people {
+		s.push.byOA[p.OAOpenID] = id
+	}
+	if id, ok := s.push.byOA[openid]; ok {
+		return s.people[id]
+	}
+	return nil
+}
+
+// handleUserInfo is GET /cgi-bin/user/info?access_token&openid&lang.
+func (s *Sandbox) handleUserInfo(w http.ResponseWriter, r *http.Request) {
+	if err := s.oaOnly(r); err != nil {
+		s.answer(w, nil, err)
+		return
+	}
+	openid := r.URL.Query().Get("openid")
+	if openid == "" {
+		s.fail(w, 40003)
+		return
+	}
+	s.mu.Lock()
+	info, err := s.userInfo(openid)
+	s.mu.Unlock()
+	s.answer(w, info, err)
+}
+
+// maxBatch is the most users user/info/batchget takes in one call.
+const maxBatch = 100
+
+// handleUserInfoBatch is POST /cgi-bin/user/info/batchget with
+// {"user_list":[{"openid","lang"}]}, at most 100.
+func (s *Sandbox) handleUserInfoBatch(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		s.fail(w, 43002)
+		return
+	}
+	if err := s.oaOnly(r); err != nil {
+		s.answer(w, nil, err)
+		return
+	}
+	var in struct {
+		UserList []struct {
+			OpenID string `json:"openid"`
+		} `json:"user_list"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if len(b) == 0 {
+		s.fail(w, 44002)
+		return
+	}
+	if err := json.Unmarshal(b, &in); err != nil || len(in.UserList) == 0 || len(in.UserList) > maxBatch {
+		s.fail(w, 47001)
+		return
+	}
+	out := struct {
+		UserInfoList []UserInfo `json:"user_info_list"`
+	}{make([]UserInfo, 0, len(in.UserList))}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range in.UserList {
+		info, err := s.userInfo(u.OpenID)
+		if err != nil {
+			// One bad openid fails the whole call, as on the platform.
+			s.answer(w, nil, err)
+			return
+		}
+		out.UserInfoList = append(out.UserInfoList, info)
+	}
+	s.answer(w, out, nil)
+}
+
+// handleQRCodeCreate is POST /cgi-bin/qrcode/create for string scenes
+// (QR_STR_SCENE, QR_LIMIT_STR_SCENE): scanning the ticket (control API
+// /scan) follows with that scene.
+func (s *Sandbox) handleQRCodeCreate(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		s.fail(w, 43002)
+		return
+	}
+	if err := s.oaOnly(r); err != nil {
+		s.answer(w, nil, err)
+		return
+	}
+	var in struct {
+		ExpireSeconds int    `json:"expire_seconds"`
+		ActionName    string `json:"action_name"`
+		ActionInfo    struct {
+			Scene struct {
+				SceneStr string `json:"scene_str"`
+			} `json:"scene"`
+		} `json:"action_info"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err := json.Unmarshal(b, &in); err != nil {
+		s.fail(w, 47001)
+		return
+	}
+	scene := in.ActionInfo.Scene.SceneStr
+	// scene_str is 1 to 64 characters.
+	if (in.ActionName != "QR_STR_SCENE" && in.ActionName != "QR_LIMIT_STR_SCENE") || scene == "" || len(scene) > 64 {
+		s.fail(w, 40053)
+		return
+	}
+	expire := in.ExpireSeconds
+	if in.ActionName == "QR_STR_SCENE" {
+		if expire <= 0 {
+			expire = 30
+		}
+		expire = min(expire, 30*24*3600)
+	}
+	s.mu.Lock()
+	ticket := s.ticketFor(scene)
+	s.mu.Unlock()
+	out := map[string]any{"ticket": ticket, "url": "http://weixin.qq.com/q/" + ticket[2:24]}
+	if in.ActionName == "QR_STR_SCENE" {
+		out["expire_seconds"] = expire
+	}
+	s.answer(w, out, nil)
+}
