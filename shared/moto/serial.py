@@ -1,5 +1,5 @@
-# Starts moto_server with every request handled under one lock, and with
-# DynamoDB transactions that roll back only the items they touch.
+# Starts moto_server with every DynamoDB request handled under one lock, and
+# with DynamoDB transactions that roll back only the items they touch.
 #
 # moto_server serves requests on threads, but moto's DynamoDB
 # TransactWriteItems backs up the whole table and restores it when a
@@ -24,6 +24,9 @@ _lock = threading.Lock()
 
 def _serial(host, port, app, **kwargs):
     def locked(environ, start_response):
+        # Only DynamoDB needs it, and an SQS long poll must not hold it.
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+            return app(environ, start_response)
         with _lock:
             return list(app(environ, start_response))
 

@@ -1,6 +1,14 @@
 package tokens
 
-import "wxbridge/shared/apps"
+import (
+	"log/slog"
+
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"wxbridge/shared/apps"
+	"wxbridge/shared/awsenv"
+	"wxbridge/shared/observe"
+)
 
 // The environment variables template.yaml sets for the functions that use
 // tokens.
@@ -24,4 +32,21 @@ func SecretIDs(cfg apps.Config, miniProgramSecret, officialAccountSecret string)
 		out[id] = officialAccountSecret
 	}
 	return out
+}
+
+// FromEnv is the Source a function builds from its environment: the token
+// secrets named by EnvMiniProgramSecret and EnvOfficialAccountSecret for the
+// apps configured in cfg, and forced-refresh requests sent to the function
+// named by EnvRefresher through env's Lambda client.
+func FromEnv(env awsenv.Env, cfg apps.Config, log *slog.Logger, metrics *observe.Metrics) *Source {
+	o := Options{
+		Secrets: SecretIDs(cfg, env.Get(EnvMiniProgramSecret), env.Get(EnvOfficialAccountSecret)),
+		Reader:  secretsmanager.NewFromConfig(env.AWS),
+		Log:     log,
+		Metrics: metrics,
+	}
+	if name := env.Get(EnvRefresher); name != "" && env.Lambda != nil {
+		o.Refresher = LambdaInvoker{Client: env.Lambda, Function: name}
+	}
+	return NewSource(o)
 }

@@ -1,0 +1,72 @@
+package handler
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"wxbridge/shared/apps"
+	"wxbridge/shared/awsenv"
+	"wxbridge/shared/binding"
+	"wxbridge/shared/follow"
+	"wxbridge/shared/idempotency"
+	"wxbridge/shared/identity"
+	"wxbridge/shared/observe"
+	"wxbridge/shared/tokens"
+	"wxbridge/shared/wechat"
+	"wxbridge/shared/wechat/push"
+)
+
+// FromEnv builds the follow-event function from its environment: WXB_TABLE,
+// WXB_APP_SECRET, WXB_PUSH_RETRY_QUEUE, the OA token secret and the
+// refresher (shared/tokens), and optionally WXB_PUSH_WINDOW and
+// WXB_WECHAT_API_BASE.
+func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
+	vars, err := env.Require("WXB_TABLE", "WXB_APP_SECRET", "WXB_PUSH_RETRY_QUEUE", tokens.EnvOfficialAccountSecret)
+	if err != nil {
+		return nil, err
+	}
+	window := push.DefaultWindow
+	if v := env.Get("WXB_PUSH_WINDOW"); v != "" {
+		if window, err = time.ParseDuration(v); err != nil {
+			return nil, fmt.Errorf("WXB_PUSH_WINDOW: %w", err)
+		}
+	}
+	cfg, err := apps.Load(ctx, secretsmanager.NewFromConfig(env.AWS), vars["WXB_APP_SECRET"])
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Check(apps.NeedOfficialAccount); err != nil {
+		return nil, err
+	}
+	oa := cfg.OfficialAccount
+	receiver, err := push.NewReceiver(oa.Token, oa.EncodingAESKey, oa.AppID, window)
+	if err != nil {
+		return nil, err
+	}
+	log, metrics := observe.Logger(env.Out, "follow-event"), observe.NewMetrics(env.Out, "follow-event")
+	db := dynamodb.NewFromConfig(env.AWS)
+	proc := &follow.Processor{
+		AppID:   oa.AppID,
+		WeChat:  wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Tokens: tokens.FromEnv(env, cfg, log, metrics)}),
+		People:  identity.NewStore(db, vars["WXB_TABLE"]),
+		Log:     log,
+		Metrics: metrics,
+	}
+	if cfg.Check(apps.NeedBindKey) == nil {
+		proc.Bindings = binding.NewVerifier(cfg.BindKey, cfg.BindKeyPrevious)
+	}
+	return &Handler{
+		Receiver:  receiver,
+		Processor: proc,
+		Claims:    idempotency.NewStore(db, vars["WXB_TABLE"], "push"),
+		Queue:     sqs.NewFromConfig(env.AWS),
+		QueueURL:  vars["WXB_PUSH_RETRY_QUEUE"],
+		Log:       log,
+		Metrics:   metrics,
+	}, nil
+}

@@ -1,0 +1,30 @@
+package handler
+
+import (
+	"context"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"wxbridge/shared/apps"
+	"wxbridge/shared/awsenv"
+	"wxbridge/shared/identity"
+	"wxbridge/shared/observe"
+	"wxbridge/shared/wechat"
+)
+
+// FromEnv builds the login function from its environment (template.yaml's
+// variables): WXB_TABLE, WXB_APP_SECRET and optionally WXB_WECHAT_API_BASE.
+func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
+	vars, err := env.Require("WXB_TABLE", "WXB_APP_SECRET")
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := apps.Load(ctx, secretsmanager.NewFromConfig(env.AWS), vars["WXB_APP_SECRET"])
+	if err != nil {
+		return nil, err
+	}
+	wc := wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE")})
+	people := identity.NewStore(dynamodb.NewFromConfig(env.AWS), vars["WXB_TABLE"])
+	return New(cfg, wc, people, observe.Logger(env.Out, "login"), observe.NewMetrics(env.Out, "login"))
+}

@@ -1,0 +1,43 @@
+package handler
+
+import (
+	"context"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"wxbridge/shared/apps"
+	"wxbridge/shared/awsenv"
+	"wxbridge/shared/identity"
+	"wxbridge/shared/oauthstate"
+	"wxbridge/shared/observe"
+	"wxbridge/shared/profiles"
+	"wxbridge/shared/wechat"
+)
+
+// FromEnv builds the oauth-callback function from its environment:
+// WXB_TABLE, WXB_APP_SECRET, WXB_H5_ORIGINS, and optionally WXB_PUBLIC_URL,
+// WXB_WECHAT_API_BASE and WXB_WECHAT_OPEN_BASE.
+func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
+	vars, err := env.Require("WXB_TABLE", "WXB_APP_SECRET", "WXB_H5_ORIGINS")
+	if err != nil {
+		return nil, err
+	}
+	origins, err := ParseOrigins(vars["WXB_H5_ORIGINS"])
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := apps.Load(ctx, secretsmanager.NewFromConfig(env.AWS), vars["WXB_APP_SECRET"])
+	if err != nil {
+		return nil, err
+	}
+	db := dynamodb.NewFromConfig(env.AWS)
+	return New(cfg, Options{Origins: origins, PublicURL: env.Get("WXB_PUBLIC_URL")}, Deps{
+		WeChat:   wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), OpenBase: env.Get("WXB_WECHAT_OPEN_BASE")}),
+		People:   identity.NewStore(db, vars["WXB_TABLE"]),
+		States:   oauthstate.NewLedger(db, vars["WXB_TABLE"]),
+		Profiles: profiles.NewStore(db, vars["WXB_TABLE"]),
+		Log:      observe.Logger(env.Out, "oauth-callback"),
+		Metrics:  observe.NewMetrics(env.Out, "oauth-callback"),
+	})
+}

@@ -1,0 +1,38 @@
+package handler
+
+import (
+	"context"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"wxbridge/shared/apps"
+	"wxbridge/shared/awsenv"
+	"wxbridge/shared/observe"
+	"wxbridge/shared/tokens"
+	"wxbridge/shared/wechat"
+)
+
+// FromEnv builds the token-refresher from its environment: WXB_TABLE,
+// WXB_APP_SECRET, the token secrets (tokens.EnvMiniProgramSecret,
+// tokens.EnvOfficialAccountSecret) and optionally WXB_WECHAT_API_BASE.
+func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
+	vars, err := env.Require("WXB_TABLE", "WXB_APP_SECRET")
+	if err != nil {
+		return nil, err
+	}
+	sm := secretsmanager.NewFromConfig(env.AWS)
+	cfg, err := apps.Load(ctx, sm, vars["WXB_APP_SECRET"])
+	if err != nil {
+		return nil, err
+	}
+	return New(Options{
+		Apps:    Apps(cfg, env.Get(tokens.EnvMiniProgramSecret), env.Get(tokens.EnvOfficialAccountSecret)),
+		WeChat:  wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE")}),
+		Secrets: sm,
+		DB:      dynamodb.NewFromConfig(env.AWS),
+		Table:   vars["WXB_TABLE"],
+		Log:     observe.Logger(env.Out, "token-refresher"),
+		Metrics: observe.NewMetrics(env.Out, "token-refresher"),
+	})
+}
