@@ -4,7 +4,7 @@ FUNCTIONS := $(notdir $(patsubst %/main.go,%,$(wildcard functions/*/main.go)))
 GOFLAGS_BUILD := -trimpath -tags lambda.norpc -ldflags="-s -w"
 BUILD_DIR ?= build
 
-.PHONY: all build test unit cfn-lint lint bench tools clean $(addprefix build-,$(FUNCTIONS))
+.PHONY: all build dev test unit cfn-lint lint bench tools clean $(addprefix build-,$(FUNCTIONS))
 
 all: test
 
@@ -26,6 +26,12 @@ TokenRefresherFunction := token-refresher
 build-%Function:
 	@test -n "$($*Function)" || { echo "no functions/ directory known for $*Function"; exit 1; }
 	$(GOBUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/$($*Function)
+
+## dev: the whole system on one machine (moto, the WeChat sandbox, every
+## function in-process); console at http://127.0.0.1:8080/_dev/
+dev: tools
+	go build -o $(BUILD_DIR)/devstack ./infra/devstack
+	./$(BUILD_DIR)/devstack
 
 ## test: unit and integration tests (moto and the WeChat sandbox), template lint, build
 test: tools unit cfn-lint build

@@ -3,18 +3,8 @@
 package main
 
 import (
-	"context"
-
 	"wxbridge/functions/login/handler"
 	"wxbridge/shared/awsenv"
 )
 
-func main() {
-	awsenv.Main("login", func(ctx context.Context, env awsenv.Env) (any, error) {
-		h, err := handler.FromEnv(ctx, env)
-		if err != nil {
-			return nil, err
-		}
-		return h.Handle, nil
-	})
-}
+func main() { awsenv.Main("login", handler.Build) }

@@ -6,18 +6,8 @@
 package main
 
 import (
-	"context"
-
 	"wxbridge/functions/token-refresher/handler"
 	"wxbridge/shared/awsenv"
 )
 
-func main() {
-	awsenv.Main("token-refresher", func(ctx context.Context, env awsenv.Env) (any, error) {
-		h, err := handler.FromEnv(ctx, env)
-		if err != nil {
-			return nil, err
-		}
-		return h.Handle, nil
-	})
-}
+func main() { awsenv.Main("token-refresher", handler.Build) }

@@ -19,6 +19,10 @@ import (
 
 // Template is the parsed resources section of a CloudFormation/SAM template.
 type Template struct {
+	Parameters map[string]Parameter `yaml:"Parameters"`
+	Globals    struct {
+		Function yaml.Node `yaml:"Function"`
+	} `yaml:"Globals"`
 	Resources map[string]Resource `yaml:"Resources"`
 }
 

@@ -93,3 +93,32 @@ func TestQueue(t *testing.T) {
 		t.Fatal("a literal dead-letter ARN must be refused: local runs cannot follow it")
 	}
 }
+
+func TestFunctionsFromRepositoryTemplate(t *testing.T) {
+	tpl, err := LoadNearest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fns, err := tpl.Functions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]Function{}
+	for _, f := range fns {
+		byID[f.LogicalID] = f
+	}
+	login := byID["LoginFunction"]
+	if login.Env["WXB_TABLE"].Ref != "Table" || len(login.Routes) != 3 {
+		t.Errorf("LoginFunction = %+v", login)
+	}
+	push := byID["FollowEventFunction"]
+	if len(push.Queues) != 1 || push.Queues[0].Queue != "PushRetryQueue" || !push.Queues[0].PartialFailures {
+		t.Errorf("FollowEventFunction queues = %+v", push.Queues)
+	}
+	if r := byID["TokenRefresherFunction"]; len(r.Schedules) != 1 || r.Schedules[0].Expression != "rate(5 minutes)" || r.Timeout != 90 {
+		t.Errorf("TokenRefresherFunction = %+v", r)
+	}
+	if tpl.Defaults()["LogRetentionDays"] == "" {
+		t.Error("parameter defaults missing")
+	}
+}

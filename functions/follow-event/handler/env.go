@@ -70,3 +70,13 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 		Metrics:   metrics,
 	}, nil
 }
+
+// Build is the function's entry point for awsenv.Main and the devstack: the
+// Lambda handler, built from env.
+func Build(ctx context.Context, env awsenv.Env) (any, error) {
+	h, err := FromEnv(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	return h.Handle, nil
+}

@@ -28,3 +28,13 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	people := identity.NewStore(dynamodb.NewFromConfig(env.AWS), vars["WXB_TABLE"])
 	return New(cfg, wc, people, observe.Logger(env.Out, "login"), observe.NewMetrics(env.Out, "login"))
 }
+
+// Build is the function's entry point for awsenv.Main and the devstack: the
+// Lambda handler, built from env.
+func Build(ctx context.Context, env awsenv.Env) (any, error) {
+	h, err := FromEnv(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	return h.Handle, nil
+}

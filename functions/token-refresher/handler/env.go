@@ -36,3 +36,13 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 		Metrics: observe.NewMetrics(env.Out, "token-refresher"),
 	})
 }
+
+// Build is the function's entry point for awsenv.Main and the devstack: the
+// Lambda handler, built from env.
+func Build(ctx context.Context, env awsenv.Env) (any, error) {
+	h, err := FromEnv(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	return h.Handle, nil
+}

@@ -1,0 +1,85 @@
+// Command devstack runs the whole of wxbridge on one machine with no AWS and
+// no WeChat account (make dev): moto plays DynamoDB, SQS and Secrets Manager
+// with the resources template.yaml declares, the WeChat sandbox plays the
+// platform, and every function runs in-process behind one HTTP listener,
+// with its queues polled and its schedules kept. A console at /_dev/ drives
+// it all by hand.
+//
+// Environment: WXB_DEV_ADDR (default 127.0.0.1:8080), AWS_ENDPOINT_URL (use
+// a running moto instead of starting one), WXB_DEV_PUSH_MODE (safe,
+// compatible or plaintext). With WXB_DEV_MP_APPID/WXB_DEV_MP_SECRET and
+// WXB_DEV_OA_APPID/WXB_DEV_OA_SECRET (and optionally WXB_DEV_OA_TOKEN,
+// WXB_DEV_OA_AES_KEY) it talks to the real WeChat platform instead.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"wxbridge/shared/apps"
+	"wxbridge/shared/wechat/push"
+)
+
+func main() {
+	start := time.Now()
+	cfg, err := configFromEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "devstack:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	s, err := Start(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "devstack:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("\n  wxbridge devstack\n\n")
+	fmt.Printf("  console   %s/_dev/\n", s.APIURL)
+	fmt.Printf("  API       %s   (push URL %s/wechat/push)\n", s.APIURL, s.APIURL)
+	if s.SandboxURL != "" {
+		fmt.Printf("  sandbox   %s   (WeChat, simulated)\n", s.SandboxURL)
+	} else {
+		fmt.Printf("  WeChat    the real platform\n")
+	}
+	fmt.Printf("  AWS       %s   (moto; region us-east-1, any credentials)\n", s.AWSURL)
+	fmt.Printf("  config    %s/_dev/config\n\n", s.APIURL)
+	fmt.Printf("ready in %s: open %s/_dev/ (Ctrl-C stops everything)\n", time.Since(start).Round(time.Millisecond), s.APIURL)
+	<-ctx.Done()
+	fmt.Println("\nstopping…")
+	s.Close()
+}
+
+func configFromEnv() (Config, error) {
+	cfg := Config{
+		Addr:        os.Getenv("WXB_DEV_ADDR"),
+		AWSEndpoint: os.Getenv("AWS_ENDPOINT_URL"),
+		Logs:        os.Stdout,
+	}
+	mode, err := push.ParseMode(os.Getenv("WXB_DEV_PUSH_MODE"))
+	if err != nil {
+		return Config{}, err
+	}
+	if os.Getenv("WXB_DEV_PUSH_MODE") != "" {
+		cfg.PushMode = mode
+	}
+	if os.Getenv("WXB_DEV_MP_APPID") != "" || os.Getenv("WXB_DEV_OA_APPID") != "" {
+		real := &apps.Config{
+			MiniProgram: apps.App{AppID: os.Getenv("WXB_DEV_MP_APPID"), Secret: os.Getenv("WXB_DEV_MP_SECRET")},
+			OfficialAccount: apps.OfficialAccount{
+				App:            apps.App{AppID: os.Getenv("WXB_DEV_OA_APPID"), Secret: os.Getenv("WXB_DEV_OA_SECRET")},
+				Token:          os.Getenv("WXB_DEV_OA_TOKEN"),
+				EncodingAESKey: os.Getenv("WXB_DEV_OA_AES_KEY"),
+			},
+		}
+		if err := real.Check(apps.NeedMiniProgram, apps.NeedOfficialAccount); err != nil {
+			return Config{}, fmt.Errorf("real WeChat mode: %w", err)
+		}
+		cfg.Real = real
+	}
+	return cfg, nil
+}

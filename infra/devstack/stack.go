@@ -1,0 +1,310 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"wxbridge/shared/apps"
+	"wxbridge/shared/awsenv"
+	"wxbridge/shared/cfn"
+	"wxbridge/shared/moto"
+	"wxbridge/shared/wechat/push"
+	"wxbridge/shared/wechat/sandbox"
+)
+
+// Config is how a devstack runs.
+type Config struct {
+	Addr        string    // the API and console listener; 127.0.0.1:8080 by default
+	SandboxAddr string    // the sandbox's listener; a free port by default
+	AWSEndpoint string    // an AWS endpoint (moto) to use; "" starts moto
+	PushMode    push.Mode // how the sandbox pushes; safe by default
+	// Real, when set, is the real WeChat platform's credentials: no
+	// sandbox is started and the functions talk to WeChat.
+	Real *apps.Config
+	// Logs receives the functions' log lines (metrics left out).
+	Logs io.Writer
+}
+
+// prefix names every local resource.
+const prefix = "wxbridge-dev-"
+
+// Stack is a running devstack.
+type Stack struct {
+	cfg        Config
+	aws        aws.Config
+	tpl        *cfn.Template
+	res        *resources
+	apps       apps.Config
+	fns        *functions
+	sb         *sandbox.Sandbox // nil with real WeChat
+	tap        *logTap
+	log        *slog.Logger
+	APIURL     string
+	SandboxURL string
+	AWSURL     string
+
+	moto    *moto.Server
+	servers []*http.Server
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// Start brings the whole system up and returns once it is ready.
+func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:8080"
+	}
+	if cfg.SandboxAddr == "" {
+		cfg.SandboxAddr = "127.0.0.1:0"
+	}
+	if cfg.PushMode == "" {
+		cfg.PushMode = push.Safe
+	}
+	tap := &logTap{out: cfg.Logs}
+	s = &Stack{cfg: cfg, tap: tap, log: slog.New(slog.NewTextHandler(orDiscard(cfg.Logs), nil)).With("devstack", true)}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.tpl, err = cfn.LoadNearest(); err != nil {
+		return nil, err
+	}
+
+	// Listeners first: the functions' configuration names their URLs.
+	apiLn, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (set WXB_DEV_ADDR to use another address): %w", cfg.Addr, err)
+	}
+	s.APIURL = "http://" + apiLn.Addr().String()
+	var sbLn net.Listener
+	if cfg.Real == nil {
+		if sbLn, err = net.Listen("tcp", cfg.SandboxAddr); err != nil {
+			apiLn.Close()
+			return nil, err
+		}
+		s.SandboxURL = "http://" + sbLn.Addr().String()
+	}
+
+	s.AWSURL = cfg.AWSEndpoint
+	if s.AWSURL == "" {
+		if s.moto, err = moto.Start(); err != nil {
+			return nil, err
+		}
+		s.AWSURL = s.moto.URL
+	}
+	s.aws = aws.Config{
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("devstack", "devstack", ""),
+		BaseEndpoint: aws.String(s.AWSURL),
+	}
+
+	s.apps = seedApps(cfg.Real)
+	seed, _ := json.Marshal(s.apps)
+	params := s.tpl.Defaults()
+	params["H5Origins"] = s.APIURL // the console's H5 page is the allowed return_to origin
+	params["PublicUrl"] = s.APIURL
+	if s.res, err = create(ctx, s.aws, s.tpl, prefix, params, map[string]string{"AppSecret": string(seed)}); err != nil {
+		return nil, err
+	}
+
+	if cfg.Real == nil {
+		s.sb = sandbox.New(sandbox.DefaultConfig())
+		oa := s.apps.OfficialAccount
+		if err := s.sb.SetPushTarget(sandbox.PushTarget{URL: s.APIURL + "/wechat/push", Token: oa.Token, EncodingAESKey: oa.EncodingAESKey, Mode: cfg.PushMode}); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.buildFunctions(ctx); err != nil {
+		return nil, err
+	}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	mux := http.NewServeMux()
+	s.fns.routes(mux)
+	s.console(mux)
+	s.serve(apiLn, mux)
+	if s.sb != nil {
+		s.serve(sbLn, s.sb)
+	}
+	// Scheduled functions run once at start, so tokens exist before the
+	// first request, then on their schedule.
+	client := sqs.NewFromConfig(s.aws)
+	for _, f := range s.fns.fns {
+		for _, sch := range f.def.Schedules {
+			period, err := every(sch.Expression)
+			if err != nil {
+				return nil, err
+			}
+			input := []byte(sch.Input)
+			if len(input) == 0 {
+				input = []byte("{}")
+			}
+			if _, err := f.invoke(ctx, input); err != nil {
+				return nil, fmt.Errorf("first run of %s: %w", f.def.LogicalID, err)
+			}
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); s.fns.schedule(runCtx, f, period, input) }()
+		}
+		for _, q := range f.def.Queues {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.fns.poll(runCtx, client, f, q, s.res.queues[q.Queue], s.res.arns[q.Queue])
+			}()
+		}
+	}
+	return s, nil
+}
+
+// buildFunctions builds every template function with the environment the
+// template gives it, pointed at the sandbox and at the in-process Lambda.
+func (s *Stack) buildFunctions(ctx context.Context) error {
+	defs, err := s.tpl.Functions()
+	if err != nil {
+		return err
+	}
+	s.fns = &functions{fns: map[string]*function{}, log: s.log}
+	for _, def := range defs {
+		build, ok := builders[def.LogicalID]
+		if !ok {
+			return fmt.Errorf("template function %s has no in-process builder: add it to builders in infra/devstack", def.LogicalID)
+		}
+		vars := map[string]string{}
+		for k, v := range def.Env {
+			if vars[k], err = s.res.resolve(v); err != nil {
+				return fmt.Errorf("%s: %s: %w", def.LogicalID, k, err)
+			}
+		}
+		if s.sb != nil {
+			vars["WXB_WECHAT_API_BASE"] = s.SandboxURL
+			vars["WXB_WECHAT_OPEN_BASE"] = s.SandboxURL
+		}
+		h, err := build(ctx, awsenv.Env{Vars: vars, AWS: s.aws, Out: s.tap, Lambda: s.fns})
+		if err != nil {
+			return fmt.Errorf("%s: %w", def.LogicalID, err)
+		}
+		s.fns.fns[def.LogicalID] = &function{def: def, handler: lambda.NewHandler(h)}
+	}
+	return nil
+}
+
+func (s *Stack) serve(ln net.Listener, h http.Handler) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	s.servers = append(s.servers, srv)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("serve", "error", err)
+		}
+	}()
+}
+
+// Close stops everything the stack started, moto included.
+func (s *Stack) Close() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, srv := range s.servers {
+		srv.Shutdown(ctx)
+	}
+	s.wg.Wait()
+	if s.fns != nil {
+		s.fns.wg.Wait()
+	}
+	if s.moto != nil {
+		s.moto.Stop()
+	}
+}
+
+// seedApps is the configuration secret: the real credentials when given,
+// else the sandbox's accounts; fresh signing keys and push settings either
+// way unless given.
+func seedApps(real *apps.Config) apps.Config {
+	c := apps.Config{
+		MiniProgram:     apps.App{AppID: sandbox.DevMiniProgram.AppID, Secret: sandbox.DevMiniProgram.Secret},
+		OfficialAccount: apps.OfficialAccount{App: apps.App{AppID: sandbox.DevOfficialAccount.AppID, Secret: sandbox.DevOfficialAccount.Secret}},
+	}
+	if real != nil {
+		c = *real
+	}
+	if c.OfficialAccount.Token == "" {
+		c.OfficialAccount.Token = randomText(32)
+	}
+	if c.OfficialAccount.EncodingAESKey == "" {
+		c.OfficialAccount.EncodingAESKey = randomText(43)
+	}
+	if c.SessionKey == "" {
+		c.SessionKey = randomText(48)
+	}
+	if c.BindKey == "" {
+		c.BindKey = randomText(48)
+	}
+	return c
+}
+
+// randomText is n letters and digits.
+func randomText(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return strings.NewReplacer("+", "A", "/", "B", "=", "C").Replace(base64.StdEncoding.EncodeToString(b))[:n]
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+// DevConfig is GET /_dev/config: what a developer or a test needs to talk
+// to the devstack.
+type DevConfig struct {
+	APIURL         string `json:"api_url"`
+	SandboxURL     string `json:"sandbox_url,omitempty"`
+	AWSEndpointURL string `json:"aws_endpoint_url"`
+	Region         string `json:"region"`
+	Table          string `json:"table"`
+	SendQueueURL   string `json:"send_queue_url,omitempty"`
+	SyncQueueURL   string `json:"sync_queue_url,omitempty"`
+	AppsSecret     string `json:"apps_secret"`
+	H5Origin       string `json:"h5_origin"`
+	OA             struct {
+		AppID          string    `json:"appid"`
+		Token          string    `json:"token"`
+		EncodingAESKey string    `json:"encoding_aes_key"`
+		Mode           push.Mode `json:"mode"`
+	} `json:"oa"`
+	MiniProgramAppID string `json:"mp_appid"`
+	Real             bool   `json:"real_wechat"`
+}
+
+func (s *Stack) devConfig() DevConfig {
+	c := DevConfig{
+		APIURL: s.APIURL, SandboxURL: s.SandboxURL, AWSEndpointURL: s.AWSURL, Region: s.aws.Region,
+		Table: s.res.refs["Table"], SendQueueURL: s.res.queues["SendQueue"], SyncQueueURL: s.res.queues["SyncQueue"],
+		AppsSecret: s.res.refs["AppSecret"], H5Origin: s.APIURL, MiniProgramAppID: s.apps.MiniProgram.AppID, Real: s.sb == nil,
+	}
+	c.OA.AppID, c.OA.Token, c.OA.EncodingAESKey, c.OA.Mode = s.apps.OfficialAccount.AppID, s.apps.OfficialAccount.Token, s.apps.OfficialAccount.EncodingAESKey, s.cfg.PushMode
+	return c
+}

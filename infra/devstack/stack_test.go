@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startStack runs a devstack on free ports for one test.
+func startStack(t *testing.T) *Stack {
+	t.Helper()
+	var logs bytes.Buffer
+	s, err := Start(context.Background(), Config{Addr: "127.0.0.1:0", Logs: &syncWriter{w: &logs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// syncWriter lets many function goroutines log into one buffer.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// call makes an HTTP request and decodes a JSON answer.
+func call(t *testing.T, method, url string, body any, header map[string]string) (int, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if len(raw) > 0 && json.Unmarshal(raw, &out) != nil {
+		t.Fatalf("%s %s: not JSON: %s", method, url, raw)
+	}
+	return resp.StatusCode, out
+}
+
+// TestStory drives the devstack through its HTTP APIs only, as a developer
+// would with curl: a person is created in the sandbox, logs in to the mini
+// program through wxbridge, follows the official account (the sandbox
+// pushes to wxbridge), and unfollows.
+func TestStory(t *testing.T) {
+	s := startStack(t)
+	_, cfg := call(t, "GET", s.APIURL+"/_dev/config", nil, nil)
+	for _, k := range []string{"api_url", "sandbox_url", "aws_endpoint_url", "region", "table", "apps_secret", "h5_origin", "oa"} {
+		if cfg[k] == nil || cfg[k] == "" {
+			t.Errorf("/_dev/config lacks %s: %v", k, cfg)
+		}
+	}
+	oa := cfg["oa"].(map[string]any)
+	if oa["mode"] != "safe" || oa["token"] == "" || len(oa["encoding_aes_key"].(string)) != 43 {
+		t.Errorf("oa config = %v", oa)
+	}
+	sb := cfg["sandbox_url"].(string)
+
+	status, person := call(t, "POST", sb+"/sandbox/people", map[string]string{"nickname": "Story"}, nil)
+	if status != 201 {
+		t.Fatalf("create person: %d %v", status, person)
+	}
+	id := person["id"].(string)
+	_, code := call(t, "POST", sb+"/sandbox/people/"+id+"/wx-login", nil, nil)
+	status, login := call(t, "POST", s.APIURL+"/mp/login", map[string]any{"code": code["code"]}, nil)
+	if status != 200 {
+		t.Fatalf("login: %d %v", status, login)
+	}
+	bearer := map[string]string{"Authorization": "Bearer " + login["session"].(string)}
+
+	status, d := call(t, "POST", sb+"/sandbox/people/"+id+"/follow", nil, nil)
+	if status != 200 || d["delivered"] != true {
+		t.Fatalf("follow: %d %v", status, d)
+	}
+	_, me := call(t, "GET", s.APIURL+"/me", nil, bearer)
+	if me["linked"] != true || me["follows_oa"] != true || me["uid"] != login["person"].(map[string]any)["uid"] {
+		t.Fatalf("after follow, /me = %v", me)
+	}
+
+	status, d = call(t, "POST", sb+"/sandbox/people/"+id+"/unfollow", nil, nil)
+	if status != 200 || d["delivered"] != true {
+		t.Fatalf("unfollow: %d %v", status, d)
+	}
+	_, me = call(t, "GET", s.APIURL+"/me", nil, bearer)
+	if me["linked"] != true || me["follows_oa"] != false {
+		t.Fatalf("after unfollow, /me = %v", me)
+	}
+	_, state := call(t, "GET", s.APIURL+"/_dev/api/state", nil, nil)
+	if len(state["people"].([]any)) != 1 || len(state["tokens"].([]any)) != 2 {
+		t.Fatalf("state = %v", state)
+	}
+}
+
+// TestCommandStartsAndStopsCleanly runs the real command: it must print
+// its ready line, serve the console, and on SIGTERM exit and take moto with
+// it.
+func TestCommandStartsAndStopsCleanly(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "devstack")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "WXB_DEV_ADDR=127.0.0.1:0")
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	ready := regexp.MustCompile(`^ready in .*: open (http://[0-9.:]+)/_dev/`)
+	awsLine := regexp.MustCompile(`AWS\s+(http://[0-9.:]+)`)
+	var api, awsURL string
+	sc := bufio.NewScanner(stdout)
+	deadline := time.AfterFunc(60*time.Second, func() { cmd.Process.Kill() })
+	for sc.Scan() {
+		if m := awsLine.FindStringSubmatch(sc.Text()); m != nil {
+			awsURL = m[1]
+		}
+		if m := ready.FindStringSubmatch(sc.Text()); m != nil {
+			api = m[1]
+			break
+		}
+	}
+	deadline.Stop()
+	if api == "" || awsURL == "" {
+		t.Fatal("no ready line (or no AWS line) on stdout")
+	}
+	go io.Copy(io.Discard, stdout)
+	resp, err := http.Get(api + "/_dev/")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("console: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("devstack did not stop within 20s of SIGTERM")
+	}
+	if _, err := http.Get(awsURL + "/moto-api/"); err == nil {
+		t.Fatal("moto still answers after the devstack stopped")
+	}
+	if _, err := http.Get(api + "/_dev/config"); err == nil {
+		t.Fatal("the API still answers after the devstack stopped")
+	}
+}

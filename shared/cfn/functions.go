@@ -1,0 +1,185 @@
+package cfn
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Value is a property value: a literal, a !Ref or a !GetAtt.
+type Value struct {
+	Literal string
+	Ref     string // logical ID or parameter name
+	GetAtt  string // "LogicalId.Attribute"
+}
+
+func valueOf(n *yaml.Node) (Value, error) {
+	switch {
+	case n.Tag == "!Ref":
+		return Value{Ref: n.Value}, nil
+	case n.Tag == "!GetAtt":
+		return Value{GetAtt: n.Value}, nil
+	case n.Kind == yaml.ScalarNode && !strings.HasPrefix(n.Tag, "!"):
+		return Value{Literal: n.Value}, nil
+	case n.Kind == yaml.MappingNode && len(n.Content) == 2 && n.Content[0].Value == "Ref":
+		return Value{Ref: n.Content[1].Value}, nil
+	}
+	return Value{}, fmt.Errorf("cfn: line %d: only literals, !Ref and !GetAtt are supported locally", n.Line)
+}
+
+// Function is what local runs need of an AWS::Serverless::Function: its
+// environment (Globals merged in), timeout and triggers.
+type Function struct {
+	LogicalID string
+	Env       map[string]Value
+	Timeout   int // seconds
+	Routes    []Route
+	Queues    []QueueTrigger
+	Schedules []Schedule
+}
+
+// Route is an HttpApi event.
+type Route struct{ Method, Path string }
+
+// QueueTrigger is an SQS event source.
+type QueueTrigger struct {
+	Queue              string // the queue's logical ID
+	BatchSize          int
+	PartialFailures    bool // FunctionResponseTypes has ReportBatchItemFailures
+	MaximumConcurrency int
+}
+
+// Schedule is a ScheduleV2 (or Schedule) event.
+type Schedule struct {
+	Expression string // "rate(5 minutes)"
+	Input      string
+}
+
+type functionProps struct {
+	Timeout     *int `yaml:"Timeout"`
+	Environment struct {
+		Variables map[string]yaml.Node `yaml:"Variables"`
+	} `yaml:"Environment"`
+	Events map[string]struct {
+		Type       string `yaml:"Type"`
+		Properties struct {
+			Method                string    `yaml:"Method"`
+			Path                  string    `yaml:"Path"`
+			Queue                 yaml.Node `yaml:"Queue"`
+			BatchSize             int       `yaml:"BatchSize"`
+			FunctionResponseTypes []string  `yaml:"FunctionResponseTypes"`
+			ScalingConfig         struct {
+				MaximumConcurrency yaml.Node `yaml:"MaximumConcurrency"`
+			} `yaml:"ScalingConfig"`
+			ScheduleExpression string `yaml:"ScheduleExpression"`
+			Schedule           string `yaml:"Schedule"`
+			Input              string `yaml:"Input"`
+		} `yaml:"Properties"`
+	} `yaml:"Events"`
+}
+
+// Functions returns every AWS::Serverless::Function in the template.
+func (t *Template) Functions() ([]Function, error) {
+	var global functionProps
+	if err := t.Globals.Function.Decode(&global); err != nil && !t.Globals.Function.IsZero() {
+		return nil, fmt.Errorf("cfn: Globals.Function: %w", err)
+	}
+	var out []Function
+	for _, id := range t.ResourcesOf("AWS::Serverless::Function") {
+		var p functionProps
+		res := t.Resources[id]
+		if err := res.Properties.Decode(&p); err != nil {
+			return nil, fmt.Errorf("cfn: %s: %w", id, err)
+		}
+		f := Function{LogicalID: id, Env: map[string]Value{}, Timeout: 3}
+		for _, src := range []functionProps{global, p} {
+			if src.Timeout != nil {
+				f.Timeout = *src.Timeout
+			}
+			for k, n := range src.Environment.Variables {
+				v, err := valueOf(&n)
+				if err != nil {
+					return nil, fmt.Errorf("cfn: %s: %s: %w", id, k, err)
+				}
+				f.Env[k] = v
+			}
+		}
+		events := make([]string, 0, len(p.Events))
+		for name := range p.Events {
+			events = append(events, name)
+		}
+		slices.Sort(events)
+		for _, name := range events {
+			ev := p.Events[name]
+			switch ev.Type {
+			case "HttpApi":
+				f.Routes = append(f.Routes, Route{Method: strings.ToUpper(ev.Properties.Method), Path: ev.Properties.Path})
+			case "SQS":
+				q, err := valueOf(&ev.Properties.Queue)
+				queue, ok := strings.CutSuffix(q.GetAtt, ".Arn")
+				if err != nil || !ok {
+					return nil, fmt.Errorf("cfn: %s.%s: Queue must be !GetAtt <Queue>.Arn", id, name)
+				}
+				qt := QueueTrigger{Queue: queue, BatchSize: ev.Properties.BatchSize, PartialFailures: slices.Contains(ev.Properties.FunctionResponseTypes, "ReportBatchItemFailures")}
+				if qt.BatchSize == 0 {
+					qt.BatchSize = 10
+				}
+				if mc := ev.Properties.ScalingConfig.MaximumConcurrency; !mc.IsZero() {
+					fmt.Sscan(mc.Value, &qt.MaximumConcurrency) // a !Ref to a parameter leaves it 0: unbounded locally
+				}
+				f.Queues = append(f.Queues, qt)
+			case "ScheduleV2", "Schedule":
+				expr := ev.Properties.ScheduleExpression
+				if expr == "" {
+					expr = ev.Properties.Schedule
+				}
+				f.Schedules = append(f.Schedules, Schedule{Expression: expr, Input: ev.Properties.Input})
+			default:
+				return nil, fmt.Errorf("cfn: %s.%s: event type %s is not supported locally", id, name, ev.Type)
+			}
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// ResourcesOf lists the logical IDs of the resources of type typ, sorted.
+func (t *Template) ResourcesOf(typ string) []string {
+	var ids []string
+	for id, r := range t.Resources {
+		if r.Type == typ {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Parameter is a template parameter.
+type Parameter struct {
+	Type    string    `yaml:"Type"`
+	Default yaml.Node `yaml:"Default"`
+}
+
+// Defaults returns each parameter's default value ("" when it has none).
+func (t *Template) Defaults() map[string]string {
+	out := map[string]string{}
+	for name, p := range t.Parameters {
+		out[name] = p.Default.Value
+	}
+	return out
+}
+
+// SecretString returns the literal SecretString of an
+// AWS::SecretsManager::Secret, or "" when it has none (a generated one).
+func (t *Template) SecretString(logicalID string) (string, error) {
+	var p struct {
+		SecretString string `yaml:"SecretString"`
+	}
+	if err := t.properties(logicalID, "AWS::SecretsManager::Secret", &p); err != nil {
+		return "", err
+	}
+	return p.SecretString, nil
+}
