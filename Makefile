@@ -22,6 +22,8 @@ LoginFunction := login
 OAuthCallbackFunction := oauth-callback
 FollowEventFunction := follow-event
 TokenRefresherFunction := token-refresher
+SendWorkerFunction := send-worker
+FollowerSyncFunction := follower-sync
 
 build-%Function:
 	@test -n "$($*Function)" || { echo "no functions/ directory known for $*Function"; exit 1; }
@@ -54,11 +56,13 @@ bench: tools
 	go test -run '^$$' -bench . -benchmem -count 1 ./...
 
 # The tools the tests need. Go modules come from the module proxy; moto and
-# cfn-lint from pip when they are missing.
+# cfn-lint from pip, Chromium and its driver from Debian, when missing.
 tools:
 	@command -v go >/dev/null || { echo "Go is required: https://go.dev/dl/"; exit 1; }
 	@command -v moto_server >/dev/null || pip install 'moto[server]'
 	@command -v cfn-lint >/dev/null || pip install cfn-lint
+	@command -v chromedriver >/dev/null || { echo "installing chromium and chromium-driver (the console's browser test)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 	go mod download
 
 clean:

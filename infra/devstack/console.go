@@ -57,6 +57,7 @@ func (s *Stack) console(mux *http.ServeMux) {
 	mux.HandleFunc("POST /_dev/api/people/{id}/unfollow", s.handle(func(r *http.Request) (any, error) {
 		return s.sb.Unfollow(r.Context(), r.PathValue("id"))
 	}))
+	s.notifyRoutes(mux)
 	mux.HandleFunc("POST /_dev/api/people/{id}/scan", s.handle(func(r *http.Request) (any, error) {
 		var in struct {
 			ExternalID string `json:"external_id"`
@@ -179,12 +180,13 @@ type queueView struct {
 func (s *Stack) state(r *http.Request) (any, error) {
 	ctx := r.Context()
 	out := struct {
-		People []personView `json:"people"`
-		Tokens []tokenView  `json:"tokens"`
-		Queues []queueView  `json:"queues"`
-		Logs   []string     `json:"logs"`
-		Now    time.Time    `json:"now"`
-	}{Logs: s.tap.recent(60), Now: time.Now()}
+		People []personView  `json:"people"`
+		Tokens []tokenView   `json:"tokens"`
+		Queues []queueView   `json:"queues"`
+		Ledger []ledgerEntry `json:"ledger"`
+		Logs   []string      `json:"logs"`
+		Now    time.Time     `json:"now"`
+	}{Ledger: s.ledger(ctx, 15), Logs: s.tap.recent(60), Now: time.Now()}
 	if s.sb != nil {
 		out.Now = s.sb.Clock().Now()
 		store := identity.NewStore(dynamodb.NewFromConfig(s.aws), s.res.refs["Table"])

@@ -26,8 +26,10 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	followevent "wxbridge/functions/follow-event/handler"
+	followersync "wxbridge/functions/follower-sync/handler"
 	login "wxbridge/functions/login/handler"
 	oauthcallback "wxbridge/functions/oauth-callback/handler"
+	sendworker "wxbridge/functions/send-worker/handler"
 	tokenrefresher "wxbridge/functions/token-refresher/handler"
 	"wxbridge/shared/awsenv"
 	"wxbridge/shared/cfn"
@@ -42,6 +44,8 @@ var builders = map[string]func(context.Context, awsenv.Env) (any, error){
 	"OAuthCallbackFunction":  oauthcallback.Build,
 	"FollowEventFunction":    followevent.Build,
 	"TokenRefresherFunction": tokenrefresher.Build,
+	"FollowerSyncFunction":   followersync.Build,
+	"SendWorkerFunction":     sendworker.Build,
 }
 
 // function is one template function running in-process.

@@ -66,7 +66,7 @@ type Stack struct {
 }
 
 // Start brings the whole system up and returns once it is ready.
-func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
+func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:8080"
 	}
@@ -77,12 +77,14 @@ func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
 		cfg.PushMode = push.Safe
 	}
 	tap := &logTap{out: cfg.Logs}
-	s = &Stack{cfg: cfg, tap: tap, log: slog.New(slog.NewTextHandler(orDiscard(cfg.Logs), nil)).With("devstack", true)}
+	s := &Stack{cfg: cfg, tap: tap, log: slog.New(slog.NewTextHandler(orDiscard(cfg.Logs), nil)).With("devstack", true)}
+	started := false
 	defer func() {
-		if err != nil {
-			s.Close()
+		if !started {
+			s.Close() // whatever had started before the failure
 		}
 	}()
+	var err error
 	if s.tpl, err = cfn.LoadNearest(); err != nil {
 		return nil, err
 	}
@@ -127,6 +129,9 @@ func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
 	if cfg.Real == nil {
 		s.sb = sandbox.New(sandbox.DefaultConfig())
 		oa := s.apps.OfficialAccount
+		// Delivery reports (TEMPLATESENDJOBFINISH) follow a template
+		// message by a few seconds, as on the platform.
+		s.sb.SetTemplateReportDelay(2 * time.Second)
 		if err := s.sb.SetPushTarget(sandbox.PushTarget{URL: s.APIURL + "/wechat/push", Token: oa.Token, EncodingAESKey: oa.EncodingAESKey, Mode: cfg.PushMode}); err != nil {
 			return nil, err
 		}
@@ -171,6 +176,7 @@ func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
 			}()
 		}
 	}
+	started = true
 	return s, nil
 }
 

@@ -106,6 +106,32 @@ func TestStory(t *testing.T) {
 		t.Fatalf("after follow, /me = %v", me)
 	}
 
+	// A notification, through SQS and the send-worker, reaches the phone.
+	status, sent := call(t, "POST", s.APIURL+"/_dev/api/send", map[string]any{
+		"uid": me["uid"], "channels": []string{"template", "subscribe"}, "item": "Green tea", "order": "8812-7",
+	}, nil)
+	if status != 200 || sent["message_id"] == "" {
+		t.Fatalf("send: %d %v", status, sent)
+	}
+	var inbox []map[string]any
+	eventually(t, "the message in the sandbox inbox", func() bool {
+		resp, err := http.Get(sb + "/sandbox/people/" + id + "/inbox")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		json.NewDecoder(resp.Body).Decode(&inbox)
+		return len(inbox) == 1
+	})
+	if inbox[0]["channel"] != "template" || inbox[0]["data"].(map[string]any)["thing1"] != "Green tea" {
+		t.Fatalf("inbox = %v", inbox)
+	}
+	eventually(t, "the delivery report in the ledger", func() bool {
+		_, st := call(t, "GET", s.APIURL+"/_dev/api/state", nil, nil)
+		ledger, _ := st["ledger"].([]any)
+		return len(ledger) == 1 && ledger[0].(map[string]any)["status"] == "DELIVERED"
+	})
+
 	status, d = call(t, "POST", sb+"/sandbox/people/"+id+"/unfollow", nil, nil)
 	if status != 200 || d["delivered"] != true {
 		t.Fatalf("unfollow: %d %v", status, d)
@@ -175,5 +201,14 @@ func TestCommandStartsAndStopsCleanly(t *testing.T) {
 	}
 	if _, err := http.Get(api + "/_dev/config"); err == nil {
 		t.Fatal("the API still answers after the devstack stopped")
+	}
+}
+
+func eventually(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !ok(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestTableFromRepositoryTemplate(t *testing.T) {
@@ -120,5 +122,25 @@ func TestFunctionsFromRepositoryTemplate(t *testing.T) {
 	}
 	if tpl.Defaults()["LogRetentionDays"] == "" {
 		t.Error("parameter defaults missing")
+	}
+}
+
+func TestValueOf(t *testing.T) {
+	var doc struct {
+		V map[string]yaml.Node `yaml:"v"`
+	}
+	src := "v:\n  plain: 6\n  quoted: \"6\"\n  ref: !Ref Table\n  att: !GetAtt Q.Arn\n  sub: !Sub x-${AWS::Region}\n"
+	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]Value{"plain": {Literal: "6"}, "quoted": {Literal: "6"}, "ref": {Ref: "Table"}, "att": {GetAtt: "Q.Arn"}} {
+		n := doc.V[k]
+		if got, err := valueOf(&n); err != nil || got != want {
+			t.Errorf("%s: %+v, %v", k, got, err)
+		}
+	}
+	n := doc.V["sub"]
+	if _, err := valueOf(&n); err == nil {
+		t.Error("!Sub must be refused: it would be passed on unresolved")
 	}
 }

@@ -21,7 +21,7 @@ func valueOf(n *yaml.Node) (Value, error) {
 		return Value{Ref: n.Value}, nil
 	case n.Tag == "!GetAtt":
 		return Value{GetAtt: n.Value}, nil
-	case n.Kind == yaml.ScalarNode && !strings.HasPrefix(n.Tag, "!"):
+	case n.Kind == yaml.ScalarNode && (n.Tag == "" || strings.HasPrefix(n.Tag, "!!")): // plain or quoted, not an intrinsic
 		return Value{Literal: n.Value}, nil
 	case n.Kind == yaml.MappingNode && len(n.Content) == 2 && n.Content[0].Value == "Ref":
 		return Value{Ref: n.Content[1].Value}, nil

@@ -23,6 +23,12 @@ type WeChat interface {
 	Follower(ctx context.Context, appid, openid string) (wechat.Follower, error)
 }
 
+// Reports records template-message delivery reports in the send ledger
+// (notify.Ledger), reporting whether the msgid was one of wxbridge's.
+type Reports interface {
+	Report(ctx context.Context, appid, msgid, status string) (bool, error)
+}
+
 // People is the identity store as follow events use it.
 type People interface {
 	Link(ctx context.Context, s identity.Sighting) (identity.Result, error)
@@ -34,13 +40,14 @@ type Processor struct {
 	WeChat   WeChat
 	People   People
 	Bindings *binding.Verifier // nil: scenes never bind
+	Reports  Reports           // nil: delivery reports are ignored
 	Log      *slog.Logger
 	Metrics  *observe.Metrics
 }
 
 // Result says what an event did.
 type Result struct {
-	Action string // "linked", "unsubscribed", "bound", "ignored"
+	Action string // "linked", "unsubscribed", "bound", "reported", "ignored"
 	UID    string
 }
 
@@ -60,10 +67,28 @@ func (p *Processor) Process(ctx context.Context, e push.Event) (Result, error) {
 		})
 		return Result{Action: "unsubscribed", UID: res.Person.UID}, err
 	}
-	// TEMPLATESENDJOBFINISH belongs to the send ledger, which records it
-	// once notifications exist; messages and menu events are not ours.
+	if e.Kind() == push.TemplateFinish && p.Reports != nil && e.MsgID != "" {
+		return p.report(ctx, e)
+	}
+	// Messages and menu events are not ours.
 	p.Metrics.Count("PushIgnored", "kind", e.Kind())
 	return Result{Action: "ignored"}, nil
+}
+
+// report records a template message's delivery report in the send ledger.
+// A msgid the ledger does not know (sent by another system on the same
+// account) is ignored; a ledger outage is retried like any store outage.
+func (p *Processor) report(ctx context.Context, e push.Event) (Result, error) {
+	matched, err := p.Reports.Report(ctx, p.AppID, e.MsgID, e.Status)
+	if err != nil {
+		return Result{}, err
+	}
+	if !matched {
+		p.Metrics.Count("PushIgnored", "kind", e.Kind())
+		return Result{Action: "ignored"}, nil
+	}
+	p.Metrics.Count("DeliveryReports", "status", e.Status)
+	return Result{Action: "reported"}, nil
 }
 
 func (p *Processor) subscribe(ctx context.Context, e push.Event, scene string) (Result, error) {

@@ -239,12 +239,21 @@ func (st *Store) batchGet(ctx context.Context, pks []string) ([]map[string]types
 // when only one item changes (the common returning-user login), else one
 // transaction. A failed condition is a lost race.
 func (st *Store) write(ctx context.Context, c change) error {
+	ops, err := st.ops(c)
+	if err != nil {
+		return err
+	}
+	return st.commit(ctx, ops)
+}
+
+// ops is the conditional writes that apply c.
+func (st *Store) ops(c change) ([]types.TransactWriteItem, error) {
 	var ops []types.TransactWriteItem
 	now := st.Now()
 	if c.write {
 		item, err := attributevalue.MarshalMap(personItem{PK: personPK(c.person.UID), Person: bumped(c.person)})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		put := &types.Put{TableName: &st.table, Item: item}
 		if c.create {
@@ -258,7 +267,7 @@ func (st *Store) write(ctx context.Context, c change) error {
 		tomb := personItem{PK: personPK(r.UID), Person: Person{UID: r.UID, CreatedAt: r.CreatedAt, UpdatedAt: now, Version: r.Version + 1}, MergedInto: c.person.UID}
 		item, err := attributevalue.MarshalMap(tomb)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		put := &types.Put{TableName: &st.table, Item: item}
 		versionIs(put, r.Version)
@@ -276,7 +285,7 @@ func (st *Store) write(ctx context.Context, c change) error {
 		}
 		item, err := attributevalue.MarshalMap(m)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		ops = append(ops, types.TransactWriteItem{Put: &types.Put{
 			TableName: &st.table, Item: item, ConditionExpression: aws.String("attribute_not_exists(pk)"),
@@ -295,7 +304,7 @@ func (st *Store) write(ctx context.Context, c change) error {
 		withSession(u, c.sessions.SessionKey, now)
 		ops = append(ops, types.TransactWriteItem{Update: u})
 	}
-	return st.commit(ctx, ops)
+	return ops, nil
 }
 
 func bumped(p Person) Person {

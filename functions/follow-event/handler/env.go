@@ -15,6 +15,7 @@ import (
 	"wxbridge/shared/follow"
 	"wxbridge/shared/idempotency"
 	"wxbridge/shared/identity"
+	"wxbridge/shared/notify"
 	"wxbridge/shared/observe"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat"
@@ -54,6 +55,7 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 		AppID:   oa.AppID,
 		WeChat:  wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Tokens: tokens.FromEnv(env, cfg, log, metrics)}),
 		People:  identity.NewStore(db, vars["WXB_TABLE"]),
+		Reports: notify.NewLedger(db, vars["WXB_TABLE"]),
 		Log:     log,
 		Metrics: metrics,
 	}

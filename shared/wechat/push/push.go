@@ -168,7 +168,13 @@ func (e Event) DedupKey() string {
 	if e.MsgType != "event" && e.MsgID != "" {
 		return "msg#" + e.MsgID
 	}
-	return "evt#" + e.FromUserName + "#" + strconv.FormatInt(e.CreateTime, 10) + "#" + e.Event + "#" + e.EventKey
+	key := "evt#" + e.FromUserName + "#" + strconv.FormatInt(e.CreateTime, 10) + "#" + e.Event + "#" + e.EventKey
+	if e.MsgID != "" {
+		// TEMPLATESENDJOBFINISH: two messages to one person can be reported
+		// in the same second; only the MsgID tells them apart.
+		key += "#" + e.MsgID
+	}
+	return key
 }
 
 // envelope is the XML as received: plaintext fields, Encrypt, or both.

@@ -25,6 +25,8 @@ func (s *Sandbox) controlRoutes() *http.ServeMux {
 	mux.HandleFunc("GET /sandbox/stats", s.getStats)
 	s.pushControlRoutes(mux) // push.go
 	s.tokenControlRoutes(mux)
+	s.rosterControl(mux)        // followers.go
+	s.messageControlRoutes(mux) // messages.go
 	return mux
 }
 

@@ -12,6 +12,8 @@ func (s *Sandbox) platformRoutes() *http.ServeMux {
 	mux.HandleFunc("/cgi-bin/stable_token", s.handleStableToken)
 	mux.HandleFunc("/cgi-bin/getcallbackip", s.handleCallbackIP)
 	s.followerRoutes(mux) // users.go
+	s.rosterRoutes(mux)   // followers.go
+	s.messageRoutes(mux)  // messages.go
 	// The platform answers API paths it does not serve to this account with
 	// 48001; anything outside the API prefixes is a plain 404.
 	for _, prefix := range []string{"/cgi-bin/", "/sns/", "/wxa/", "/datacube/"} {

@@ -84,6 +84,8 @@ type Sandbox struct {
 	push     pushState         // see push.go
 	oauth    oauthBook         // web OAuth codes and grants, see oauth.go
 	tokenctl tokenControl      // token errors on demand, token calls per app; see tokenctl.go
+	roster   followerBook      // bulk followers and user/get; see followers.go
+	messages messageBook       // consents, inboxes, template quota and delivery reports; see messages.go
 }
 
 // New returns a sandbox for cfg; zero fields take their defaults.

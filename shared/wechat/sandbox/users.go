@@ -57,7 +57,7 @@ func (s *Sandbox) userInfo(openid string) (UserInfo, error) {
 		OpenID:         openid,
 		Language:       "zh_CN",
 		SubscribeTime:  p.follow.subscribeTime,
-		UnionID:        p.UnionID,
+		UnionID:        s.oaUnionID(p), // followers.go
 		TagIDList:      []int{},
 		SubscribeScene: p.follow.scene,
 		QRSceneStr:     p.follow.qrScene,

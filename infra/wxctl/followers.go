@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"wxbridge/shared/apps"
+	"wxbridge/shared/awsenv"
+	"wxbridge/shared/followers"
+)
+
+func init() {
+	register("followers", command{summary: "start, resume and watch the follower backfill", run: runFollowers})
+}
+
+const followersUsage = `usage: wxctl followers start  [flags]   start a backfill, or show the one running
+       wxctl followers status [flags] [-run ID] [-watch] [-json]
+       wxctl followers resume [flags]   queue the running backfill's unfinished jobs again
+
+Links the official account's existing followers to wxbridge's people
+(README, "Backfilling followers"). -json prints the run item's fields (and
+processed and pending) for scripts; -watch refreshes until the run ends.
+Flags default to $WXB_TABLE, $WXB_SYNC_QUEUE (the stack's TableName and
+SyncQueueUrl outputs) and the official account's appid, from -appid,
+$WXB_OA_APPID, or the configuration secret $WXB_APP_SECRET.
+`
+
+// followerFlags are the flags every followers subcommand takes.
+type followerFlags struct {
+	table, queue, appid, appSecret string
+}
+
+func (f *followerFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.table, "table", os.Getenv("WXB_TABLE"), "the wxbridge table")
+	fs.StringVar(&f.queue, "queue", os.Getenv("WXB_SYNC_QUEUE"), "the sync queue URL")
+	fs.StringVar(&f.appid, "appid", os.Getenv("WXB_OA_APPID"), "the official account's appid")
+	fs.StringVar(&f.appSecret, "app-secret", os.Getenv("WXB_APP_SECRET"), "the configuration secret, to read the appid from")
+}
+
+// newSyncer builds the backfill's control side from flags; tests replace
+// it.
+var newSyncer = func(ctx context.Context, f followerFlags) (*followers.Syncer, error) {
+	if f.table == "" || f.queue == "" {
+		return nil, errors.New("followers: need -table and -queue (or WXB_TABLE and WXB_SYNC_QUEUE)")
+	}
+	cfg, err := awsenv.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if f.appid == "" && f.appSecret != "" {
+		c, err := apps.Load(ctx, secretsmanager.NewFromConfig(cfg), f.appSecret)
+		if err != nil {
+			return nil, err
+		}
+		f.appid = c.OfficialAccount.AppID
+	}
+	if f.appid == "" {
+		return nil, errors.New("followers: need the official account's appid: -appid, WXB_OA_APPID or -app-secret")
+	}
+	db := dynamodb.NewFromConfig(cfg)
+	return &followers.Syncer{
+		AppID: f.appid,
+		Store: followers.NewStore(db, f.table),
+		Queue: followers.Queue{Client: sqs.NewFromConfig(cfg), URL: f.queue},
+	}, nil
+}
+
+func runFollowers(ctx context.Context, args []string, std stdio) error {
+	if len(args) == 0 {
+		fmt.Fprint(std.err, followersUsage)
+		return errUsage
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("followers "+sub, flag.ContinueOnError)
+	fs.SetOutput(std.err)
+	fs.Usage = func() { fmt.Fprint(std.err, followersUsage); fs.PrintDefaults() }
+	var f followerFlags
+	f.register(fs)
+	runID := fs.String("run", "", "status: the run to show (default: the running one, else the latest)")
+	watch := fs.Bool("watch", false, "status: refresh until the run ends")
+	every := fs.Duration("every", 2*time.Second, "status -watch: refresh interval")
+	asJSON := fs.Bool("json", false, "print the run as JSON")
+	if sub != "start" && sub != "status" && sub != "resume" {
+		fs.Usage()
+		return errUsage
+	}
+	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 {
+		return errUsage
+	}
+	s, err := newSyncer(ctx, f)
+	if err != nil {
+		return err
+	}
+	show := func(r followers.Run) error {
+		if *asJSON {
+			return printRunJSON(std.out, r)
+		}
+		fmt.Fprintln(std.out, progress(r))
+		return nil
+	}
+	switch sub {
+	case "start":
+		r, started, err := s.Start(ctx)
+		if err != nil {
+			return err
+		}
+		if !*asJSON {
+			if started {
+				fmt.Fprintf(std.out, "started run %s\n", r.ID)
+			} else {
+				fmt.Fprintf(std.out, "run %s is already running\n", r.ID)
+			}
+		}
+		return show(r)
+	case "resume":
+		r, jobs, err := s.Resume(ctx)
+		if err != nil {
+			return err
+		}
+		if !*asJSON {
+			fmt.Fprintf(std.out, "queued %d jobs of run %s again\n", jobs, r.ID)
+		}
+		return show(r)
+	}
+	for {
+		r, err := s.Status(ctx, *runID)
+		if errors.Is(err, followers.ErrNoRun) {
+			return errors.New("no backfill has run yet: wxctl followers start")
+		}
+		if err != nil {
+			return err
+		}
+		if err := show(r); err != nil || !*watch || !r.Active() {
+			return err
+		}
+		select {
+		case <-time.After(*every):
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// runJSON is the run item's fields and the two derived ones.
+type runJSON struct {
+	followers.Run
+	Processed int `json:"processed"`
+	Pending   int `json:"pending"`
+}
+
+func printRunJSON(w io.Writer, r followers.Run) error {
+	b, err := json.Marshal(runJSON{r, r.Processed(), r.Pending()})
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(b))
+	return err
+}
+
+// barWidth is the progress bar's length in characters.
+const barWidth = 30
+
+// progress renders a run on one line: a bar of the followers processed out
+// of the account's total, then the counts.
+func progress(r followers.Run) string {
+	of := max(r.Total, r.Seen)
+	done := r.Processed()
+	frac := 0.0
+	if of > 0 {
+		frac = min(float64(done)/float64(of), 1)
+	}
+	if r.Status == followers.Done {
+		frac = 1
+	}
+	filled := int(frac * barWidth)
+	var b strings.Builder
+	fmt.Fprintf(&b, "[%s%s] %3.0f%%  %s  %d/%d followers", strings.Repeat("#", filled), strings.Repeat("-", barWidth-filled), frac*100, r.Status, done, of)
+	fmt.Fprintf(&b, "  linked %d  waiting %d  without unionid %d  unfollowed %d  failed %d  pending %d  pages %d",
+		r.Linked, r.Waiting, r.WithoutUnionID, r.Unfollowed, r.Failed, r.Pending(), r.Pages)
+	if r.Retries > 0 {
+		fmt.Fprintf(&b, "  retries %d", r.Retries)
+	}
+	if r.LastError != "" && r.Status != followers.Done {
+		fmt.Fprintf(&b, "\n  last error: %s", r.LastError)
+	}
+	return b.String()
+}

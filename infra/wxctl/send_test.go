@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"wxbridge/shared/moto"
+	"wxbridge/shared/notify"
+)
+
+var (
+	motoOnce sync.Once
+	motoURL  string
+	motoErr  error
+)
+
+// motoQueue starts moto once for the package (or uses AWS_ENDPOINT_URL),
+// points the AWS SDK at it and returns a client and a fresh queue.
+func motoQueue(t *testing.T) (*sqs.Client, string) {
+	t.Helper()
+	motoOnce.Do(func() {
+		if motoURL = getenv("AWS_ENDPOINT_URL"); motoURL != "" {
+			return
+		}
+		var srv *moto.Server
+		srv, motoErr = moto.Start()
+		if motoErr == nil {
+			motoURL = srv.URL // stopped with the test process (Pdeathsig)
+		}
+	})
+	if motoErr != nil {
+		t.Fatal(motoErr)
+	}
+	t.Setenv("AWS_ENDPOINT_URL", motoURL)
+	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	t.Setenv("AWS_REGION", "us-east-1")
+	c := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(motoURL), Credentials: credentials.NewStaticCredentialsProvider("testing", "testing", "")})
+	out, err := c.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String(strings.ReplaceAll(t.Name(), "/", "-"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, *out.QueueUrl
+}
+
+func receive(t *testing.T, c *sqs.Client, url string) (string, notify.Job) {
+	t.Helper()
+	out, err := c.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 10})
+	if err != nil || len(out.Messages) != 1 {
+		t.Fatalf("receive: %v, %d messages", err, len(out.Messages))
+	}
+	job, err := notify.Parse([]byte(*out.Messages[0].Body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *out.Messages[0].MessageId, job
+}
+
+func TestSend(t *testing.T) {
+	c, url := motoQueue(t)
+	t.Run("flags", func(t *testing.T) {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), []string{"send", "-queue", url, "-id", "order-8812", "-to", "external_id=8812",
+			"-template", "tpl-oa", "-subscribe", "tpl-mp", "-data", "thing1=Blue kettle", "-data", "phrase2=已发货",
+			"-channels", "subscribe,template", "-expires", "24h"}, stdio{strings.NewReader(""), &out, &errOut})
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut.String())
+		}
+		id, job := receive(t, c, url)
+		if strings.TrimSpace(out.String()) != id {
+			t.Fatalf("printed %q, queued %q", out.String(), id)
+		}
+		if job.ID != "order-8812" || job.To.ExternalID != "8812" || job.Subscribe.Data["phrase2"] != "已发货" ||
+			job.Channels[0] != notify.Subscribe || job.ExpiresAt == nil {
+			t.Fatalf("job = %+v", job)
+		}
+	})
+	t.Run("json_on_stdin", func(t *testing.T) {
+		body := `{"id":"j2","to":{"uid":"01H"},"template":{"template_id":"t","data":{"thing1":"x"}}}`
+		var out, errOut bytes.Buffer
+		t.Setenv("WXB_SEND_QUEUE", url)
+		if code := run(context.Background(), []string{"send"}, stdio{strings.NewReader(body), &out, &errOut}); code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut.String())
+		}
+		id, job := receive(t, c, url)
+		if strings.TrimSpace(out.String()) != id || job.ID != "j2" {
+			t.Fatalf("printed %q, queued %q %+v", out.String(), id, job)
+		}
+	})
+	t.Run("invalid_jobs_are_refused_naming_the_field", func(t *testing.T) {
+		for _, tc := range []struct {
+			args  []string
+			stdin string
+			field string
+		}{
+			{[]string{"-id", "x", "-to", "external_id=1", "-subscribe", "t", "-data", "thing1=" + strings.Repeat("长", 21)}, "", "subscribe.data.thing1"},
+			{nil, `{"id":"x","to":{"uid":"a","unionid":"b"},"template":{"template_id":"t","data":{"a":"b"}}}`, "to"},
+		} {
+			var out, errOut bytes.Buffer
+			code := run(context.Background(), append([]string{"send", "-queue", url}, tc.args...), stdio{strings.NewReader(tc.stdin), &out, &errOut})
+			if code != 1 || !strings.Contains(errOut.String(), tc.field) || out.Len() != 0 {
+				t.Fatalf("exit %d, out %q, err %q (want the field %s)", code, out.String(), errOut.String(), tc.field)
+			}
+		}
+		got, _ := c.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &url})
+		if len(got.Messages) != 0 {
+			t.Fatal("an invalid job was queued")
+		}
+	})
+	t.Run("no_queue_is_a_usage_error", func(t *testing.T) {
+		t.Setenv("WXB_SEND_QUEUE", "")
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), []string{"send", "-id", "x"}, stdio{strings.NewReader(""), &out, &errOut}); code != 2 {
+			t.Fatalf("exit %d", code)
+		}
+	})
+}
+
+func getenv(k string) string { return strings.TrimSpace(os.Getenv(k)) }

@@ -1,0 +1,500 @@
+package followers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/oklog/ulid/v2"
+
+	"wxbridge/shared/wechat"
+)
+
+// DB is the part of the DynamoDB API the store uses.
+type DB interface {
+	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	BatchGetItem(context.Context, *dynamodb.BatchGetItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
+	PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+}
+
+// Store keeps runs in the one table.
+//
+// Items, all under "SYNC#<appid>":
+//
+//	SYNC#<appid>                     the account's pointer: active (the running run's id), last
+//	SYNC#<appid>#<run>               the run: Run's fields, the counters updated with ADD
+//	SYNC#<appid>#<run>#P#<n>         page n: its openids, next_openid, last, done
+//	SYNC#<appid>#<run>#C#<n>#<k>     chunk k of page n: done, its tally, attempts, errors
+//
+// A page or chunk is counted on the run in the same transaction that marks
+// it done, under the condition that it was not: that is what makes counts
+// exact however often a job runs. Page and chunk items expire after
+// itemLifetime (TTL); the run item stays.
+type Store struct {
+	db    DB
+	table string
+	// Now and NewID can be replaced by tests.
+	Now   func() time.Time
+	NewID func() string
+}
+
+// itemLifetime is how long page and chunk items are kept: longer than any
+// job stays on the queue (SQS keeps messages 14 days at most).
+const itemLifetime = 30 * 24 * time.Hour
+
+// maxErrors bounds the errors a chunk item keeps.
+const maxErrors = 10
+
+// NewStore returns a store over table.
+func NewStore(db DB, table string) *Store {
+	return &Store{db: db, table: table, Now: time.Now, NewID: func() string { return ulid.Make().String() }}
+}
+
+func pointerPK(appid string) string  { return "SYNC#" + appid }
+func runPK(appid, run string) string { return "SYNC#" + appid + "#" + run }
+func pagePK(appid, run string, n int) string {
+	return runPK(appid, run) + "#P#" + strconv.Itoa(n)
+}
+func chunkPK(appid, run string, page, k int) string {
+	return runPK(appid, run) + "#C#" + strconv.Itoa(page) + "#" + strconv.Itoa(k)
+}
+
+func key(pk string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: pk}}
+}
+
+func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
+func num(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+}
+func boolean(b bool) types.AttributeValue {
+	return &types.AttributeValueMemberBOOL{Value: b}
+}
+func stamp(t time.Time) types.AttributeValue { return str(t.UTC().Format(time.RFC3339Nano)) }
+
+type pointer struct {
+	Active string `dynamodbav:"active"`
+	Last   string `dynamodbav:"last"`
+}
+
+type runItem struct {
+	PK string `dynamodbav:"pk"`
+	Run
+}
+
+// Page is a listed page, as saved before its chunk jobs are queued.
+type Page struct {
+	OpenIDs []string
+	Next    string
+	Last    bool
+	Total   int
+	Done    bool
+}
+
+type pageItem struct {
+	PK      string `dynamodbav:"pk"`
+	OpenIDs string `dynamodbav:"openids"` // newline-separated: 10,000 openids stay far below the 400 KB item limit
+	Next    string `dynamodbav:"next_openid"`
+	Last    bool   `dynamodbav:"last"`
+	Total   int    `dynamodbav:"total"`
+	Done    bool   `dynamodbav:"done"`
+	TTL     int64  `dynamodbav:"ttl"`
+}
+
+// Tally is what a chunk's followers became.
+type Tally struct {
+	Linked, Waiting, WithoutUnionID, Unfollowed, Failed int
+	// Errors says why followers failed (at most maxErrors lines, with the
+	// platform's errcode and rid when WeChat refused).
+	Errors []string
+}
+
+func (t *Tally) note(s string) {
+	if len(t.Errors) < maxErrors {
+		t.Errors = append(t.Errors, s)
+	}
+}
+
+func (t Tally) outcome() string {
+	if t.Failed > 0 {
+		return "failures"
+	}
+	return "linked"
+}
+
+func (st *Store) get(ctx context.Context, pk string, v any) (bool, error) {
+	out, err := st.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &st.table, Key: key(pk), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return false, fmt.Errorf("followers: read: %w", err)
+	}
+	if out.Item == nil {
+		return false, nil
+	}
+	if err := attributevalue.UnmarshalMap(out.Item, v); err != nil {
+		return false, fmt.Errorf("followers: item %s: %w", pk, err)
+	}
+	return true, nil
+}
+
+// Active returns the account's running run, or nil.
+func (st *Store) Active(ctx context.Context, appid string) (*Run, error) {
+	var p pointer
+	if _, err := st.get(ctx, pointerPK(appid), &p); err != nil || p.Active == "" {
+		return nil, err
+	}
+	r, err := st.Run(ctx, appid, p.Active)
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Run returns run id, or with id "" the active run, else the latest one.
+func (st *Store) Run(ctx context.Context, appid, id string) (Run, error) {
+	if id == "" {
+		var p pointer
+		if _, err := st.get(ctx, pointerPK(appid), &p); err != nil {
+			return Run{}, err
+		}
+		if id = p.Active; id == "" {
+			id = p.Last
+		}
+		if id == "" {
+			return Run{}, ErrNoRun
+		}
+	}
+	var it runItem
+	ok, err := st.get(ctx, runPK(appid, id), &it)
+	switch {
+	case err != nil:
+		return Run{}, err
+	case !ok:
+		return Run{}, ErrNoRun
+	}
+	return it.Run, nil
+}
+
+// Create makes a new running run and points the account at it, unless a
+// run is active already: then it returns that one, created false.
+func (st *Store) Create(ctx context.Context, appid string) (Run, bool, error) {
+	for attempt := 0; attempt < 3; attempt++ {
+		now := st.Now().UTC()
+		r := Run{AppID: appid, ID: st.NewID(), Status: Running, StartedAt: now, UpdatedAt: now}
+		item, err := attributevalue.MarshalMap(runItem{PK: runPK(appid, r.ID), Run: r})
+		if err != nil {
+			return Run{}, false, err
+		}
+		_, err = st.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+			{Put: &types.Put{TableName: &st.table, Item: item, ConditionExpression: aws.String("attribute_not_exists(pk)")}},
+			{Update: newUpdate().set("active", str(r.ID)).set("last", str(r.ID)).
+				when("attribute_not_exists(%s)", "active").on(st.table, pointerPK(appid))},
+		}})
+		if err == nil {
+			return r, true, nil
+		}
+		if !conditionFailed(err) {
+			return Run{}, false, fmt.Errorf("followers: start: %w", err)
+		}
+		// Someone started one first: return theirs, unless it has ended
+		// since, in which case try again.
+		active, err := st.Active(ctx, appid)
+		if err != nil {
+			return Run{}, false, err
+		}
+		if active != nil {
+			return *active, false, nil
+		}
+	}
+	return Run{}, false, errors.New("followers: start: runs keep starting and ending, try again")
+}
+
+// Page returns page n of a run, or nil if it was never listed.
+func (st *Store) Page(ctx context.Context, appid, run string, n int) (*Page, error) {
+	var it pageItem
+	ok, err := st.get(ctx, pagePK(appid, run, n), &it)
+	if err != nil || !ok {
+		return nil, err
+	}
+	p := &Page{Next: it.Next, Last: it.Last, Total: it.Total, Done: it.Done}
+	if it.OpenIDs != "" {
+		p.OpenIDs = strings.Split(it.OpenIDs, "\n")
+	}
+	return p, nil
+}
+
+// SavePage saves a listed page unless one was saved before, and returns the
+// saved one: whoever lists page n first decides what it holds.
+func (st *Store) SavePage(ctx context.Context, appid, run string, n int, fp wechat.FollowerPage) (*Page, error) {
+	it := pageItem{
+		PK: pagePK(appid, run, n), OpenIDs: strings.Join(fp.OpenIDs, "\n"), Next: fp.NextOpenID,
+		Last: fp.Last(), Total: fp.Total, TTL: st.Now().Add(itemLifetime).Unix(),
+	}
+	item, err := attributevalue.MarshalMap(it)
+	if err != nil {
+		return nil, err
+	}
+	_, err = st.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: &st.table, Item: item, ConditionExpression: aws.String("attribute_not_exists(pk)")})
+	switch {
+	case err == nil:
+		return &Page{OpenIDs: fp.OpenIDs, Next: it.Next, Last: it.Last, Total: it.Total}, nil
+	case conditionFailed(err):
+		return st.Page(ctx, appid, run, n)
+	}
+	return nil, fmt.Errorf("followers: save page: %w", err)
+}
+
+// PageDone marks page n done and counts it on the run, once: counted is
+// false when it was done already.
+func (st *Store) PageDone(ctx context.Context, appid, run string, n int, p *Page, chunks int) (counted bool, err error) {
+	count := newUpdate().set("updated_at", stamp(st.Now())).set("total", num(int64(p.Total))).
+		add("pages", 1).add("seen", int64(len(p.OpenIDs))).add("chunks", int64(chunks))
+	if p.Last {
+		count.set("listing_done", boolean(true))
+	}
+	mark := newUpdate().set("done", boolean(true)).
+		when("attribute_exists(%s) AND %s = %s", "pk", "done", boolean(false))
+	return st.countOnce(ctx, mark.on(st.table, pagePK(appid, run, n)), count.on(st.table, runPK(appid, run)))
+}
+
+// ChunkDone reports whether chunk k of page n is done.
+func (st *Store) ChunkDone(ctx context.Context, appid, run string, page, k int) (bool, error) {
+	var it struct {
+		Done bool `dynamodbav:"done"`
+	}
+	_, err := st.get(ctx, chunkPK(appid, run, page, k), &it)
+	return it.Done, err
+}
+
+// CommitChunk marks the chunk done with its tally and adds the tally to the
+// run, once: counted is false when the chunk was done already.
+func (st *Store) CommitChunk(ctx context.Context, appid, run string, page, k int, t Tally) (counted bool, err error) {
+	errs := make([]types.AttributeValue, len(t.Errors))
+	for i, e := range t.Errors {
+		errs[i] = str(e)
+	}
+	mark := newUpdate().set("done", boolean(true)).set("ttl", num(st.Now().Add(itemLifetime).Unix())).
+		set("errors", &types.AttributeValueMemberL{Value: errs}).
+		when("attribute_not_exists(%s) OR %s = %s", "done", "done", boolean(false))
+	count := newUpdate().set("updated_at", stamp(st.Now())).add("chunks_done", 1)
+	for _, c := range []struct {
+		name string
+		n    int
+	}{{"linked", t.Linked}, {"waiting", t.Waiting}, {"without_unionid", t.WithoutUnionID}, {"unfollowed", t.Unfollowed}, {"failed", t.Failed}} {
+		mark.set(c.name, num(int64(c.n)))
+		count.add(c.name, int64(c.n))
+	}
+	return st.countOnce(ctx, mark.on(st.table, chunkPK(appid, run, page, k)), count.on(st.table, runPK(appid, run)))
+}
+
+// countOnce runs mark (whose condition fails when the page or chunk is done
+// already) and count in one transaction. The run item is every chunk's
+// counter, so concurrent transactions on it collide now and then: those
+// are retried.
+func (st *Store) countOnce(ctx context.Context, mark, count *types.Update) (bool, error) {
+	in := &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{{Update: mark}, {Update: count}}}
+	for attempt := 0; ; attempt++ {
+		_, err := st.db.TransactWriteItems(ctx, in)
+		switch {
+		case err == nil:
+			return true, nil
+		case conditionFailed(err):
+			return false, nil
+		case !transactionConflict(err) || attempt >= 8:
+			return false, fmt.Errorf("followers: count: %w", err)
+		}
+		select {
+		case <-time.After(rand.N(min(10*time.Millisecond<<attempt, time.Second)) + time.Millisecond):
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+}
+
+// Retried records on the run (and the chunk) why job j will be tried
+// again.
+func (st *Store) Retried(ctx context.Context, j Job, attempt int, cause error) error {
+	msg := fmt.Sprintf("%s %d", j.Kind, j.Page)
+	if j.Kind == ChunkJob {
+		msg += fmt.Sprintf("/%d", j.Chunk)
+	}
+	msg += ": " + cause.Error()
+	now := st.Now()
+	if j.Kind == ChunkJob {
+		u := newUpdate().set("attempts", num(int64(attempt))).set("last_error", str(cause.Error())).
+			set("ttl", num(now.Add(itemLifetime).Unix()))
+		if err := st.update(ctx, u.on(st.table, chunkPK(j.AppID, j.Run, j.Page, j.Chunk))); err != nil {
+			return err
+		}
+	}
+	u := newUpdate().set("last_error", str(msg)).set("updated_at", stamp(now)).add("retries", 1).
+		when("attribute_exists(%s)", "pk")
+	return st.update(ctx, u.on(st.table, runPK(j.AppID, j.Run)))
+}
+
+func (st *Store) update(ctx context.Context, u *types.Update) error {
+	_, err := st.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: u.TableName, Key: u.Key, UpdateExpression: u.UpdateExpression, ConditionExpression: u.ConditionExpression,
+		ExpressionAttributeNames: u.ExpressionAttributeNames, ExpressionAttributeValues: u.ExpressionAttributeValues,
+	})
+	return err
+}
+
+// Fail ends run id as failed, with why.
+func (st *Store) Fail(ctx context.Context, appid, id string, cause error) error {
+	err := st.end(ctx, appid, id, Failed, cause.Error())
+	if err != nil && !conditionFailed(err) {
+		return fmt.Errorf("followers: fail run: %w", err)
+	}
+	return nil
+}
+
+// Finish ends run id as done if its listing is over and every chunk is
+// done; ended says whether this call ended it.
+func (st *Store) Finish(ctx context.Context, appid, id string) (ended bool, err error) {
+	r, err := st.Run(ctx, appid, id)
+	if err != nil || !r.Active() || !r.ListingDone || r.ChunksDone < r.Chunks {
+		return false, err
+	}
+	err = st.end(ctx, appid, id, Done, "")
+	switch {
+	case err == nil:
+		return true, nil
+	case conditionFailed(err):
+		return false, nil
+	}
+	return false, fmt.Errorf("followers: finish run: %w", err)
+}
+
+// end sets the run's final status and frees the account for the next run,
+// if the run is still running and, for done, its listing is over and every
+// chunk is done.
+func (st *Store) end(ctx context.Context, appid, id, status, lastError string) error {
+	now := stamp(st.Now())
+	r := newUpdate().set("status", str(status)).set("finished_at", now).set("updated_at", now)
+	if lastError != "" {
+		r.set("last_error", str(lastError))
+	}
+	if status == Done {
+		r.when("%s = %s AND %s = %s AND %s = %s", "status", str(Running), "listing_done", boolean(true), "chunks_done", "chunks")
+	} else {
+		r.when("%s = %s", "status", str(Running))
+	}
+	_, err := st.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+		{Update: r.on(st.table, runPK(appid, id))},
+		{Update: newUpdate().remove("active").when("%s = %s", "active", str(id)).on(st.table, pointerPK(appid))},
+	}})
+	return err
+}
+
+// Unfinished lists the jobs run id still needs: the chunks of listed pages
+// that are not done, and the first page not done (or not listed).
+func (st *Store) Unfinished(ctx context.Context, appid, id string) ([]Job, error) {
+	var jobs []Job
+	next := ""
+	for n := 0; ; n++ {
+		p, err := st.Page(ctx, appid, id, n)
+		if err != nil {
+			return nil, err
+		}
+		if p == nil || !p.Done {
+			// Listing (again) queues its chunks and the pages after it.
+			return append(jobs, Job{Kind: PageJob, AppID: appid, Run: id, Page: n, Next: next}), nil
+		}
+		var pks []string
+		for k := 0; k*ChunkSize < len(p.OpenIDs); k++ {
+			pks = append(pks, chunkPK(appid, id, n, k))
+		}
+		done, err := st.doneOf(ctx, pks)
+		if err != nil {
+			return nil, err
+		}
+		for k, pk := range pks {
+			if !done[pk] {
+				ids := p.OpenIDs[k*ChunkSize : min((k+1)*ChunkSize, len(p.OpenIDs))]
+				jobs = append(jobs, Job{Kind: ChunkJob, AppID: appid, Run: id, Page: n, Chunk: k, OpenIDs: ids})
+			}
+		}
+		if p.Last {
+			return jobs, nil
+		}
+		next = p.Next
+	}
+}
+
+// doneOf reads which of the chunk items pks are done, 100 at a time.
+func (st *Store) doneOf(ctx context.Context, pks []string) (map[string]bool, error) {
+	done := map[string]bool{}
+	for len(pks) > 0 {
+		n := min(len(pks), 100)
+		ka := types.KeysAndAttributes{
+			ConsistentRead: aws.Bool(true), ProjectionExpression: aws.String("#pk, #done"),
+			ExpressionAttributeNames: map[string]string{"#pk": "pk", "#done": "done"},
+		}
+		for _, pk := range pks[:n] {
+			ka.Keys = append(ka.Keys, key(pk))
+		}
+		req := map[string]types.KeysAndAttributes{st.table: ka}
+		for len(req) > 0 {
+			out, err := st.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
+			if err != nil {
+				return nil, fmt.Errorf("followers: read chunks: %w", err)
+			}
+			for _, it := range out.Responses[st.table] {
+				var c struct {
+					PK   string `dynamodbav:"pk"`
+					Done bool   `dynamodbav:"done"`
+				}
+				if err := attributevalue.UnmarshalMap(it, &c); err != nil {
+					return nil, err
+				}
+				done[c.PK] = c.Done
+			}
+			req = out.UnprocessedKeys
+		}
+		pks = pks[n:]
+	}
+	return done, nil
+}
+
+// conditionFailed reports a write refused by its condition, alone or in a
+// transaction.
+func conditionFailed(err error) bool {
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		return true
+	}
+	var tce *types.TransactionCanceledException
+	if errors.As(err, &tce) {
+		for _, r := range tce.CancellationReasons {
+			if aws.ToString(r.Code) == "ConditionalCheckFailed" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// transactionConflict reports a transaction that collided with another
+// write of the same item.
+func transactionConflict(err error) bool {
+	var tce *types.TransactionCanceledException
+	if errors.As(err, &tce) {
+		for _, r := range tce.CancellationReasons {
+			if aws.ToString(r.Code) == "TransactionConflict" {
+				return true
+			}
+		}
+	}
+	var tc *types.TransactionConflictException
+	return errors.As(err, &tc)
+}

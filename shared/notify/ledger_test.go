@@ -1,0 +1,187 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"wxbridge/shared/awstest"
+)
+
+func newLedger(t *testing.T) *Ledger {
+	t.Helper()
+	return NewLedger(dynamodb.NewFromConfig(awstest.Config(nil)), awstest.Table(t))
+}
+
+// TestClaimIsExclusive: many workers claim the same job at once; exactly
+// one gets it, and once it is settled nobody does.
+func TestClaimIsExclusive(t *testing.T) {
+	l := newLedger(t)
+	ctx := context.Background()
+	const n = 12
+	var mu sync.Mutex
+	var winners []Claim
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			c, err := l.Claim(ctx, "job-1", "u1", time.Now().Add(time.Minute))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if c.State == Claimed {
+				mu.Lock()
+				winners = append(winners, c)
+				mu.Unlock()
+			} else if c.State != InFlight {
+				t.Errorf("state %v", c.State)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if len(winners) != 1 {
+		t.Fatalf("%d workers claimed the job", len(winners))
+	}
+	if err := l.Settle(ctx, "job-1", winners[0], result{Status: Sent, Channel: Template, MsgID: "42", MsgKey: "wxoa#42"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := l.Claim(ctx, "job-1", "u1", time.Now().Add(time.Minute))
+	if err != nil || c.State != Settled || c.Existing.Status != Sent {
+		t.Fatalf("claim after SENT: %+v %v", c, err)
+	}
+	// A record (expired, invalid) never overwrites a settled job.
+	if e, wrote, err := l.Record(ctx, "job-1", "", result{Status: Expired}); err != nil || wrote || e.Status != Sent {
+		t.Fatalf("record over SENT: wrote=%v %+v %v", wrote, e, err)
+	}
+}
+
+func TestLeaseTakeoverAndRelease(t *testing.T) {
+	l := newLedger(t)
+	ctx := context.Background()
+	now := time.Now()
+	l.Now = func() time.Time { return now }
+	first, _ := l.Claim(ctx, "j", "u", now.Add(time.Minute))
+	// Released after a transient failure: the next claim is no takeover.
+	if err := l.Release(ctx, "j", first, result{ErrCode: -1, Class: "transient"}); err != nil {
+		t.Fatal(err)
+	}
+	second, _ := l.Claim(ctx, "j", "u", now.Add(time.Minute))
+	if second.State != Claimed || second.Takeover || second.Attempt != 2 {
+		t.Fatalf("after release: %+v", second)
+	}
+	// The first worker's late write is refused.
+	if err := l.Settle(ctx, "j", first, result{Status: Sent}); err != ErrClaimLost {
+		t.Fatalf("stale settle: %v", err)
+	}
+	// Not released (a crash): in flight until the lease ends, then a takeover.
+	if c, _ := l.Claim(ctx, "j", "u", now.Add(time.Minute)); c.State != InFlight {
+		t.Fatalf("during the lease: %+v", c)
+	}
+	now = now.Add(2 * time.Minute)
+	third, _ := l.Claim(ctx, "j", "u", now.Add(time.Minute))
+	if third.State != Claimed || !third.Takeover || third.Attempt != 3 {
+		t.Fatalf("after the lease: %+v", third)
+	}
+	if err := l.Settle(ctx, "j", third, result{Status: Sent, Channel: Subscribe}); err != nil {
+		t.Fatal(err)
+	}
+	e, _, _ := l.Get(ctx, "j")
+	if e.Status != Sent || e.ErrCode != 0 || e.Class != "" || e.LeaseUntil != 0 || e.Attempts != 3 {
+		t.Fatalf("settled entry keeps stale fields: %+v", e)
+	}
+}
+
+func TestReport(t *testing.T) {
+	l := newLedger(t)
+	ctx := context.Background()
+	for i, status := range []string{"success", "failed:user block", "failed: system failed"} {
+		id := fmt.Sprint("r", i)
+		c, _ := l.Claim(ctx, id, "u", time.Now().Add(time.Minute))
+		msgid := fmt.Sprint(1000 + i)
+		l.Settle(ctx, id, c, result{Status: Sent, Channel: Template, MsgID: msgid, MsgKey: "wxoa#" + msgid})
+		for range 2 { // WeChat may push a report twice
+			if ok, err := l.Report(ctx, "wxoa", msgid, status); !ok || err != nil {
+				t.Fatalf("report %s: %v %v", status, ok, err)
+			}
+		}
+		e, _, _ := l.Get(ctx, id)
+		want := map[int]Status{0: Delivered, 1: Blocked, 2: Failed}[i]
+		if e.Status != want || e.Report != status {
+			t.Fatalf("%s: %+v", status, e)
+		}
+	}
+	if ok, err := l.Report(ctx, "wxoa", "999999", "success"); ok || err != nil {
+		t.Fatalf("unknown msgid matched: %v %v", ok, err)
+	}
+	if ok, _ := l.Report(ctx, "wxother", "1000", "success"); ok {
+		t.Fatal("a msgid of another account matched")
+	}
+}
+
+func TestEnqueueBatchUsesBatchesOfTen(t *testing.T) {
+	counter := &awstest.Counter{}
+	q := sqs.NewFromConfig(awstest.Config(counter))
+	url := awstest.Queue(t, "SendQueue")
+	c := NewClient(q, url)
+	var jobs []Job
+	for i := range 23 {
+		jobs = append(jobs, Job{ID: fmt.Sprint("b", i), To: Recipient{UID: "u"}, Template: &TemplateMessage{TemplateID: "t", Data: map[string]string{"thing1": "x"}}})
+	}
+	jobs[7].To = Recipient{} // invalid: refused, the others still go
+	counter.Counts()
+	out, err := c.EnqueueBatch(context.Background(), jobs)
+	if err == nil || out[7].Err == nil || out[7].MessageID != "" {
+		t.Fatalf("the invalid job: %+v, %v", out[7], err)
+	}
+	for i, e := range out {
+		if i != 7 && (e.Err != nil || e.MessageID == "" || e.JobID != jobs[i].ID) {
+			t.Fatalf("job %d: %+v", i, e)
+		}
+	}
+	if n := counter.Counts()["SendMessageBatch"]; n != 3 {
+		t.Fatalf("%d SendMessageBatch calls for 22 jobs, want 3", n)
+	}
+	got, _ := q.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 1})
+	var j Job
+	if len(got.Messages) != 1 || json.Unmarshal([]byte(*got.Messages[0].Body), &j) != nil || Validate(j) != nil {
+		t.Fatalf("queued body is not a valid job: %+v", got.Messages)
+	}
+	if id, err := c.Enqueue(context.Background(), jobs[0]); err != nil || id == "" {
+		t.Fatalf("Enqueue: %q %v", id, err)
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	prev := time.Duration(0)
+	for n := 1; n <= 5; n++ {
+		d := RetryDelay(RetrySoon, n, 0, time.Now())
+		if d <= prev || d < RetryBase || d > RetryCap+RetryCap/10 {
+			t.Fatalf("receive %d: %s after %s", n, d, prev)
+		}
+		prev = d
+	}
+	if d := RetryDelay(RetrySoon, 30, 0, time.Now()); d > RetryCap+RetryCap/10 {
+		t.Fatalf("uncapped: %s", d)
+	}
+	// Quota: until midnight Beijing time. 10:00 Beijing is 14 h before it,
+	// beyond SQS's 12 h: capped; 22:00 Beijing is 2 h before it.
+	morning := time.Date(2026, 11, 20, 2, 0, 0, 0, time.UTC)
+	if d := RetryDelay(RetryLater, 1, 0, morning); d != maxQuotaWait {
+		t.Fatalf("quota at 10:00 CST: %s", d)
+	}
+	evening := time.Date(2026, 11, 20, 14, 0, 0, 0, time.UTC)
+	if d := RetryDelay(RetryLater, 1, 0, evening); d < 2*time.Hour || d > 2*time.Hour+minQuotaWait {
+		t.Fatalf("quota at 22:00 CST: %s", d)
+	}
+}
