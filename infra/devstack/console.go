@@ -19,6 +19,7 @@ import (
 
 	"wxbridge/shared/awsenv"
 	"wxbridge/shared/binding"
+	"wxbridge/shared/followers"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat/sandbox"
@@ -58,6 +59,7 @@ func (s *Stack) console(mux *http.ServeMux) {
 		return s.sb.Unfollow(r.Context(), r.PathValue("id"))
 	}))
 	s.notifyRoutes(mux)
+	s.backfillRoutes(mux)
 	mux.HandleFunc("POST /_dev/api/people/{id}/scan", s.handle(func(r *http.Request) (any, error) {
 		var in struct {
 			ExternalID string `json:"external_id"`
@@ -176,21 +178,30 @@ type queueView struct {
 	Delayed  int    `json:"delayed"`
 }
 
+// shownPeople is how many people the console shows cards for.
+const shownPeople = 24
+
 // state is everything the console shows, in one poll.
 func (s *Stack) state(r *http.Request) (any, error) {
 	ctx := r.Context()
 	out := struct {
-		People []personView  `json:"people"`
-		Tokens []tokenView   `json:"tokens"`
-		Queues []queueView   `json:"queues"`
-		Ledger []ledgerEntry `json:"ledger"`
-		Logs   []string      `json:"logs"`
-		Now    time.Time     `json:"now"`
-	}{Ledger: s.ledger(ctx, 15), Logs: s.tap.recent(60), Now: time.Now()}
+		People []personView `json:"people"`
+		// Everyone counts the sandbox's people; People shows the first
+		// few, so that a backfill of thousands does not flood the page.
+		Everyone int            `json:"everyone"`
+		Backfill *followers.Run `json:"backfill,omitempty"`
+		Tokens   []tokenView    `json:"tokens"`
+		Queues   []queueView    `json:"queues"`
+		Ledger   []ledgerEntry  `json:"ledger"`
+		Logs     []string       `json:"logs"`
+		Now      time.Time      `json:"now"`
+	}{Ledger: s.ledger(ctx, 15), Logs: s.tap.recent(60), Now: time.Now(), Backfill: s.backfill(r)}
 	if s.sb != nil {
 		out.Now = s.sb.Clock().Now()
 		store := identity.NewStore(dynamodb.NewFromConfig(s.aws), s.res.refs["Table"])
-		for _, p := range s.sb.People() {
+		everyone := s.sb.People()
+		out.Everyone = len(everyone)
+		for _, p := range everyone[:min(len(everyone), shownPeople)] {
 			v := personView{Person: p}
 			found, err := store.Lookup(ctx, identity.MPKey(s.apps.MiniProgram.AppID, p.MPOpenID))
 			if errors.Is(err, identity.ErrNotFound) {

@@ -240,10 +240,11 @@ func sleep(ctx context.Context, d time.Duration) {
 // logTap keeps the latest function log lines for the console and passes
 // the others on, leaving out metric (EMF) lines.
 type logTap struct {
-	mu    sync.Mutex
-	out   io.Writer
-	lines []string
-	buf   bytes.Buffer
+	mu      sync.Mutex
+	out     io.Writer
+	capture io.Writer
+	lines   []string
+	buf     bytes.Buffer
 }
 
 const keepLines = 200
@@ -258,6 +259,9 @@ func (l *logTap) Write(p []byte) (int, error) {
 			l.buf.Reset()
 			l.buf.WriteString(line)
 			break
+		}
+		if l.capture != nil {
+			io.WriteString(l.capture, line)
 		}
 		if strings.Contains(line, `"_aws":`) {
 			continue

@@ -39,6 +39,9 @@ type Config struct {
 	Real *apps.Config
 	// Logs receives the functions' log lines (metrics left out).
 	Logs io.Writer
+	// Capture, when set, receives every line the functions write, metric
+	// lines included (the tests read it).
+	Capture io.Writer
 }
 
 // prefix names every local resource.
@@ -76,7 +79,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if cfg.PushMode == "" {
 		cfg.PushMode = push.Safe
 	}
-	tap := &logTap{out: cfg.Logs}
+	tap := &logTap{out: cfg.Logs, capture: cfg.Capture}
 	s := &Stack{cfg: cfg, tap: tap, log: slog.New(slog.NewTextHandler(orDiscard(cfg.Logs), nil)).With("devstack", true)}
 	started := false
 	defer func() {
@@ -169,15 +172,27 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 			go func() { defer s.wg.Done(); s.fns.schedule(runCtx, f, period, input) }()
 		}
 		for _, q := range f.def.Queues {
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.fns.poll(runCtx, client, f, q, s.res.queues[q.Queue], s.res.arns[q.Queue])
-			}()
+			// Lambda polls a queue with several concurrent batches (at least
+			// two, up to the event source's maximum concurrency).
+			for range pollers(q) {
+				s.wg.Add(1)
+				go func() {
+					defer s.wg.Done()
+					s.fns.poll(runCtx, client, f, q, s.res.queues[q.Queue], s.res.arns[q.Queue])
+				}()
+			}
 		}
 	}
 	started = true
 	return s, nil
+}
+
+// pollers is how many batches of one queue the devstack runs at once.
+func pollers(q cfn.QueueTrigger) int {
+	if q.MaximumConcurrency >= 2 {
+		return min(q.MaximumConcurrency, 5)
+	}
+	return 2
 }
 
 // buildFunctions builds every template function with the environment the
