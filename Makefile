@@ -4,7 +4,7 @@ FUNCTIONS := $(notdir $(patsubst %/main.go,%,$(wildcard functions/*/main.go)))
 GOFLAGS_BUILD := -trimpath -tags lambda.norpc -ldflags="-s -w"
 BUILD_DIR ?= build
 
-.PHONY: all build dev test unit cfn-lint lint bench tools clean $(addprefix build-,$(FUNCTIONS))
+.PHONY: all build dev test unit cfn-lint lint bench tools deploy clean $(addprefix build-,$(FUNCTIONS))
 
 all: test
 
@@ -28,6 +28,15 @@ FollowerSyncFunction := follower-sync
 build-%Function:
 	@test -n "$($*Function)" || { echo "no functions/ directory known for $*Function"; exit 1; }
 	$(GOBUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/$($*Function)
+
+## deploy: sam build, then sam deploy to the samconfig.toml environment ENV
+## (default: dev; ENV=prod for prod). Needs the AWS SAM CLI and credentials.
+ENV ?= default
+deploy:
+	@command -v sam >/dev/null || { echo "make deploy needs the AWS SAM CLI (sam), which is not installed:"; \
+		echo "  https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/install-sam-cli.html"; exit 1; }
+	sam build --config-env $(ENV)
+	sam deploy --config-env $(ENV)
 
 ## dev: the whole system on one machine (moto, the WeChat sandbox, every
 ## function in-process); console at http://127.0.0.1:8080/_dev/

@@ -1,11 +1,15 @@
 package awsenv
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -65,20 +69,50 @@ func (e Env) Require(names ...string) (map[string]string, error) {
 }
 
 // Main is a function's whole main: it builds the handler from the process
-// environment and hands it to the Lambda runtime, or logs why it cannot and
-// exits (Lambda reports an init error).
+// environment and hands it to the Lambda runtime, or logs why it cannot,
+// reports it to the runtime API as an init error and exits.
 func Main(function string, build func(context.Context, Env) (any, error)) {
 	ctx := context.Background()
 	log := observe.Logger(os.Stdout, function)
 	env, err := FromProcess(ctx)
-	if err != nil {
-		log.Error("init", "error", err)
-		os.Exit(1)
+	if err == nil {
+		var h any
+		if h, err = build(ctx, env); err == nil {
+			lambda.Start(h)
+			return
+		}
 	}
-	h, err := build(ctx, env)
-	if err != nil {
-		log.Error("init", "error", err)
-		os.Exit(1)
+	log.Error("init", "outcome", "init_error", "error", err)
+	if rerr := ReportInitError(os.Getenv("AWS_LAMBDA_RUNTIME_API"), err); rerr != nil {
+		log.Error("init", "outcome", "init_error_not_reported", "error", rerr)
 	}
-	lambda.Start(h)
+	os.Exit(1)
+}
+
+// ReportInitError posts err to the Lambda runtime API at api (host:port,
+// AWS_LAMBDA_RUNTIME_API) as an init error, so that the invocation fails
+// with the function's own message (a missing variable, an incomplete
+// secret) rather than a bare "Runtime exited with error: exit status 1".
+// aws-lambda-go has no call for it. An empty api (not in Lambda) does
+// nothing.
+func ReportInitError(api string, err error) error {
+	if api == "" {
+		return nil
+	}
+	body, _ := json.Marshal(map[string]any{"errorMessage": err.Error(), "errorType": "InitError"})
+	req, rerr := http.NewRequest(http.MethodPost, "http://"+api+"/2018-06-01/runtime/init/error", bytes.NewReader(body))
+	if rerr != nil {
+		return rerr
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Lambda-Runtime-Function-Error-Type", "InitError")
+	resp, rerr := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if rerr != nil {
+		return rerr
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("awsenv: runtime API answered the init error with %s", resp.Status)
+	}
+	return nil
 }

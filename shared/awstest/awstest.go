@@ -42,6 +42,10 @@ func Main(m *testing.M) {
 	os.Exit(run(m))
 }
 
+// Run is Main for a TestMain with more to clean up after the tests: it
+// returns the exit code instead of exiting.
+func Run(m *testing.M) int { return run(m) }
+
 func run(m *testing.M) int {
 	tpl, err := cfn.LoadNearest()
 	if err != nil {

@@ -126,7 +126,7 @@ func (p *Processor) link(ctx context.Context, s identity.Sighting, scene string)
 	s.ExternalID = p.bindingOf(scene)
 	res, err := p.People.Link(ctx, s)
 	if errors.Is(err, identity.ErrConflict) && s.ExternalID != "" {
-		p.Log.Warn("binding refused", "error", err)
+		p.Log.Warn("binding refused", "request_id", observe.RequestID(ctx), "outcome", "binding_refused", "error", err)
 		p.Metrics.Count("LinkConflicts", "source", "qrscene")
 		s.ExternalID = ""
 		res, err = p.People.Link(ctx, s)

@@ -163,7 +163,7 @@ func (s *Syncer) Start(ctx context.Context) (run Run, started bool, err error) {
 	if err := s.Queue.Send(ctx, []Job{{Kind: PageJob, AppID: s.AppID, Run: r.ID}}); err != nil {
 		return r, true, fmt.Errorf("followers: run %s started but its first job was not queued (wxctl followers resume queues it): %w", r.ID, err)
 	}
-	s.log().Info("backfill", "outcome", "started", "run", r.ID)
+	s.log(ctx).Info("backfill", "outcome", "started", "run", r.ID)
 	s.Metrics.Count("FollowerSyncRuns", "outcome", "started")
 	return r, true, nil
 }
@@ -187,7 +187,7 @@ func (s *Syncer) Process(ctx context.Context, j Job, attempt int) error {
 	case err != nil:
 		return s.later(ctx, j, attempt, err)
 	case !run.Active():
-		s.log().Info("job", "outcome", "run_over", "run", j.Run, "kind", j.Kind)
+		s.log(ctx).Info("job", "outcome", "run_over", "run", j.Run, "kind", j.Kind)
 		return nil
 	}
 	switch j.Kind {
@@ -202,9 +202,14 @@ func (s *Syncer) Process(ctx context.Context, j Job, attempt int) error {
 	return fmt.Errorf("followers: unknown job kind %q", j.Kind)
 }
 
-func (s *Syncer) log() *slog.Logger {
+// log is the logger for work done under ctx: in Lambda its lines carry the
+// invocation's request id.
+func (s *Syncer) log(ctx context.Context) *slog.Logger {
 	if s.Log == nil {
 		return slog.New(slog.DiscardHandler)
+	}
+	if id := observe.RequestID(ctx); id != "" {
+		return s.Log.With("request_id", id)
 	}
 	return s.Log
 }
@@ -219,7 +224,7 @@ func (s *Syncer) maxAttempts() int {
 // later records why job j failed this time and asks for it to come back.
 func (s *Syncer) later(ctx context.Context, j Job, attempt int, cause error) error {
 	if err := s.Store.Retried(ctx, j, attempt, cause); err != nil {
-		s.log().Warn("record retry", "run", j.Run, "error", err)
+		s.log(ctx).Warn("record retry", "outcome", "not_recorded", "run", j.Run, "error", err)
 	}
 	s.Metrics.Count("FollowerSyncRetries", "kind", j.Kind, "class", wechat.ClassOf(cause).String())
 	return &RetryError{Delay: Backoff(cause, attempt), Err: cause}
@@ -243,7 +248,7 @@ func (s *Syncer) page(ctx context.Context, j Job, attempt int) error {
 			if retryable(err) && attempt < s.maxAttempts() {
 				return s.later(ctx, j, attempt, err)
 			}
-			s.log().Error("page", "outcome", "run_failed", "run", j.Run, "page", j.Page, "error", err)
+			s.log(ctx).Error("page", "outcome", "run_failed", "run", j.Run, "page", j.Page, "error", err)
 			s.Metrics.Count("FollowerSyncRuns", "outcome", "failed")
 			return s.Store.Fail(ctx, s.AppID, j.Run, err)
 		}
@@ -267,7 +272,7 @@ func (s *Syncer) page(ctx context.Context, j Job, attempt int) error {
 		return s.later(ctx, j, attempt, err)
 	}
 	if counted {
-		s.log().Info("page", "outcome", "listed", "run", j.Run, "page", j.Page, "followers", len(p.OpenIDs), "last", p.Last)
+		s.log(ctx).Info("page", "outcome", "listed", "run", j.Run, "page", j.Page, "followers", len(p.OpenIDs), "last", p.Last)
 	}
 	if p.Last {
 		s.finish(ctx, j.Run)
@@ -307,7 +312,7 @@ func (s *Syncer) chunk(ctx context.Context, j Job, attempt int) error {
 	if counted {
 		s.Metrics.Count("FollowerSyncChunks", "outcome", t.outcome())
 		if t.Failed > 0 {
-			s.log().Warn("chunk", "outcome", "failures", "run", j.Run, "page", j.Page, "chunk", j.Chunk, "failed", t.Failed, "errors", t.Errors)
+			s.log(ctx).Warn("chunk", "outcome", "failures", "run", j.Run, "page", j.Page, "chunk", j.Chunk, "failed", t.Failed, "errors", t.Errors)
 		}
 	}
 	s.finish(ctx, j.Run)
@@ -368,11 +373,11 @@ func (s *Syncer) finish(ctx context.Context, id string) {
 	ended, err := s.Store.Finish(ctx, s.AppID, id)
 	if err != nil {
 		// The next job to finish tries again; the counts are already right.
-		s.log().Warn("finish run", "run", id, "error", err)
+		s.log(ctx).Warn("finish run", "outcome", "not_finished", "run", id, "error", err)
 		return
 	}
 	if ended {
-		s.log().Info("backfill", "outcome", "done", "run", id)
+		s.log(ctx).Info("backfill", "outcome", "done", "run", id)
 		s.Metrics.Count("FollowerSyncRuns", "outcome", "done")
 	}
 }
@@ -397,7 +402,7 @@ func (s *Syncer) Resume(ctx context.Context) (Run, int, error) {
 	if err := s.Queue.Send(ctx, jobs); err != nil {
 		return *r, 0, err
 	}
-	s.log().Info("backfill", "outcome", "resumed", "run", r.ID, "jobs", len(jobs))
+	s.log(ctx).Info("backfill", "outcome", "resumed", "run", r.ID, "jobs", len(jobs))
 	return *r, len(jobs), nil
 }
 

@@ -149,9 +149,9 @@ func (s *Sender) Send(ctx context.Context, job Job, at Attempt) Result {
 			switch class {
 			case wechat.ClassQuota:
 				retry = RetryLater
-				s.alarm("quota", failure)
+				s.alarm(ctx, job.ID, "quota", failure)
 			case wechat.ClassConfig:
-				s.alarm("config", failure)
+				s.alarm(ctx, job.ID, "config", failure)
 			}
 			if at.Last {
 				failure.Status = Failed
@@ -164,7 +164,7 @@ func (s *Sender) Send(ctx context.Context, job Job, at Attempt) Result {
 		}
 		// The sender's mistake (template, data, page), or an answer nobody
 		// knows: resending cannot help, and someone has to look.
-		s.alarm(class.String(), failure)
+		s.alarm(ctx, job.ID, class.String(), failure)
 		failure.Status = Failed
 		return s.settle(ctx, job.ID, p.UID, c, failure)
 	}
@@ -271,7 +271,7 @@ func (s *Sender) unfollowed(ctx context.Context, openid string) {
 		AppID: s.OfficialAccount, OpenID: openid, Follow: &identity.Follow{Subscribed: false, At: s.now()},
 	}})
 	if err != nil {
-		s.Log.Warn("follow state not updated after 43004", "error", err)
+		s.Log.Warn("follow state not updated after 43004", "request_id", observe.RequestID(ctx), "outcome", "not_updated", "error", err)
 		return
 	}
 	s.Metrics.Count("FollowStateCorrected", "source", "43004")
@@ -295,8 +295,11 @@ func describe(err error) string {
 	return err.Error()
 }
 
-func (s *Sender) alarm(reason string, r result) {
-	s.Log.Error("send alarm", "alarm", reason, "channel", r.Channel, "errcode", r.ErrCode, "rid", r.RID, "class", r.Class)
+// alarm reports a failure someone has to act on (SendAlarm by reason, which
+// template.yaml alarms on). The job's own line follows with its outcome.
+func (s *Sender) alarm(ctx context.Context, jobID, reason string, r result) {
+	s.Log.Error("send alarm", "request_id", observe.RequestID(ctx), "job_id", jobID, "outcome", "alarm", "alarm", reason,
+		"channel", r.Channel, "errcode", r.ErrCode, "rid", r.RID, "class", r.Class)
 	s.Metrics.Count("SendAlarm", "reason", reason)
 }
 

@@ -46,10 +46,20 @@ func NewMetrics(w io.Writer, function string) *Metrics {
 // Count records one occurrence of name, with dimensions in addition to the
 // function name (for example outcome=created).
 func (m *Metrics) Count(name string, dims ...string) {
+	m.put(name, "Count", 1, dims)
+}
+
+// Value records one measurement v of name in unit (a CloudWatch unit such
+// as "Seconds"), with dimensions as for Count.
+func (m *Metrics) Value(name, unit string, v float64, dims ...string) {
+	m.put(name, unit, v, dims)
+}
+
+func (m *Metrics) put(name, unit string, v float64, dims []string) {
 	if m == nil {
 		return
 	}
-	rec := map[string]any{"function": m.function, name: 1}
+	rec := map[string]any{"function": m.function, name: v}
 	keys := []string{"function"}
 	for i := 0; i+1 < len(dims); i += 2 {
 		rec[dims[i]] = dims[i+1]
@@ -60,7 +70,7 @@ func (m *Metrics) Count(name string, dims ...string) {
 		"CloudWatchMetrics": []any{map[string]any{
 			"Namespace":  Namespace,
 			"Dimensions": [][]string{keys},
-			"Metrics":    []any{map[string]string{"Name": name, "Unit": "Count"}},
+			"Metrics":    []any{map[string]string{"Name": name, "Unit": unit}},
 		}},
 	}
 	b, err := json.Marshal(rec)

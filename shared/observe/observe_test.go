@@ -37,3 +37,27 @@ func TestCountWritesEMF(t *testing.T) {
 		t.Fatalf("values = %+v", rec)
 	}
 }
+
+func TestValueWritesEMFWithUnit(t *testing.T) {
+	var buf bytes.Buffer
+	m := NewMetrics(&buf, "token-refresher")
+	m.Value("TokenAge", "Seconds", 301.5, "appid", "wx1")
+	var rec struct {
+		AWS struct {
+			CloudWatchMetrics []struct {
+				Dimensions [][]string
+				Metrics    []struct{ Name, Unit string }
+			}
+		} `json:"_aws"`
+		TokenAge float64 `json:"TokenAge"`
+		AppID    string  `json:"appid"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, buf.String())
+	}
+	cw := rec.AWS.CloudWatchMetrics
+	if len(cw) != 1 || cw[0].Metrics[0].Name != "TokenAge" || cw[0].Metrics[0].Unit != "Seconds" ||
+		len(cw[0].Dimensions[0]) != 2 || rec.TokenAge != 301.5 || rec.AppID != "wx1" {
+		t.Fatalf("EMF record = %s", buf.String())
+	}
+}

@@ -265,7 +265,7 @@ func (s *Source) fetch(ctx context.Context, a *app, f *flight) {
 		if a.cur.Usable(now) {
 			a.validUntil = now.Add(recheck)
 		}
-		s.log.Warn("token secret unreadable", "appid", a.id, "cached_token_valid", a.cur.Usable(now), "error", err)
+		s.logger(ctx).Warn("token secret unreadable", "outcome", "secret_unreadable", "appid", a.id, "cached_token_valid", a.cur.Usable(now), "error", err)
 		s.metrics.Count("TokenSecretReadFailed", "appid", a.id)
 	} else {
 		a.cur, a.readErr = st, nil
@@ -374,7 +374,7 @@ func (s *Source) recover(ctx context.Context, a *app, bad string, f *flight) {
 	a.recovery = nil
 	if f.err != nil {
 		a.gaveUp, a.gaveUpAt = bad, now
-		s.log.Warn("refused token not replaced in time", "appid", a.id, "token", Fingerprint(bad), "waited", s.wait.String())
+		s.logger(ctx).Warn("refused token not replaced in time", "outcome", "not_replaced", "appid", a.id, "token", Fingerprint(bad), "waited", s.wait.String())
 		s.metrics.Count("TokenRecoveryFailed", "appid", a.id)
 	}
 	a.mu.Unlock()
@@ -396,11 +396,21 @@ func (s *Source) request(ctx context.Context, a *app, req RefreshRequest) {
 	a.requestFP, a.requestAt = req.Refused, now
 	a.mu.Unlock()
 	if err := s.refresher.Request(ctx, req); err != nil {
-		s.log.Error("token refresh request failed", "appid", a.id, "token", req.Refused, "error", err)
+		s.logger(ctx).Error("token refresh request failed", "outcome", "request_failed", "appid", a.id, "token", req.Refused, "error", err)
 		s.metrics.Count("TokenRefreshRequestFailed", "appid", a.id)
 		return
 	}
-	s.log.Info("token refresh requested", "appid", a.id, "token", req.Refused, "forced", req.Refused != "")
+	s.logger(ctx).Info("token refresh requested", "outcome", "requested", "appid", a.id, "token", req.Refused, "forced", req.Refused != "")
+}
+
+// logger is the log for work done for the invocation of ctx: its lines
+// carry that invocation's request id (the first caller's, for a read or a
+// recovery shared by concurrent callers).
+func (s *Source) logger(ctx context.Context) *slog.Logger {
+	if id := observe.RequestID(ctx); id != "" {
+		return s.log.With("request_id", id)
+	}
+	return s.log
 }
 
 // sleep pauses for d, or less if ctx ends first; it reports whether it

@@ -47,6 +47,14 @@ type Options struct {
 	// Tokens supplies access tokens to the APIs that take one; see
 	// TokenSource. Clients that only log users in need none.
 	Tokens TokenSource
+	// Metrics, when set, counts every errcode answer as WeChatErrors by
+	// api and errcode (an *observe.Metrics).
+	Metrics Counter
+}
+
+// Counter records one occurrence of a metric with dimensions.
+type Counter interface {
+	Count(name string, dims ...string)
 }
 
 // Client calls the WeChat server APIs and returns typed answers. It is safe
@@ -56,6 +64,7 @@ type Client struct {
 	openBase string
 	hc       *http.Client
 	tokens   TokenSource
+	metrics  Counter
 }
 
 // New returns a Client for o.
@@ -65,6 +74,7 @@ func New(o Options) *Client {
 		openBase: strings.TrimRight(o.OpenBase, "/"),
 		hc:       o.HTTPClient,
 		tokens:   o.Tokens,
+		metrics:  o.Metrics,
 	}
 	if c.apiBase == "" {
 		c.apiBase = defaultAPIBase
@@ -304,6 +314,9 @@ func (c *Client) do(req *http.Request, api string, q url.Values, out any) error 
 		return &transportError{api: api, what: "unreadable answer: " + err.Error(), cause: err}
 	}
 	if env.ErrCode != 0 {
+		if c.metrics != nil {
+			c.metrics.Count("WeChatErrors", "api", api, "errcode", strconv.Itoa(env.ErrCode))
+		}
 		return newError(api, env.ErrCode, env.ErrMsg)
 	}
 	if err := json.Unmarshal(body, out); err != nil {

@@ -387,3 +387,23 @@ func TestErrorLogValue(t *testing.T) {
 		}
 	}
 }
+
+// counter records Count calls as "name api errcode".
+type counter struct{ got []string }
+
+func (c *counter) Count(name string, dims ...string) {
+	c.got = append(c.got, name+" "+strings.Join(dims, " "))
+}
+
+func TestClient_counts_errcode_answers_by_api_and_code(t *testing.T) {
+	var c counter
+	bad := newPlatform(t, `{"errcode":40029,"errmsg":"invalid code, rid: 0000"}`)
+	good := newPlatform(t, `{"openid":"o","session_key":"k"}`)
+	ctx := context.Background()
+	New(Options{APIBase: bad.URL, Metrics: &c}).Code2Session(ctx, "wxapp", "sec", "code")
+	New(Options{APIBase: good.URL, Metrics: &c}).Code2Session(ctx, "wxapp", "sec", "code")
+	want := []string{"WeChatErrors api /sns/jscode2session errcode 40029"}
+	if fmt.Sprint(c.got) != fmt.Sprint(want) {
+		t.Fatalf("counted %q, want %q (errors only)", c.got, want)
+	}
+}

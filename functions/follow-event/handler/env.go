@@ -53,7 +53,7 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	db := dynamodb.NewFromConfig(env.AWS)
 	proc := &follow.Processor{
 		AppID:   oa.AppID,
-		WeChat:  wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Tokens: tokens.FromEnv(env, cfg, log, metrics)}),
+		WeChat:  wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Tokens: tokens.FromEnv(env, cfg, log, metrics), Metrics: metrics}),
 		People:  identity.NewStore(db, vars["WXB_TABLE"]),
 		Reports: notify.NewLedger(db, vars["WXB_TABLE"]),
 		Log:     log,

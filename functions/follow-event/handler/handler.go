@@ -107,7 +107,7 @@ func (h *Handler) HTTP(ctx context.Context, req events.APIGatewayV2HTTPRequest) 
 	case http.MethodGet:
 		echo, err := h.Receiver.Echo(queryOf(req))
 		if err != nil {
-			log.Warn("url check refused", "reason", err.Error())
+			log.Warn("url check refused", "outcome", "refused", "reason", err.Error())
 			return text(http.StatusForbidden, "signature mismatch"), nil
 		}
 		log.Info("url check", "outcome", "ok")
@@ -132,13 +132,13 @@ func refusal(err error) int {
 func (h *Handler) push(ctx context.Context, req events.APIGatewayV2HTTPRequest, log *slog.Logger) events.APIGatewayV2HTTPResponse {
 	body, err := httpapi.Body(req, push.MaxBody)
 	if err != nil {
-		log.Warn("push refused", "reason", push.ErrTooLarge.Error())
+		log.Warn("push refused", "outcome", "refused", "reason", push.ErrTooLarge.Error())
 		h.Metrics.Count("PushRefused", "reason", "too_large")
 		return text(http.StatusRequestEntityTooLarge, "refused")
 	}
 	e, err := h.Receiver.Open(queryOf(req), body)
 	if err != nil {
-		log.Warn("push refused", "reason", err.Error())
+		log.Warn("push refused", "outcome", "refused", "reason", err.Error())
 		h.Metrics.Count("PushRefused", "reason", fmt.Sprint(refusal(err)))
 		return text(refusal(err), "refused")
 	}
@@ -149,7 +149,7 @@ func (h *Handler) push(ctx context.Context, req events.APIGatewayV2HTTPRequest, 
 	case err != nil:
 		// The store is out: the queue still takes the event, and handling
 		// is idempotent, so a duplicate that slips through does no harm.
-		log.Warn("dedup unavailable", "error", err)
+		log.Warn("dedup unavailable", "outcome", "dedup_unavailable", "error", err)
 		return h.handOver(ctx, e, "", log)
 	case state == idempotency.Done:
 		log.Info("push", "outcome", "duplicate")
@@ -175,7 +175,7 @@ func (h *Handler) push(ctx context.Context, req events.APIGatewayV2HTTPRequest, 
 		h.Metrics.Count("PushFailed")
 		return text(http.StatusOK, "success")
 	}
-	log.Warn("push not handled in time, queueing", "error", err)
+	log.Warn("push not handled in time, queueing", "outcome", "deferred", "error", err)
 	return h.handOver(ctx, e, key, log)
 }
 
@@ -187,7 +187,7 @@ func (h *Handler) handOver(ctx context.Context, e push.Event, key string, log *s
 		h.Metrics.Count("PushNotAccepted")
 		if key != "" {
 			if rerr := h.Claims.Release(ctx, key); rerr != nil {
-				log.Warn("release claim", "error", rerr)
+				log.Warn("release claim", "outcome", "claim_not_released", "error", rerr)
 			}
 		}
 		return text(http.StatusServiceUnavailable, "retry")
@@ -204,7 +204,7 @@ func (h *Handler) complete(ctx context.Context, key, how string, log *slog.Logge
 	// A claim left unmarked only means a retry after its lease handles the
 	// event again, which is harmless.
 	if err := h.Claims.Complete(ctx, key, how); err != nil {
-		log.Warn("complete claim", "error", err)
+		log.Warn("complete claim", "outcome", "claim_not_completed", "error", err)
 	}
 }
 

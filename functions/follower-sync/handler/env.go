@@ -41,7 +41,7 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	return &Handler{
 		Syncer: &followers.Syncer{
 			AppID:   cfg.OfficialAccount.AppID,
-			WeChat:  wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Tokens: tokens.FromEnv(env, cfg, log, metrics)}),
+			WeChat:  wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Tokens: tokens.FromEnv(env, cfg, log, metrics), Metrics: metrics}),
 			People:  identity.NewStore(db, vars["WXB_TABLE"]),
 			Store:   followers.NewStore(db, vars["WXB_TABLE"]),
 			Queue:   followers.Queue{Client: q, URL: vars[EnvQueue]},

@@ -85,6 +85,7 @@ func (h *Handler) one(ctx context.Context, m events.SQSMessage) bool {
 	var retry *followers.RetryError
 	switch {
 	case err == nil:
+		log.Info("job", "outcome", "done", "attempt", attempt)
 		return true
 	case errors.As(err, &retry):
 		log.Warn("job", "outcome", "retry", "attempt", attempt, "delay", retry.Delay.String(), "error", retry.Err)
@@ -94,7 +95,7 @@ func (h *Handler) one(ctx context.Context, m events.SQSMessage) bool {
 		})
 		if verr != nil {
 			// The job comes back after the queue's visibility timeout instead.
-			log.Warn("delay job", "error", verr)
+			log.Warn("delay job", "outcome", "not_delayed", "error", verr)
 		}
 		return false
 	}

@@ -24,9 +24,10 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	wc := wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE")})
+	metrics := observe.NewMetrics(env.Out, "login")
+	wc := wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Metrics: metrics})
 	people := identity.NewStore(dynamodb.NewFromConfig(env.AWS), vars["WXB_TABLE"])
-	return New(cfg, wc, people, observe.Logger(env.Out, "login"), observe.NewMetrics(env.Out, "login"))
+	return New(cfg, wc, people, observe.Logger(env.Out, "login"), metrics)
 }
 
 // Build is the function's entry point for awsenv.Main and the devstack: the

@@ -162,7 +162,7 @@ func (h *Handler) login(ctx context.Context, req events.APIGatewayV2HTTPRequest,
 	if len(res.Merged) > 0 {
 		h.metrics.Count("Merges")
 	}
-	log.Info("login", "uid", res.Person.UID, "link", res.Outcome, "unionid_known", ws.UnionID != "", "bound", externalID != "")
+	log.Info("login", "outcome", "logged_in", "uid", res.Person.UID, "link", res.Outcome, "unionid_known", ws.UnionID != "", "bound", externalID != "")
 	tok, s, err := h.sessions.Issue(session.Session{AppID: h.app.AppID, OpenID: ws.OpenID, UID: res.Person.UID})
 	if err != nil {
 		return nil, err
@@ -233,7 +233,7 @@ func (h *Handler) profile(ctx context.Context, req events.APIGatewayV2HTTPReques
 	if len(res.Merged) > 0 {
 		h.metrics.Count("Merges")
 	}
-	log.Info("profile", "uid", res.Person.UID, "link", res.Outcome)
+	log.Info("profile", "outcome", "unionid_revealed", "uid", res.Person.UID, "link", res.Outcome)
 	return ProfileResponse{Person: viewOf(res.Person), UnionIDKnown: true}, nil
 }
 
@@ -305,12 +305,9 @@ func invalidSession() *httpapi.Error {
 
 // wechatFailure maps a failed jscode2session to an answer by its class.
 func (h *Handler) wechatFailure(log *slog.Logger, err error) error {
+	// The client counts WeChatErrors by api and errcode.
 	class := wechat.ClassOf(err)
-	var we *wechat.Error
-	if errors.As(err, &we) {
-		h.metrics.Count("WeChatErrors", "api", we.API, "errcode", fmt.Sprint(we.Code))
-	}
-	log.Warn("jscode2session failed", "class", class.String(), "error", err, "rid", wechat.RID(err))
+	log.Warn("jscode2session failed", "outcome", "wechat_error", "class", class.String(), "error", err, "rid", wechat.RID(err))
 	switch class {
 	case wechat.ClassCode:
 		return httpapi.Fail(http.StatusBadRequest, "invalid_code", "the login code is invalid, expired or already used: call wx.login again")

@@ -32,13 +32,14 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 		return nil, err
 	}
 	db := dynamodb.NewFromConfig(env.AWS)
+	metrics := observe.NewMetrics(env.Out, "oauth-callback")
 	return New(cfg, Options{Origins: origins, PublicURL: env.Get("WXB_PUBLIC_URL")}, Deps{
-		WeChat:   wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), OpenBase: env.Get("WXB_WECHAT_OPEN_BASE")}),
+		WeChat:   wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), OpenBase: env.Get("WXB_WECHAT_OPEN_BASE"), Metrics: metrics}),
 		People:   identity.NewStore(db, vars["WXB_TABLE"]),
 		States:   oauthstate.NewLedger(db, vars["WXB_TABLE"]),
 		Profiles: profiles.NewStore(db, vars["WXB_TABLE"]),
 		Log:      observe.Logger(env.Out, "oauth-callback"),
-		Metrics:  observe.NewMetrics(env.Out, "oauth-callback"),
+		Metrics:  metrics,
 	})
 }
 

@@ -291,7 +291,7 @@ func (h *Handler) callback(ctx context.Context, req events.APIGatewayV2HTTPReque
 	if err := h.d.States.Use(ctx, st); errors.Is(err, oauthstate.ErrReplayed) {
 		return events.APIGatewayV2HTTPResponse{}, &pageError{http.StatusBadRequest, "used_state", "This sign-in link has been used already. Go back to the page and try again."}
 	} else if err != nil {
-		log.Error("state ledger", "error", err)
+		log.Error("state ledger", "outcome", "state_ledger_error", "error", err)
 		return h.back(log, returnTo, "error", "temporarily_unavailable"), nil
 	}
 	code := q.Get("code")
@@ -329,10 +329,10 @@ func (h *Handler) callback(ctx context.Context, req events.APIGatewayV2HTTPReque
 	})
 	switch {
 	case errors.Is(err, identity.ErrContention):
-		log.Warn("link", "error", err)
+		log.Warn("link", "outcome", "link_error", "error", err)
 		return h.back(log, returnTo, "error", "temporarily_unavailable"), nil
 	case err != nil:
-		log.Error("link", "error", err)
+		log.Error("link", "outcome", "link_error", "error", err)
 		return h.back(log, returnTo, "error", "server_error"), nil
 	}
 	h.d.Metrics.Count("OAuthLogins", "scope", st.Scope, "outcome", string(res.Outcome))
@@ -342,34 +342,31 @@ func (h *Handler) callback(ctx context.Context, req events.APIGatewayV2HTTPReque
 	if info != nil {
 		p := profiles.Profile{Nickname: info.Nickname, HeadImgURL: info.HeadImgURL, UpdatedAt: time.Now()}
 		if err := h.d.Profiles.Put(ctx, h.oa.AppID, tok.OpenID, p); err != nil {
-			log.Warn("profile", "error", err)
+			log.Warn("profile", "outcome", "profile_not_saved", "error", err)
 		}
 	}
 	sess, s, err := h.sessions.Issue(session.Session{AppID: h.oa.AppID, OpenID: tok.OpenID, UID: res.Person.UID})
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
-	log.Info("oauth", "uid", res.Person.UID, "link", res.Outcome, "scope", st.Scope, "unionid_known", unionID != "", "profile", info != nil)
+	log.Info("oauth", "outcome", "linked", "uid", res.Person.UID, "link", res.Outcome, "scope", st.Scope, "unionid_known", unionID != "", "profile", info != nil)
 	return h.back(log, returnTo, "session", sess, "expires_at", fmt.Sprint(s.Expires.Unix())), nil
 }
 
 // wechatFailure logs a failed call and names the fragment error for it.
 func (h *Handler) wechatFailure(log *slog.Logger, api string, err error) string {
+	// The client counts WeChatErrors by api and errcode.
 	class := wechat.ClassOf(err)
-	var we *wechat.Error
-	if errors.As(err, &we) {
-		h.d.Metrics.Count("WeChatErrors", "api", we.API, "errcode", fmt.Sprint(we.Code))
-	}
 	switch class {
 	case wechat.ClassCode:
-		log.Warn(api+" failed", "class", class.String(), "error", err, "rid", wechat.RID(err))
+		log.Warn(api+" failed", "outcome", "wechat_error", "class", class.String(), "error", err, "rid", wechat.RID(err))
 		return "invalid_code"
 	case wechat.ClassTransient, wechat.ClassQuota:
-		log.Warn(api+" failed", "class", class.String(), "error", err, "rid", wechat.RID(err))
+		log.Warn(api+" failed", "outcome", "wechat_error", "class", class.String(), "error", err, "rid", wechat.RID(err))
 		return "temporarily_unavailable"
 	}
 	// Configuration and unknown failures are ours to fix, not the user's.
-	log.Error(api+" failed", "class", class.String(), "error", err, "rid", wechat.RID(err))
+	log.Error(api+" failed", "outcome", "wechat_error", "class", class.String(), "error", err, "rid", wechat.RID(err))
 	return "server_error"
 }
 

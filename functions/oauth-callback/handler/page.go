@@ -1,7 +1,7 @@
 package handler
 
 import (
-	"html/template"
+	"html"
 	"strings"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -19,8 +19,6 @@ type pageError struct {
 func (e *pageError) Error() string { return e.Code + ": " + e.Message }
 
 func (e *pageError) response() events.APIGatewayV2HTTPResponse {
-	var b strings.Builder
-	page.Execute(&b, e)
 	return events.APIGatewayV2HTTPResponse{
 		StatusCode: e.Status,
 		Headers: map[string]string{
@@ -30,11 +28,15 @@ func (e *pageError) response() events.APIGatewayV2HTTPResponse {
 			"X-Content-Type-Options":  "nosniff",
 			"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
 		},
-		Body: b.String(),
+		Body: pageReplacer(e).Replace(page),
 	}
 }
 
-var page = template.Must(template.New("page").Parse(`<!doctype html>
+// page is the error page. It is filled by plain replacement, not
+// html/template: executing a template makes the linker keep every exported
+// method of every type (reflect's MethodByName), which grew this
+// function's bootstrap from 11 to 17 MB.
+const page = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>Sign-in did not work</title>
 <style>body{font-family:sans-serif;margin:2em;max-width:30em}small{color:#888}</style></head>
@@ -42,4 +44,8 @@ var page = template.Must(template.New("page").Parse(`<!doctype html>
 <p>{{.Message}}</p>
 <p><small>error: {{.Code}}</small></p>
 </body></html>
-`))
+`
+
+func pageReplacer(e *pageError) *strings.Replacer {
+	return strings.NewReplacer("{{.Message}}", html.EscapeString(e.Message), "{{.Code}}", html.EscapeString(e.Code))
+}

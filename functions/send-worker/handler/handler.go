@@ -120,7 +120,7 @@ func (h *Handler) one(ctx context.Context, m events.SQSMessage) bool {
 	case err != nil && job.ID == "":
 		// Nothing to record it against; it can never become valid.
 		log.Error("send", "outcome", "dropped", "reason", err.Error())
-		h.Metrics.Count("Sends", "outcome", "dropped")
+		h.Metrics.Count("Sends", "outcome", "dropped", "class", "invalid")
 		return false
 	case err != nil:
 		res = h.Sender.Reject(ctx, job.ID, err)
@@ -157,7 +157,7 @@ func (h *Handler) one(ctx context.Context, m events.SQSMessage) bool {
 			level = slog.LevelWarn
 		}
 		log.Log(ctx, level, "send", append(attrs, "outcome", outcome, "msgid", res.MsgID)...)
-		h.Metrics.Count("Sends", "outcome", outcome)
+		h.Metrics.Count("Sends", "outcome", outcome, "class", classOf(res))
 		return false
 	}
 	delay := notify.RetryDelay(res.Retry, receives, res.Wait, h.now())
@@ -166,8 +166,17 @@ func (h *Handler) one(ctx context.Context, m events.SQSMessage) bool {
 		attrs = append(attrs, "visibility_error", err.Error())
 	}
 	log.Warn("send", append(attrs, "outcome", "retry", "retry_in", delay.Round(time.Second).String())...)
-	h.Metrics.Count("Sends", "outcome", "retry")
+	h.Metrics.Count("Sends", "outcome", "retry", "class", classOf(res))
 	return true
+}
+
+// classOf is the Sends metric's class dimension: the failure's class
+// (wechat.Class names, "store", "invalid", "expired"), or "none".
+func classOf(res notify.Result) string {
+	if res.Class == "" {
+		return "none"
+	}
+	return res.Class
 }
 
 // lease is how long a claim holds: until the invocation's deadline (after

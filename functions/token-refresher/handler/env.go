@@ -26,14 +26,15 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	metrics := observe.NewMetrics(env.Out, "token-refresher")
 	return New(Options{
 		Apps:    Apps(cfg, env.Get(tokens.EnvMiniProgramSecret), env.Get(tokens.EnvOfficialAccountSecret)),
-		WeChat:  wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE")}),
+		WeChat:  wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Metrics: metrics}),
 		Secrets: sm,
 		DB:      dynamodb.NewFromConfig(env.AWS),
 		Table:   vars["WXB_TABLE"],
 		Log:     observe.Logger(env.Out, "token-refresher"),
-		Metrics: observe.NewMetrics(env.Out, "token-refresher"),
+		Metrics: metrics,
 	})
 }
 

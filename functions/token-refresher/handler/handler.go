@@ -134,6 +134,8 @@ type AppResult struct {
 	Outcome   string    `json:"outcome"`
 	Reason    string    `json:"reason,omitempty"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// refreshedAt is when the stored token was obtained: TokenAge.
+	refreshedAt time.Time
 }
 
 // Outcomes of a run for one app.
@@ -181,8 +183,14 @@ func (h *Handler) Handle(ctx context.Context, req tokens.RefreshRequest) (Result
 	}
 	wg.Wait()
 	var errs []error
+	now := h.now()
 	for _, r := range res.Apps {
 		h.metrics.Count("TokenRefresh", "appid", r.AppID, "outcome", r.Outcome)
+		if !r.refreshedAt.IsZero() {
+			// A token is good for at most 2 hours from when it was obtained:
+			// an age beyond that after a run means functions have none.
+			h.metrics.Value("TokenAge", "Seconds", now.Sub(r.refreshedAt).Seconds(), "appid", r.AppID)
+		}
 		if r.Outcome == OutcomeFailed || r.Outcome == OutcomeError {
 			errs = append(errs, fmt.Errorf("%s: %s: %s", r.AppID, r.Outcome, r.Reason))
 		}
@@ -202,13 +210,13 @@ func (h *Handler) run(ctx context.Context, log *slog.Logger, a App, refused stri
 		if err != nil {
 			return h.finish(log, res, OutcomeError, "read token secret", err)
 		}
-		res.ExpiresAt = st.ExpiresAt
+		res.ExpiresAt, res.refreshedAt = st.ExpiresAt, st.RefreshedAt
 		d := decide(st, refused, h.now())
 		switch {
 		case d.act == actNone:
 			return h.finish(log, res, d.outcome, d.reason, nil)
 		case d.act == actWait && !waited:
-			log.Info("token refresh waits for the platform's rollover", "token", tokens.Fingerprint(st.AccessToken), "wait", d.wait.String())
+			log.Info("token refresh waits for the platform's rollover", "outcome", "waiting", "token", tokens.Fingerprint(st.AccessToken), "wait", d.wait.String())
 			if err := h.sleep(ctx, d.wait); err != nil {
 				return h.finish(log, res, OutcomeError, "waiting for the rollover", err)
 			}
@@ -248,7 +256,7 @@ func (h *Handler) load(ctx context.Context, a App) (tokens.Stored, error) {
 
 // apply carries out decision d about a's stored token st.
 func (h *Handler) apply(ctx context.Context, log *slog.Logger, a App, st tokens.Stored, d decision, res AppResult) AppResult {
-	res.ExpiresAt = st.ExpiresAt
+	res.ExpiresAt, res.refreshedAt = st.ExpiresAt, st.RefreshedAt
 	switch d.act {
 	case actNone:
 		return h.finish(log, res, d.outcome, d.reason, nil)
@@ -278,7 +286,7 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, a App, st tokens.
 		if f := tokens.FailureOf(err, sent); !f.Same(st.Failure) {
 			st.Failure = f
 			if werr := h.store(ctx, a, st); werr != nil {
-				log.Error("token refresh: recording the failure", "error", werr)
+				log.Error("token refresh: recording the failure", "outcome", "failure_not_recorded", "error", werr)
 			}
 		}
 		return h.finish(log, res, OutcomeFailed, err.Error(), nil)
@@ -300,7 +308,7 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, a App, st tokens.
 		res.Outcome, res.Reason = OutcomeError, "write token secret: "+err.Error()
 		return res
 	}
-	res.ExpiresAt = next.ExpiresAt
+	res.ExpiresAt, res.refreshedAt = next.ExpiresAt, next.RefreshedAt
 	log.Info("token refresh", "outcome", outcome, "reason", d.reason,
 		"token", tokens.Fingerprint(next.AccessToken), "replaced", tokens.Fingerprint(st.AccessToken),
 		"expires_at", next.ExpiresAt, "expires_in", at.ExpiresIn.String())
