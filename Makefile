@@ -4,7 +4,7 @@ FUNCTIONS := $(notdir $(patsubst %/main.go,%,$(wildcard functions/*/main.go)))
 GOFLAGS_BUILD := -trimpath -tags lambda.norpc -ldflags="-s -w"
 BUILD_DIR ?= build
 
-.PHONY: all build dev test unit cfn-lint lint bench tools deploy clean $(addprefix build-,$(FUNCTIONS))
+.PHONY: all build dev test unit cfn-lint lint bench tools-dev tools-test deploy clean $(addprefix build-,$(FUNCTIONS))
 
 all: test
 
@@ -40,12 +40,12 @@ deploy:
 
 ## dev: the whole system on one machine (moto, the WeChat sandbox, every
 ## function in-process); console at http://127.0.0.1:8080/_dev/
-dev: tools
+dev: tools-dev
 	go build -o $(BUILD_DIR)/devstack ./infra/devstack
 	./$(BUILD_DIR)/devstack
 
 ## test: unit and integration tests (moto and the WeChat sandbox), template lint, build
-test: tools unit cfn-lint build
+test: tools-test unit cfn-lint build
 
 # Each test binary that needs AWS starts its own moto_server (shared/awstest)
 # unless AWS_ENDPOINT_URL points at one.
@@ -61,18 +61,20 @@ lint:
 	go vet ./...
 
 ## bench: benchmarks with comparisons (login per person kind, against moto and the sandbox)
-bench: tools
+bench: tools-test
 	go test -run '^$$' -bench . -benchmem -count 1 ./...
 
 # The tools the tests need. Go modules come from the module proxy; moto and
 # cfn-lint from pip, Chromium and its driver from Debian, when missing.
-tools:
+tools-dev:
 	@command -v go >/dev/null || { echo "Go is required: https://go.dev/dl/"; exit 1; }
 	@command -v moto_server >/dev/null || pip install 'moto[server]'
+	go mod download
+
+tools-test: tools-dev
 	@command -v cfn-lint >/dev/null || pip install cfn-lint
 	@command -v chromedriver >/dev/null || { echo "installing chromium and chromium-driver (the console's browser test)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
-	go mod download
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -17,6 +17,7 @@ import (
 	"wxbridge/shared/awsenv"
 	"wxbridge/shared/binding"
 	"wxbridge/shared/identity"
+	"wxbridge/shared/observe"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat/push"
 	"wxbridge/shared/wechat/sandbox"
@@ -31,8 +32,8 @@ import (
 // nickname may appear in it, and every line must be JSON naming its
 // function.
 func TestLogsKeepSecrets(t *testing.T) {
-	var captured bytes.Buffer
-	s, err := Start(context.Background(), Config{Addr: "127.0.0.1:0", Capture: &syncWriter{w: &captured}})
+	captured := &observe.Capture{}
+	s, err := Start(context.Background(), Config{Addr: "127.0.0.1:0", Capture: captured})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -164,12 +164,12 @@ func (b *browser) find(css string) string {
 }
 
 func (b *browser) click(css string) {
-	b.do("POST", "/element/"+b.find(css)+"/click", map[string]any{}, nil)
+	b.onElement(css, func(id string) error { return b.try("POST", "/element/"+id+"/click", map[string]any{}, nil) })
 }
 
 func (b *browser) text(css string) string {
 	var s string
-	b.do("GET", "/element/"+b.find(css)+"/text", nil, &s)
+	b.onElement(css, func(id string) error { return b.try("GET", "/element/"+id+"/text", nil, &s) })
 	return s
 }
 

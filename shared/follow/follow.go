@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"time"
 
 	"wxbridge/shared/binding"
 	"wxbridge/shared/identity"
@@ -84,6 +85,13 @@ func (p *Processor) report(ctx context.Context, e push.Event) (Result, error) {
 		return Result{}, err
 	}
 	if !matched {
+		// The ledger finds the job through an index that is only
+		// eventually consistent and written when the send is settled: a
+		// report that arrives early goes through the retry queue until it
+		// is a while old; then it is not one of ours.
+		if time.Since(e.At()) < reportPatience {
+			return Result{}, errReportEarly
+		}
 		p.Metrics.Count("PushIgnored", "kind", e.Kind())
 		return Result{Action: "ignored"}, nil
 	}
@@ -93,8 +101,17 @@ func (p *Processor) report(ctx context.Context, e push.Event) (Result, error) {
 
 func (p *Processor) subscribe(ctx context.Context, e push.Event, scene string) (Result, error) {
 	info, err := p.WeChat.Follower(ctx, p.AppID, e.FromUserName)
-	if err != nil {
-		return Result{}, err
+	switch wechat.ClassOf(err) {
+	case wechat.ClassUnknown, wechat.ClassTransient, wechat.ClassQuota, wechat.ClassToken:
+		if err != nil {
+			return Result{}, err // worth retrying: the queue brings it back
+		}
+	default:
+		// user/info will not answer this follower (a configuration or
+		// user-state error): record the follow without the unionid rather
+		// than lose it; a login, OAuth or backfill can link them later.
+		p.Log.Error("user/info failed, follow recorded without unionid", "error", err, "rid", wechat.RID(err), "outcome", "degraded")
+		info = wechat.Follower{}
 	}
 	s := identity.Sighting{
 		OA:      &identity.OASighting{AppID: p.AppID, OpenID: e.FromUserName, Follow: &identity.Follow{Subscribed: true, At: e.At(), Scene: info.SubscribeScene}},
@@ -154,6 +171,13 @@ func (p *Processor) bindingOf(scene string) string {
 	}
 	return id
 }
+
+// reportPatience is how long a delivery report that matches no send is
+// retried before it is taken for someone else's.
+const reportPatience = 2 * time.Minute
+
+// errReportEarly is a delivery report that matched no send yet.
+var errReportEarly = errors.New("follow: delivery report matches no send yet")
 
 // Retryable reports whether an event that failed with err may succeed
 // later: platform hiccups, token and quota trouble, store outages and lost

@@ -220,7 +220,11 @@ func (st *Store) batchGet(ctx context.Context, pks []string) ([]map[string]types
 	var items []map[string]types.AttributeValue
 	for attempt := 0; len(req) > 0; attempt++ {
 		if attempt > 0 {
-			time.Sleep(time.Duration(attempt) * 10 * time.Millisecond)
+			select {
+			case <-time.After(time.Duration(attempt) * 10 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
 		}
 		out, err := st.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
 		if err != nil {

@@ -31,6 +31,14 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	budget := DefaultBudget
+	if v := env.Get("WXB_PUSH_BUDGET"); v != "" {
+		// Keep it under WeChat's 5 s in production; tests that are not
+		// about timing raise it so that a loaded machine does not queue.
+		if budget, err = time.ParseDuration(v); err != nil || budget <= 0 {
+			return nil, fmt.Errorf("WXB_PUSH_BUDGET: want a positive duration, got %q", v)
+		}
+	}
 	window := push.DefaultWindow
 	if v := env.Get("WXB_PUSH_WINDOW"); v != "" {
 		if window, err = time.ParseDuration(v); err != nil {
@@ -68,6 +76,7 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 		Claims:    idempotency.NewStore(db, vars["WXB_TABLE"], "push"),
 		Queue:     sqs.NewFromConfig(env.AWS),
 		QueueURL:  vars["WXB_PUSH_RETRY_QUEUE"],
+		Budget:    budget,
 		Log:       log,
 		Metrics:   metrics,
 	}, nil

@@ -62,9 +62,18 @@ type Handler struct {
 // answer after handling it ran out of time.
 const DefaultBudget = 3 * time.Second
 
+// enqueueTimeout bounds the hand-over to the retry queue, so that a push is
+// always answered within WeChat's 5 s.
+const enqueueTimeout = time.Second
+
 // claimLease bounds how long a claim blocks WeChat's retries of an event
-// whose handler died; a retry after that handles it again.
-const claimLease = 30 * time.Second
+// whose handler died: the budget and the hand-over, and a margin. WeChat
+// retries within about 15 s, so a retry after a dead handler takes the
+// event over instead of finding it in flight until WeChat gives up.
+func (h *Handler) claimLease() time.Duration { return h.budget() + enqueueTimeout + 2*time.Second }
+
+// retryTimeout bounds one queued event's handling in the retry consumer.
+const retryTimeout = 8 * time.Second
 
 // Handle is the Lambda entry point: an SQS batch from the retry queue or an
 // HTTP API request.
@@ -144,7 +153,7 @@ func (h *Handler) push(ctx context.Context, req events.APIGatewayV2HTTPRequest, 
 	}
 	log = log.With("kind", e.Kind(), "create_time", e.CreateTime)
 	key := e.DedupKey()
-	state, err := h.Claims.Claim(ctx, key, claimLease)
+	state, err := h.Claims.Claim(ctx, key, h.claimLease())
 	switch {
 	case err != nil:
 		// The store is out: the queue still takes the event, and handling
@@ -213,6 +222,8 @@ func (h *Handler) enqueue(ctx context.Context, e push.Event) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueTimeout)
+	defer cancel()
 	_, err = h.Queue.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &h.QueueURL, MessageBody: new(string(b))})
 	return err
 }
@@ -236,7 +247,17 @@ func (h *Handler) Retry(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 			log.Error("retry", "outcome", "dropped", "reason", "not an event")
 			continue
 		}
-		res, err := h.Processor.Process(ctx, e)
+		// Events were queued because WeChat or the store was slow: each gets
+		// a bounded time, and those the invocation has no time left for go
+		// back to the queue rather than die with it.
+		if d, ok := ctx.Deadline(); ok && time.Until(d) < retryTimeout+time.Second {
+			log.Warn("retry", "outcome", "again", "kind", e.Kind(), "reason", "no time left in this invocation")
+			out.BatchItemFailures = append(out.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: m.MessageId})
+			continue
+		}
+		ectx, cancel := context.WithTimeout(ctx, retryTimeout)
+		res, err := h.Processor.Process(ectx, e)
+		cancel()
 		switch {
 		case err == nil:
 			log.Info("retry", "outcome", res.Action, "kind", e.Kind(), "uid", res.UID)

@@ -109,8 +109,12 @@ func newEnv(t testing.TB, mode push.Mode) *env {
 		Claims:   idempotency.NewStore(db, table, "push"),
 		Queue:    sqsClient,
 		QueueURL: queueURL,
-		Log:      log,
-		Metrics:  metrics,
+		// These tests are not about WeChat's 5 s: on a loaded machine the
+		// default budget would queue events and make "linked at once"
+		// assertions flaky. The queue path is tested with injected faults.
+		Budget:  time.Minute,
+		Log:     log,
+		Metrics: metrics,
 	}
 	srv := httptest.NewServer(httpapi.Serve(h.HTTP))
 	t.Cleanup(srv.Close)
@@ -617,5 +621,24 @@ func TestLogsKeepSecrets(t *testing.T) {
 		if strings.Contains(logs, secret) {
 			t.Errorf("logs contain the %s", name)
 		}
+	}
+}
+
+// TestUserInfoRefusedStillRecordsTheFollow: when user/info will not answer
+// (48001, the account lacks the permission), retrying cannot help; the
+// follow is recorded without the unionid instead of being lost.
+func TestUserInfoRefusedStillRecordsTheFollow(t *testing.T) {
+	e := newEnv(t, push.Safe)
+	if err := e.sb.InjectFault(sandbox.Fault{Path: "/cgi-bin/user/info", ErrCode: 48001}); err != nil {
+		t.Fatal(err)
+	}
+	p := e.sb.CreatePerson(sandbox.PersonSpec{})
+	e.follow(t, p.ID, "")
+	got := e.person(t, identity.OAKey(oaApp, p.OAOpenID))
+	if !got.FollowsOA() || got.UnionID != "" {
+		t.Fatalf("follower = %+v, want followed without unionid", got)
+	}
+	if n := e.queued(t); n != 0 {
+		t.Fatalf("queued = %d: a configuration error was retried", n)
 	}
 }

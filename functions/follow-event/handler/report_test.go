@@ -47,6 +47,25 @@ func TestDeliveryReportsReachTheLedger(t *testing.T) {
 	if e.items(t) != before+1 { // its dedup record only
 		t.Fatal("a foreign report changed the ledger")
 	}
+
+	// A report can arrive before its send is recorded (the ledger's index
+	// is eventually consistent): it waits in the retry queue, and reaches
+	// the ledger from there.
+	early := push.Event{ToUserName: "gh", FromUserName: "o3", CreateTime: now, MsgType: "event", Event: push.TemplateFinish, MsgID: "3557254367693750299", Status: "success"}
+	if resp, _ := e.h.HTTP(ctx, e.sealed(t, early)); resp.Body != "success" {
+		t.Fatalf("early report: %q", resp.Body)
+	}
+	sendAndRecord(t, ledger, "job-early", early.MsgID)
+	e.drain(t)
+	if got, _, _ := ledger.Get(ctx, "job-early"); got.Status != notify.Delivered {
+		t.Fatalf("early report: job = %+v", got)
+	}
+	// An old report that matches nothing is someone else's: ignored.
+	old := push.Event{ToUserName: "gh", FromUserName: "o4", CreateTime: now - 600, MsgType: "event", Event: push.TemplateFinish, MsgID: "2", Status: "success"}
+	queued := e.queued(t)
+	if resp, _ := e.h.HTTP(ctx, e.sealed(t, old)); resp.Body != "success" || e.queued(t) != queued {
+		t.Fatalf("old foreign report: %q, queued %d -> %d", resp.Body, queued, e.queued(t))
+	}
 }
 
 // sendAndRecord writes a SENT entry for a template message through the

@@ -1,7 +1,6 @@
 package handler
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http/httptest"
@@ -52,26 +51,8 @@ type env struct {
 	sqs      *sqs.Client
 	queueURL string
 	delays   *delays
-	logs     *syncBuffer
+	logs     *observe.Capture
 	counter  *awstest.Counter
-}
-
-// syncBuffer is a bytes.Buffer safe for the handler's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // delays records the backoffs the handler asks for and, playing the clock,
@@ -112,7 +93,7 @@ func newEnv(t testing.TB) *env {
 	}
 	now := sb.Clock().Now()
 	secretID := awstest.Secret(t, tokens.Stored{AccessToken: tok.Token, ExpiresAt: now.Add(tok.ExpiresIn), RefreshedAt: now})
-	logs := &syncBuffer{}
+	logs := &observe.Capture{}
 	log, metrics := observe.Logger(logs, "follower-sync"), observe.NewMetrics(logs, "follower-sync")
 	source := tokens.NewSource(tokens.Options{
 		Secrets: map[string]string{oaApp: secretID},

@@ -1,7 +1,6 @@
 package handler
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -46,24 +44,6 @@ var (
 
 const pushToken = "wxbridgepushtoken"
 
-// syncBuffer collects the logs of concurrent sends.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is the whole notification path on one machine: the send queue (with
 // its DLQ) and the table in moto, the send-worker, the sandbox as WeChat,
 // and the follow-event function as the push target, so that follows link
@@ -81,7 +61,7 @@ type env struct {
 	apiURL   string
 	sqs      *sqs.Client
 	queueURL string
-	logs     *syncBuffer
+	logs     *observe.Capture
 	counter  *awstest.Counter // DynamoDB requests of the worker
 }
 
@@ -106,7 +86,7 @@ func newEnv(t testing.TB) *env {
 	hc := &httpClient
 	wc := wechat.New(wechat.Options{APIBase: api.URL, Tokens: source, HTTPClient: hc})
 
-	logs := &syncBuffer{}
+	logs := &observe.Capture{}
 	log, metrics := observe.Logger(logs, "send-worker"), observe.NewMetrics(logs, "send-worker")
 	table := awstest.Table(t)
 	counter := &awstest.Counter{}
@@ -139,8 +119,11 @@ func newEnv(t testing.TB) *env {
 		Claims:   idempotency.NewStore(plainDB, table, "push"),
 		Queue:    sqsClient,
 		QueueURL: awstest.Queue(t, "PushRetryQueue"),
-		Log:      log,
-		Metrics:  metrics,
+		// Follows must link at once here: on a loaded machine the default
+		// 3 s budget would queue some (nothing drains that queue here).
+		Budget:  time.Minute,
+		Log:     log,
+		Metrics: metrics,
 	}
 	srv := httptest.NewServer(httpapi.Serve(fe.HTTP))
 	t.Cleanup(srv.Close)

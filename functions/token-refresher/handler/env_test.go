@@ -1,12 +1,10 @@
 package handler_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,35 +39,17 @@ type env struct {
 	sm      *secretsmanager.Client
 	secrets map[string]string // appid -> token secret ARN
 	apps    []handler.App
-	logs    *syncBuffer
+	logs    *observe.Capture
 	invoker *tokens.Local
 	h       *handler.Handler
 }
 
-// syncBuffer is a log sink shared by concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// lines returns the JSON log and metric lines that contain every one of
-// the given substrings.
-func (s *syncBuffer) lines(subs ...string) []map[string]any {
+// logLines returns the JSON log and metric lines of c that contain every
+// one of the given substrings.
+func logLines(c *observe.Capture, subs ...string) []map[string]any {
 	var out []map[string]any
 next:
-	for _, l := range strings.Split(s.String(), "\n") {
+	for _, l := range strings.Split(c.String(), "\n") {
 		for _, sub := range subs {
 			if !strings.Contains(l, sub) {
 				continue next
@@ -97,7 +77,7 @@ func newEnv(t testing.TB) *env {
 		sm:    secretsmanager.NewFromConfig(awstest.Config(nil)),
 		// The stack creates the token secrets holding "{}"; so do the tests.
 		secrets: map[string]string{mp.AppID: awstest.Secret(t, struct{}{}), oa.AppID: awstest.Secret(t, struct{}{})},
-		logs:    &syncBuffer{},
+		logs:    &observe.Capture{},
 	}
 	for _, a := range []sandbox.App{mp, oa} {
 		e.apps = append(e.apps, handler.App{AppID: a.AppID, Secret: a.Secret, TokenSecret: e.secrets[a.AppID]})

@@ -192,7 +192,7 @@ func TestForceBudget(t *testing.T) {
 		if c := e.sb.TokenCalls(mp.AppID); c.Forced != 20 {
 			t.Fatalf("forced calls %d, want 20", c.Forced)
 		}
-		if len(e.logs.lines(`"alarm":"force_budget"`, mp.AppID)) != 1 || len(e.logs.lines(`"TokenForceRefused":1`, `"reason":"daily"`)) != 1 {
+		if len(logLines(e.logs, `"alarm":"force_budget"`, mp.AppID)) != 1 || len(logLines(e.logs, `"TokenForceRefused":1`, `"reason":"daily"`)) != 1 {
 			t.Fatalf("want one force_budget alarm line and one TokenForceRefused metric:\n%s", e.logs)
 		}
 		// The next platform day has a new budget.
@@ -301,11 +301,11 @@ func TestConfigurationAlarms(t *testing.T) {
 			if _, err := wc.CallbackIPs(ctx, oa.AppID); err != nil {
 				t.Fatalf("call with the kept token: %v", err)
 			}
-			alarms := e.logs.lines(`"alarm":"configuration"`, fmt.Sprintf(`"errcode":%d`, c.code))
+			alarms := logLines(e.logs, `"alarm":"configuration"`, fmt.Sprintf(`"errcode":%d`, c.code))
 			if len(alarms) != 1 || alarms[0]["rid"] == "" || alarms[0]["rid"] == nil || alarms[0]["level"] != "ERROR" {
 				t.Fatalf("want one ERROR alarm line with a rid, got %v\n%s", alarms, e.logs)
 			}
-			if len(e.logs.lines(`"TokenConfigAlarm":1`, fmt.Sprintf(`"errcode":"%d"`, c.code), `"CloudWatchMetrics"`)) != 1 {
+			if len(logLines(e.logs, `"TokenConfigAlarm":1`, fmt.Sprintf(`"errcode":"%d"`, c.code), `"CloudWatchMetrics"`)) != 1 {
 				t.Fatalf("want one TokenConfigAlarm metric for %d:\n%s", c.code, e.logs)
 			}
 
@@ -358,7 +358,7 @@ func TestTransientFailureIsNotAnAlarm(t *testing.T) {
 	if err == nil || outcomeOf(res, mp.AppID) != handler.OutcomeFailed {
 		t.Fatalf("run: %+v, %v", res, err)
 	}
-	if len(e.logs.lines(`"alarm"`)) != 0 {
+	if len(logLines(e.logs, `"alarm"`)) != 0 {
 		t.Fatalf("a busy platform raised an alarm:\n%s", e.logs)
 	}
 	if st := e.stored(mp.AppID); st.Failure == nil || st.Failure.Class != "transient" {
