@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"strconv"
 	"strings"
@@ -108,7 +109,8 @@ func TestLogsKeepSecrets(t *testing.T) {
 	}
 
 	// H5 OAuth with consent, redirects followed by hand.
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	jar, _ := cookiejar.New(nil) // one browser: the callback wants the cookie the authorize step set
+	noFollow := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	hop := func(u string) string {
 		t.Helper()
 		resp, err := noFollow.Get(u)

@@ -164,7 +164,15 @@ func TestBootstraps(t *testing.T) {
 		q := redirect.Query()
 		q.Set("code", code)
 		q.Set("state", loc.Query().Get("state"))
-		back := httpCall(t, p, http.MethodGet, "/oauth/callback?"+q.Encode(), nil, "")
+		// The browser that started the sign-in sends back its cookie.
+		var cookies []string
+		for _, c := range auth.Cookies {
+			cookies = append(cookies, strings.SplitN(c, ";", 2)[0])
+		}
+		if len(cookies) == 0 {
+			t.Fatal("GET /oauth/authorize set no cookie to tie the sign-in to the browser")
+		}
+		back := httpCall(t, p, http.MethodGet, "/oauth/callback?"+q.Encode(), map[string]string{"Cookie": strings.Join(cookies, "; ")}, "")
 		if back.StatusCode != http.StatusFound || !strings.HasPrefix(back.Headers["Location"], returnTo+"#") || !strings.Contains(back.Headers["Location"], "session=") {
 			t.Fatalf("GET /oauth/callback: %d, Location %q, want %s#session=…", back.StatusCode, back.Headers["Location"], returnTo)
 		}

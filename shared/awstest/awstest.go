@@ -71,16 +71,16 @@ func run(m *testing.M) int {
 func Endpoint() string { return endpoint }
 
 // Config returns an AWS configuration that talks to moto, with calls
-// counted by counter when it is not nil.
+// counted by counter when it is not nil. It keeps the SDK's standard
+// retries, as in Lambda: a loaded moto sometimes drops a connection.
 func Config(counter *Counter) aws.Config {
 	if endpoint == "" {
 		panic("awstest: call awstest.Main from TestMain")
 	}
 	cfg := aws.Config{
-		Region:           Region,
-		Credentials:      credentials.NewStaticCredentialsProvider("testing", "testing", ""),
-		BaseEndpoint:     aws.String(endpoint),
-		RetryMaxAttempts: 1,
+		Region:       Region,
+		Credentials:  credentials.NewStaticCredentialsProvider("testing", "testing", ""),
+		BaseEndpoint: aws.String(endpoint),
 	}
 	if counter != nil {
 		cfg.HTTPClient = &http.Client{Transport: counter}

@@ -58,6 +58,9 @@ func newFixture(t *testing.T) *fixture {
 	f.secret = awstest.Secret(t, struct{}{})
 	f.sm = secretsmanager.NewFromConfig(awstest.Config(nil))
 	cfg := awstest.Config(nil)
+	// One HTTP attempt per read: the tests count the Source's own reads
+	// and its spacing of retries, not the SDK's.
+	cfg.RetryMaxAttempts = 1
 	cfg.HTTPClient = &http.Client{Transport: f.net}
 	f.reader = secretsmanager.NewFromConfig(cfg)
 	return f

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -143,6 +144,12 @@ func (e *env) loginAs(t testing.TB, id string) {
 	resp, err := e.login.Handle(context.Background(), req)
 	if err != nil || resp.StatusCode != 200 {
 		t.Errorf("login %s: %v %d %s", id, err, resp.StatusCode, resp.Body)
+		// Say why: the handler logs what a 500 hides.
+		for _, l := range strings.Split(e.logs.String(), "\n") {
+			if strings.Contains(l, "server_error") || strings.Contains(l, "\"level\":\"ERROR\"") {
+				t.Errorf("log: %.1500s", l)
+			}
+		}
 	}
 }
 

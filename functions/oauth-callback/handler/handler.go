@@ -218,7 +218,7 @@ func (h *Handler) authorize(req events.APIGatewayV2HTTPRequest, log *slog.Logger
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
-	state, _, err := h.states.Issue(scope, returnTo)
+	state, st, err := h.states.Issue(scope, returnTo)
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
@@ -230,7 +230,38 @@ func (h *Handler) authorize(req events.APIGatewayV2HTTPRequest, log *slog.Logger
 	}
 	log.Info("request", "outcome", "redirect_to_wechat", "scope", scope)
 	h.d.Metrics.Count("OAuthStarted", "scope", scope)
-	return redirect(target), nil
+	resp := redirect(target)
+	resp.Cookies = []string{browserCookie(st.Nonce, callback, int(time.Until(st.Expires).Seconds()))}
+	return resp, nil
+}
+
+// browserCookie ties a sign-in to the browser that started it: the
+// callback accepts a state only from a browser holding the cookie named
+// after its nonce. Without it, someone could start a sign-in, consent in
+// their own WeChat, and send the callback link to a victim, whose page
+// would then hold the attacker's session (login CSRF). Named per nonce, so
+// that two sign-ins in two tabs do not overwrite each other; SameSite=Lax,
+// because WeChat comes back with a top-level GET.
+func browserCookie(nonce, callback string, maxAge int) string {
+	c := &http.Cookie{
+		Name: "wxb_oauth_" + nonce, Value: "1", Path: CallbackPath, MaxAge: maxAge,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(callback, "https://"),
+	}
+	return c.String()
+}
+
+// fromThisBrowser reports whether the request carries the cookie of the
+// state's nonce.
+func fromThisBrowser(req events.APIGatewayV2HTTPRequest, nonce string) bool {
+	want := "wxb_oauth_" + nonce + "=1"
+	for _, c := range req.Cookies {
+		for _, part := range strings.Split(c, ";") {
+			if strings.TrimSpace(part) == want {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // checkReturnTo accepts an absolute URL on an allowed origin, without
@@ -287,6 +318,9 @@ func (h *Handler) callback(ctx context.Context, req events.APIGatewayV2HTTPReque
 	// Signed by us, but the allowlist may have shrunk since.
 	if err := h.checkReturnTo(returnTo); err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	if !fromThisBrowser(req, st.Nonce) {
+		return events.APIGatewayV2HTTPResponse{}, &pageError{http.StatusBadRequest, "foreign_state", "This sign-in was started in another browser. Go back to the page and try again."}
 	}
 	if err := h.d.States.Use(ctx, st); errors.Is(err, oauthstate.ErrReplayed) {
 		return events.APIGatewayV2HTTPResponse{}, &pageError{http.StatusBadRequest, "used_state", "This sign-in link has been used already. Go back to the page and try again."}

@@ -8,6 +8,7 @@ import (
 	"html"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
@@ -57,11 +58,15 @@ type env struct {
 	table    string
 	logs     *bytes.Buffer
 	wire     *recorder
+	// jar is the one browser the test plays: the callback only accepts a
+	// sign-in started in the same browser (its cookie).
+	jar http.CookieJar
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	e := &env{sb: sandbox.New(sandbox.DefaultConfig()), logs: &bytes.Buffer{}, wire: &recorder{}}
+	jar, _ := cookiejar.New(nil)
+	e := &env{sb: sandbox.New(sandbox.DefaultConfig()), logs: &bytes.Buffer{}, wire: &recorder{}, jar: jar}
 	e.sbSrv = httptest.NewServer(e.sb)
 	t.Cleanup(e.sbSrv.Close)
 	e.h5 = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -155,7 +160,7 @@ func (v visit) fragment() url.Values {
 func (e *env) browse(t testing.TB, start string, at url.Values) visit {
 	t.Helper()
 	var v visit
-	c := &http.Client{CheckRedirect: func(req *http.Request, via []*http.Request) error {
+	c := &http.Client{Jar: e.jar, CheckRedirect: func(req *http.Request, via []*http.Request) error {
 		if len(via) > 10 {
 			return errors.New("redirect loop")
 		}
@@ -401,11 +406,20 @@ func (e *env) finish(t testing.TB, h *Handler, callback, code, state string) eve
 
 func (e *env) get(t testing.TB, h *Handler, pathQuery string) events.APIGatewayV2HTTPResponse {
 	t.Helper()
-	req, err := httpapi.Request(httptest.NewRequest("GET", e.bridge.URL+pathQuery, nil))
+	r := httptest.NewRequest("GET", e.bridge.URL+pathQuery, nil)
+	for _, c := range e.jar.Cookies(r.URL) {
+		r.AddCookie(c)
+	}
+	req, err := httpapi.Request(r)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp, err := h.Handle(context.Background(), req)
+	for _, sc := range resp.Cookies {
+		if c, perr := http.ParseSetCookie(sc); perr == nil {
+			e.jar.SetCookies(r.URL, []*http.Cookie{c})
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -718,5 +732,36 @@ func TestLogsKeepSecrets(t *testing.T) {
 		if strings.Contains(logs, secret) {
 			t.Errorf("logs contain the %s", name)
 		}
+	}
+}
+
+// TestSignInFromAnotherBrowserIsRefused is the login-CSRF attack: someone
+// starts a sign-in, consents in their own WeChat, and sends the callback
+// link to a victim. The victim's browser does not hold the cookie of that
+// sign-in, so the callback shows the 400 page: no session, nothing written,
+// and the state is not spent.
+func TestSignInFromAnotherBrowserIsRefused(t *testing.T) {
+	e := newEnv(t)
+	attacker := e.sb.CreatePerson(sandbox.PersonSpec{})
+	callback, state := e.start(t, e.h, wechat.ScopeUserInfo, e.h5.URL+"/welcome")
+	code, err := e.sb.OAuthCode(sandbox.OAuthConsent{Person: attacker.ID, Scope: wechat.ScopeUserInfo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attackerJar := e.jar
+	victimJar, _ := cookiejar.New(nil)
+	e.jar = victimJar
+	before := e.identityItems(t)
+	resp := e.finish(t, e.h, callback, code, state)
+	if resp.StatusCode != http.StatusBadRequest || resp.Headers["Location"] != "" || strings.Contains(resp.Body, "session") {
+		t.Fatalf("callback in another browser = %d, Location %q", resp.StatusCode, resp.Headers["Location"])
+	}
+	if e.identityItems(t) != before {
+		t.Fatal("a refused callback wrote")
+	}
+	// The browser that started it still finishes it.
+	e.jar = attackerJar
+	if resp := e.finish(t, e.h, callback, code, state); resp.StatusCode != http.StatusFound || !strings.Contains(resp.Headers["Location"], "session=") {
+		t.Fatalf("callback in the starting browser = %d, Location %q", resp.StatusCode, resp.Headers["Location"])
 	}
 }
