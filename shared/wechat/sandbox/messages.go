@@ -22,7 +22,6 @@ type messageBook struct {
 	consents   map[string]map[string]int // person ID -> template_id -> one-time consents left
 	inbox      map[string][]InboxMessage // person ID -> messages, oldest first
 	refuse     map[string]bool           // person ID -> refuses template messages (reports "failed:user block")
-	byMP       map[string]string         // MP openid -> person ID, see byMPOpenID
 	sentByID   map[string]clientMsg      // openid + "\x00" + client_msg_id -> the send it made
 	quota      int                       // template messages per platform day; 0 means DefaultTemplateQuota
 	quotaDay   string
@@ -355,22 +354,6 @@ func (s *Sandbox) deliverToInbox(id string, msg InboxMessage) {
 		s.messages.inbox = map[string][]InboxMessage{}
 	}
 	s.messages.inbox[id] = append(s.messages.inbox[id], msg)
-}
-
-// byMPOpenID finds a person by mini-program openid (s.mu held), rebuilding
-// the index on a miss.
-func (s *Sandbox) byMPOpenID(openid string) *person {
-	if id, ok := s.messages.byMP[openid]; ok {
-		return s.people[id]
-	}
-	s.messages.byMP = make(map[string]string, len(s.people))
-	for id, p := range s.people {
-		s.messages.byMP[p.MPOpenID] = id
-	}
-	if id, ok := s.messages.byMP[openid]; ok {
-		return s.people[id]
-	}
-	return nil
 }
 
 // handleSubscribeSend is POST /cgi-bin/message/subscribe/send.

@@ -103,6 +103,7 @@ func (s *Sandbox) createPerson(spec PersonSpec) (Person, error) {
 	p.profile = randomProfile()
 	s.people[p.ID] = p
 	s.order = append(s.order, p.ID)
+	s.openids[p.MPOpenID], s.openids[p.OAOpenID] = p, p
 	s.unionIDs[p.UnionID] = p.ID
 	return p.Person, nil
 }

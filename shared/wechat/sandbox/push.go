@@ -47,7 +47,6 @@ type pushState struct {
 	cipher  *push.Cipher
 	client  *http.Client
 	tickets map[string]string // ticket -> scene_str
-	byOA    map[string]string // OA openid -> person ID, see byOAOpenID
 }
 
 // SetPushTarget configures where and how pushes are delivered.
@@ -104,14 +103,10 @@ func (s *Sandbox) Follow(ctx context.Context, id, scene string) (Delivery, error
 func (s *Sandbox) Unfollow(ctx context.Context, id string) (Delivery, error) {
 	now := s.clock.Now()
 	s.mu.Lock()
-	p, ok := s.people[id]
-	if !ok {
+	p, err := s.pushable(id)
+	if err != nil {
 		s.mu.Unlock()
-		return Delivery{}, ErrNoPerson
-	}
-	if s.push.target.URL == "" {
-		s.mu.Unlock()
-		return Delivery{}, ErrNoPushTarget
+		return Delivery{}, err
 	}
 	if !p.Following {
 		s.mu.Unlock()
@@ -145,16 +140,10 @@ func (s *Sandbox) Scan(ctx context.Context, id, scene, ticket string) (Delivery,
 func (s *Sandbox) followEvent(ctx context.Context, id, scene, ticket string, mustBeNew bool) (Delivery, error) {
 	now := s.clock.Now()
 	s.mu.Lock()
-	p, ok := s.people[id]
-	if !ok {
+	p, err := s.pushable(id)
+	if err != nil {
 		s.mu.Unlock()
-		return Delivery{}, ErrNoPerson
-	}
-	// Refuse before changing anything: a follow nobody is told about
-	// would leave the sandbox and wxbridge disagreeing.
-	if s.push.target.URL == "" {
-		s.mu.Unlock()
-		return Delivery{}, ErrNoPushTarget
+		return Delivery{}, err
 	}
 	if ticket == "" && scene != "" {
 		ticket = s.ticketFor(scene)
@@ -178,6 +167,20 @@ func (s *Sandbox) followEvent(ctx context.Context, id, scene, ticket string, mus
 	}
 	s.mu.Unlock()
 	return s.deliver(ctx, e)
+}
+
+// pushable returns person id, if a change of their follow state can be
+// pushed (s.mu held). It refuses before anything changes: a follow nobody
+// is told about would leave the sandbox and wxbridge disagreeing.
+func (s *Sandbox) pushable(id string) (*person, error) {
+	p, ok := s.people[id]
+	switch {
+	case !ok:
+		return nil, ErrNoPerson
+	case s.push.target.URL == "":
+		return nil, ErrNoPushTarget
+	}
+	return p, nil
 }
 
 // ticketFor issues a ticket for scene (s.mu held).

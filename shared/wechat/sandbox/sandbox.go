@@ -79,13 +79,14 @@ type Sandbox struct {
 	issued   int                 // codes issued, to pace pruning
 	apps     map[string]*account // by appid
 	tokens   map[string]*accessToken
-	faults   map[string]*Fault // by path
-	calls    map[string]int    // by path
-	push     pushState         // see push.go
-	oauth    oauthBook         // web OAuth codes and grants, see oauth.go
-	tokenctl tokenControl      // token errors on demand, token calls per app; see tokenctl.go
-	roster   followerBook      // bulk followers and user/get; see followers.go
-	messages messageBook       // consents, inboxes, template quota and delivery reports; see messages.go
+	faults   map[string]*Fault  // by path
+	calls    map[string]int     // by path
+	push     pushState          // see push.go
+	openids  map[string]*person // mini-program and OA openids -> person
+	oauth    oauthBook          // web OAuth codes and grants, see oauth.go
+	tokenctl tokenControl       // token errors on demand, token calls per app; see tokenctl.go
+	roster   followerBook       // bulk followers and user/get; see followers.go
+	messages messageBook        // consents, inboxes, template quota and delivery reports; see messages.go
 }
 
 // New returns a sandbox for cfg; zero fields take their defaults.
@@ -115,6 +116,7 @@ func New(cfg Config) *Sandbox {
 		reveal:   cfg.RevealUnionID,
 		people:   make(map[string]*person),
 		unionIDs: make(map[string]string),
+		openids:  make(map[string]*person),
 		codes:    make(map[string]*jsCode),
 		apps: map[string]*account{
 			cfg.MiniProgram.AppID:     {App: cfg.MiniProgram},

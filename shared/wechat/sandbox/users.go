@@ -64,18 +64,18 @@ func (s *Sandbox) userInfo(openid string) (UserInfo, error) {
 	}, nil
 }
 
-// byOAOpenID finds a person by OA openid (s.mu held). The index is rebuilt
-// when it misses, which only unknown openids and new people cause.
+// byOAOpenID finds a person by official-account openid (s.mu held).
 func (s *Sandbox) byOAOpenID(openid string) *person {
-	if id, ok := s.push.byOA[openid]; ok {
-		return s.people[id]
+	if p := s.openids[openid]; p != nil && p.OAOpenID == openid {
+		return p
 	}
-	s.push.byOA = make(map[string]string, len(s.people))
-	for id, p := range s.people {
-		s.push.byOA[p.OAOpenID] = id
-	}
-	if id, ok := s.push.byOA[openid]; ok {
-		return s.people[id]
+	return nil
+}
+
+// byMPOpenID finds a person by mini-program openid (s.mu held).
+func (s *Sandbox) byMPOpenID(openid string) *person {
+	if p := s.openids[openid]; p != nil && p.MPOpenID == openid {
+		return p
 	}
 	return nil
 }
