@@ -47,7 +47,7 @@ dev: tools-dev
 ## test: unit and integration tests (moto and the WeChat sandbox), template lint, build
 test: tools-test unit cfn-lint build
 
-# Each test binary that needs AWS starts its own moto_server (shared/awstest)
+# Each test binary that needs AWS starts its own moto_server (infra/devkit/awstest)
 # unless AWS_ENDPOINT_URL points at one.
 unit:
 	go test -count=1 ./...

@@ -1,5 +1,5 @@
 // Command follower-sync consumes the sync queue: the page and chunk jobs of
-// a follower backfill (shared/followers).
+// a follower backfill (shared/backfill).
 package main
 
 import (

@@ -7,16 +7,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"wxbridge/shared/followers"
-	"wxbridge/shared/wechat/sandbox"
+	"wxbridge/infra/devkit/sandbox"
+	"wxbridge/shared/backfill"
 )
 
 // syncer starts and reads backfills, as wxctl followers does.
-func (s *Stack) syncer() *followers.Syncer {
-	return &followers.Syncer{
+func (s *Stack) syncer() *backfill.Syncer {
+	return &backfill.Syncer{
 		AppID: s.apps.OfficialAccount.AppID,
-		Store: followers.NewStore(dynamodb.NewFromConfig(s.aws), s.res.refs["Table"]),
-		Queue: followers.Queue{Client: sqs.NewFromConfig(s.aws), URL: s.res.queues["SyncQueue"]},
+		Store: backfill.NewStore(dynamodb.NewFromConfig(s.aws), s.res.refs["Table"]),
+		Queue: backfill.Queue{Client: sqs.NewFromConfig(s.aws), URL: s.res.queues["SyncQueue"]},
 	}
 }
 
@@ -41,7 +41,7 @@ func (s *Stack) backfillRoutes(mux *http.ServeMux) {
 }
 
 // backfill is the latest run, if any.
-func (s *Stack) backfill(r *http.Request) *followers.Run {
+func (s *Stack) backfill(r *http.Request) *backfill.Run {
 	run, err := s.syncer().Store.Run(r.Context(), s.apps.OfficialAccount.AppID, "")
 	if err != nil || run.ID == "" {
 		return nil

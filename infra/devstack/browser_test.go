@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"wxbridge/shared/cfn"
+	"wxbridge/infra/devkit/cfn"
 )
 
 // TestConsoleInBrowser clicks through the story in the dev console in

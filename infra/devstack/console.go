@@ -17,12 +17,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/awsenv"
+	"wxbridge/shared/backfill"
 	"wxbridge/shared/binding"
-	"wxbridge/shared/followers"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/tokens"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 //go:embed console.html
@@ -188,13 +188,13 @@ func (s *Stack) state(r *http.Request) (any, error) {
 		People []personView `json:"people"`
 		// Everyone counts the sandbox's people; People shows the first
 		// few, so that a backfill of thousands does not flood the page.
-		Everyone int            `json:"everyone"`
-		Backfill *followers.Run `json:"backfill,omitempty"`
-		Tokens   []tokenView    `json:"tokens"`
-		Queues   []queueView    `json:"queues"`
-		Ledger   []ledgerEntry  `json:"ledger"`
-		Logs     []string       `json:"logs"`
-		Now      time.Time      `json:"now"`
+		Everyone int           `json:"everyone"`
+		Backfill *backfill.Run `json:"backfill,omitempty"`
+		Tokens   []tokenView   `json:"tokens"`
+		Queues   []queueView   `json:"queues"`
+		Ledger   []ledgerEntry `json:"ledger"`
+		Logs     []string      `json:"logs"`
+		Now      time.Time     `json:"now"`
 	}{Ledger: s.ledger(ctx, 15), Logs: s.tap.recent(60), Now: time.Now(), Backfill: s.backfill(r)}
 	if s.sb != nil {
 		out.Now = s.sb.Clock().Now()

@@ -31,8 +31,8 @@ import (
 	oauthcallback "wxbridge/functions/oauth-callback/handler"
 	sendworker "wxbridge/functions/send-worker/handler"
 	tokenrefresher "wxbridge/functions/token-refresher/handler"
+	"wxbridge/infra/devkit/cfn"
 	"wxbridge/shared/awsenv"
-	"wxbridge/shared/cfn"
 	"wxbridge/shared/httpapi"
 )
 

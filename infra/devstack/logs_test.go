@@ -15,13 +15,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/awsenv"
 	"wxbridge/shared/binding"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat/push"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 // TestLogsKeepSecrets runs every end-to-end flow through the devstack with
@@ -46,7 +46,7 @@ func TestLogsKeepSecrets(t *testing.T) {
 		"official-account app secret": s.apps.OfficialAccount.Secret,
 		"push Token":                  s.apps.OfficialAccount.Token,
 		"EncodingAESKey":              s.apps.OfficialAccount.EncodingAESKey,
-		"session signing key":         s.apps.SessionKey,
+		"session signing key":         s.apps.SigningKey,
 		"bind key":                    s.apps.BindKey,
 	}
 	add := func(name, v string) {

@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"wxbridge/shared/apps"
+	"wxbridge/shared/config"
 	"wxbridge/shared/wechat/push"
 )
 
@@ -68,15 +68,15 @@ func configFromEnv() (Config, error) {
 		cfg.PushMode = mode
 	}
 	if os.Getenv("WXB_DEV_MP_APPID") != "" || os.Getenv("WXB_DEV_OA_APPID") != "" {
-		real := &apps.Config{
-			MiniProgram: apps.App{AppID: os.Getenv("WXB_DEV_MP_APPID"), Secret: os.Getenv("WXB_DEV_MP_SECRET")},
-			OfficialAccount: apps.OfficialAccount{
-				App:            apps.App{AppID: os.Getenv("WXB_DEV_OA_APPID"), Secret: os.Getenv("WXB_DEV_OA_SECRET")},
+		real := &config.Config{
+			MiniProgram: config.App{AppID: os.Getenv("WXB_DEV_MP_APPID"), Secret: os.Getenv("WXB_DEV_MP_SECRET")},
+			OfficialAccount: config.OfficialAccount{
+				App:            config.App{AppID: os.Getenv("WXB_DEV_OA_APPID"), Secret: os.Getenv("WXB_DEV_OA_SECRET")},
 				Token:          os.Getenv("WXB_DEV_OA_TOKEN"),
 				EncodingAESKey: os.Getenv("WXB_DEV_OA_AES_KEY"),
 			},
 		}
-		if err := real.Check(apps.NeedMiniProgram, apps.NeedOfficialAccount); err != nil {
+		if err := real.Check(config.NeedMiniProgram, config.NeedOfficialAccount); err != nil {
 			return Config{}, fmt.Errorf("real WeChat mode: %w", err)
 		}
 		cfg.Real = real

@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"wxbridge/shared/cfn"
+	"wxbridge/infra/devkit/cfn"
 )
 
 // account is moto's default account id, in the ARNs it makes.

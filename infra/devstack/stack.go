@@ -20,12 +20,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"wxbridge/shared/apps"
+	"wxbridge/infra/devkit/cfn"
+	"wxbridge/infra/devkit/moto"
+	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/awsenv"
-	"wxbridge/shared/cfn"
-	"wxbridge/shared/moto"
+	"wxbridge/shared/config"
 	"wxbridge/shared/wechat/push"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 // Config is how a devstack runs.
@@ -36,7 +36,7 @@ type Config struct {
 	PushMode    push.Mode // how the sandbox pushes; safe by default
 	// Real, when set, is the real WeChat platform's credentials: no
 	// sandbox is started and the functions talk to WeChat.
-	Real *apps.Config
+	Real *config.Config
 	// Logs receives the functions' log lines (metrics left out).
 	Logs io.Writer
 	// Capture, when set, receives every line the functions write, metric
@@ -53,7 +53,7 @@ type Stack struct {
 	aws        aws.Config
 	tpl        *cfn.Template
 	res        *resources
-	apps       apps.Config
+	apps       config.Config
 	fns        *functions
 	sb         *sandbox.Sandbox // nil with real WeChat
 	tap        *logTap
@@ -261,10 +261,10 @@ func (s *Stack) Close() {
 // seedApps is the configuration secret: the real credentials when given,
 // else the sandbox's accounts; fresh signing keys and push settings either
 // way unless given.
-func seedApps(real *apps.Config) apps.Config {
-	c := apps.Config{
-		MiniProgram:     apps.App{AppID: sandbox.DevMiniProgram.AppID, Secret: sandbox.DevMiniProgram.Secret},
-		OfficialAccount: apps.OfficialAccount{App: apps.App{AppID: sandbox.DevOfficialAccount.AppID, Secret: sandbox.DevOfficialAccount.Secret}},
+func seedApps(real *config.Config) config.Config {
+	c := config.Config{
+		MiniProgram:     config.App{AppID: sandbox.DevMiniProgram.AppID, Secret: sandbox.DevMiniProgram.Secret},
+		OfficialAccount: config.OfficialAccount{App: config.App{AppID: sandbox.DevOfficialAccount.AppID, Secret: sandbox.DevOfficialAccount.Secret}},
 	}
 	if real != nil {
 		c = *real
@@ -275,8 +275,8 @@ func seedApps(real *apps.Config) apps.Config {
 	if c.OfficialAccount.EncodingAESKey == "" {
 		c.OfficialAccount.EncodingAESKey = randomText(43)
 	}
-	if c.SessionKey == "" {
-		c.SessionKey = randomText(48)
+	if c.SigningKey == "" {
+		c.SigningKey = randomText(48)
 	}
 	if c.BindKey == "" {
 		c.BindKey = randomText(48)

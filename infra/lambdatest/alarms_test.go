@@ -16,7 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"wxbridge/shared/cfn"
+	"wxbridge/infra/devkit/cfn"
 )
 
 // alarm is what the checks below read of an AWS::CloudWatch::Alarm.

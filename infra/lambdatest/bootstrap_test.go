@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"wxbridge/shared/awstest"
-	"wxbridge/shared/cfn"
+	"wxbridge/infra/devkit/awstest"
+	"wxbridge/infra/devkit/cfn"
 )
 
 // functionDirs maps each template function to its directory under

@@ -11,10 +11,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"wxbridge/shared/apps"
-	"wxbridge/shared/awstest"
-	"wxbridge/shared/cfn"
-	"wxbridge/shared/wechat/sandbox"
+	"wxbridge/infra/devkit/awstest"
+	"wxbridge/infra/devkit/cfn"
+	"wxbridge/infra/devkit/sandbox"
+	"wxbridge/shared/config"
 )
 
 // h5Origin is the H5Origins parameter the test deploys with (its default,
@@ -22,7 +22,7 @@ import (
 const h5Origin = "https://h5.example.com"
 
 // deployment is template.yaml "deployed" for one test: its table, queues
-// and secrets created in moto by shared/awstest from the template's own
+// and secrets created in moto by infra/devkit/awstest from the template's own
 // definitions, its parameters at their defaults (H5Origins set), the
 // configuration secret filled for the sandbox's apps, and the sandbox
 // playing WeChat.
@@ -32,7 +32,7 @@ type deployment struct {
 	fns    map[string]cfn.Function
 	params map[string]string
 	refs   map[string]string // logical ID -> what !Ref gives, made on first use
-	apps   apps.Config
+	apps   config.Config
 	sb     *sandbox.Sandbox
 	sbURL  string
 	aws    aws.Config
@@ -57,14 +57,14 @@ func deploy(t testing.TB) *deployment {
 	srv := httptest.NewServer(d.sb)
 	t.Cleanup(srv.Close)
 	d.sbURL = srv.URL
-	d.apps = apps.Config{
-		MiniProgram: apps.App{AppID: sandbox.DevMiniProgram.AppID, Secret: sandbox.DevMiniProgram.Secret},
-		OfficialAccount: apps.OfficialAccount{
-			App:            apps.App{AppID: sandbox.DevOfficialAccount.AppID, Secret: sandbox.DevOfficialAccount.Secret},
+	d.apps = config.Config{
+		MiniProgram: config.App{AppID: sandbox.DevMiniProgram.AppID, Secret: sandbox.DevMiniProgram.Secret},
+		OfficialAccount: config.OfficialAccount{
+			App:            config.App{AppID: sandbox.DevOfficialAccount.AppID, Secret: sandbox.DevOfficialAccount.Secret},
 			Token:          "lt" + randomHex(12),
 			EncodingAESKey: (randomHex(22))[:43],
 		},
-		SessionKey: randomHex(24),
+		SigningKey: randomHex(24),
 		BindKey:    randomHex(24),
 	}
 	return d

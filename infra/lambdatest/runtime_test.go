@@ -24,15 +24,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/awsenv"
-	"wxbridge/shared/followers"
+	"wxbridge/shared/backfill"
 	"wxbridge/shared/httpapi"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/notify"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat"
 	"wxbridge/shared/wechat/push"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 // measurement is one bootstrap's size and init time.
@@ -254,8 +254,8 @@ func TestBootstraps(t *testing.T) {
 
 	run("FollowerSyncFunction", "sqs", func(t *testing.T, p *process) {
 		db, oa := d.dynamodb(), d.apps.OfficialAccount.AppID
-		store := followers.NewStore(db, d.ref("Table"))
-		syncer := &followers.Syncer{AppID: oa, Store: store, Queue: followers.Queue{Client: d.sqs(), URL: d.queueURL("SyncQueue")}}
+		store := backfill.NewStore(db, d.ref("Table"))
+		syncer := &backfill.Syncer{AppID: oa, Store: store, Queue: backfill.Queue{Client: d.sqs(), URL: d.queueURL("SyncQueue")}}
 		r, started, err := syncer.Start(context.Background())
 		if err != nil || !started {
 			t.Fatalf("start backfill: %v (started %v)", err, started)
@@ -266,7 +266,7 @@ func TestBootstraps(t *testing.T) {
 		var kinds []string
 		for range 3 {
 			ev := receive(t, d, "SyncQueue", 1)
-			var j followers.Job
+			var j backfill.Job
 			decode(t, []byte(ev.Records[0].Body), &j)
 			kinds = append(kinds, j.Kind)
 			var resp events.SQSEventResponse

@@ -15,9 +15,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"wxbridge/shared/apps"
 	"wxbridge/shared/awsenv"
-	"wxbridge/shared/followers"
+	"wxbridge/shared/backfill"
+	"wxbridge/shared/config"
 )
 
 func init() {
@@ -50,7 +50,7 @@ func (f *followerFlags) register(fs *flag.FlagSet) {
 
 // newSyncer builds the backfill's control side from flags; tests replace
 // it.
-var newSyncer = func(ctx context.Context, f followerFlags) (*followers.Syncer, error) {
+var newSyncer = func(ctx context.Context, f followerFlags) (*backfill.Syncer, error) {
 	if f.table == "" || f.queue == "" {
 		return nil, errors.New("followers: need -table and -queue (or WXB_TABLE and WXB_SYNC_QUEUE)")
 	}
@@ -59,7 +59,7 @@ var newSyncer = func(ctx context.Context, f followerFlags) (*followers.Syncer, e
 		return nil, err
 	}
 	if f.appid == "" && f.appSecret != "" {
-		c, err := apps.Load(ctx, secretsmanager.NewFromConfig(cfg), f.appSecret)
+		c, err := config.Load(ctx, secretsmanager.NewFromConfig(cfg), f.appSecret)
 		if err != nil {
 			return nil, err
 		}
@@ -69,10 +69,10 @@ var newSyncer = func(ctx context.Context, f followerFlags) (*followers.Syncer, e
 		return nil, errors.New("followers: need the official account's appid: -appid, WXB_OA_APPID or -app-secret")
 	}
 	db := dynamodb.NewFromConfig(cfg)
-	return &followers.Syncer{
+	return &backfill.Syncer{
 		AppID: f.appid,
-		Store: followers.NewStore(db, f.table),
-		Queue: followers.Queue{Client: sqs.NewFromConfig(cfg), URL: f.queue},
+		Store: backfill.NewStore(db, f.table),
+		Queue: backfill.Queue{Client: sqs.NewFromConfig(cfg), URL: f.queue},
 	}, nil
 }
 
@@ -102,7 +102,7 @@ func runFollowers(ctx context.Context, args []string, std stdio) error {
 	if err != nil {
 		return err
 	}
-	show := func(r followers.Run) error {
+	show := func(r backfill.Run) error {
 		if *asJSON {
 			return printRunJSON(std.out, r)
 		}
@@ -135,7 +135,7 @@ func runFollowers(ctx context.Context, args []string, std stdio) error {
 	}
 	for {
 		r, err := s.Status(ctx, *runID)
-		if errors.Is(err, followers.ErrNoRun) {
+		if errors.Is(err, backfill.ErrNoRun) {
 			return errors.New("no backfill has run yet: wxctl followers start")
 		}
 		if err != nil {
@@ -154,12 +154,12 @@ func runFollowers(ctx context.Context, args []string, std stdio) error {
 
 // runJSON is the run item's fields and the two derived ones.
 type runJSON struct {
-	followers.Run
+	backfill.Run
 	Processed int `json:"processed"`
 	Pending   int `json:"pending"`
 }
 
-func printRunJSON(w io.Writer, r followers.Run) error {
+func printRunJSON(w io.Writer, r backfill.Run) error {
 	b, err := json.Marshal(runJSON{r, r.Processed(), r.Pending()})
 	if err != nil {
 		return err
@@ -173,14 +173,14 @@ const barWidth = 30
 
 // progress renders a run on one line: a bar of the followers processed out
 // of the account's total, then the counts.
-func progress(r followers.Run) string {
+func progress(r backfill.Run) string {
 	of := max(r.Total, r.Seen)
 	done := r.Processed()
 	frac := 0.0
 	if of > 0 {
 		frac = min(float64(done)/float64(of), 1)
 	}
-	if r.Status == followers.Done {
+	if r.Status == backfill.Done {
 		frac = 1
 	}
 	filled := int(frac * barWidth)
@@ -191,7 +191,7 @@ func progress(r followers.Run) string {
 	if r.Retries > 0 {
 		fmt.Fprintf(&b, "  retries %d", r.Retries)
 	}
-	if r.LastError != "" && r.Status != followers.Done {
+	if r.LastError != "" && r.Status != backfill.Done {
 		fmt.Fprintf(&b, "\n  last error: %s", r.LastError)
 	}
 	return b.String()

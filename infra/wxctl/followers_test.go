@@ -13,9 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"wxbridge/shared/cfn"
-	"wxbridge/shared/followers"
-	"wxbridge/shared/moto"
+	"wxbridge/infra/devkit/cfn"
+	"wxbridge/infra/devkit/moto"
+	"wxbridge/shared/backfill"
 )
 
 var (
@@ -88,7 +88,7 @@ func TestFollowersCommands(t *testing.T) {
 	}
 	code, out, _ = wx("followers", "status", "-appid", "wxoa1", "-json")
 	var r struct {
-		followers.Run
+		backfill.Run
 		Pending int `json:"pending"`
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &r) != nil || r.ID != id || r.Status != "running" || r.AppID != "wxoa1" || r.StartedAt.IsZero() {
@@ -116,14 +116,14 @@ func TestFollowersCommands(t *testing.T) {
 
 func TestProgress(t *testing.T) {
 	cases := []struct {
-		r    followers.Run
+		r    backfill.Run
 		want []string
 	}{
-		{followers.Run{Status: "running", Total: 1000, Seen: 1000, Pages: 1, Linked: 100, Waiting: 300, WithoutUnionID: 50, Failed: 50},
+		{backfill.Run{Status: "running", Total: 1000, Seen: 1000, Pages: 1, Linked: 100, Waiting: 300, WithoutUnionID: 50, Failed: 50},
 			[]string{"[###############---------------]  50%  running  500/1000 followers", "pending 500", "failed 50"}},
-		{followers.Run{Status: "running", Total: 10, Seen: 10, Retries: 2, LastError: "chunk 0/0: errcode 45009"},
+		{backfill.Run{Status: "running", Total: 10, Seen: 10, Retries: 2, LastError: "chunk 0/0: errcode 45009"},
 			[]string{"[------------------------------]   0%", "retries 2", "last error: chunk 0/0: errcode 45009"}},
-		{followers.Run{Status: "done", Total: 3, Seen: 3, Unfollowed: 3},
+		{backfill.Run{Status: "done", Total: 3, Seen: 3, Unfollowed: 3},
 			[]string{"[##############################] 100%  done  3/3", "unfollowed 3"}},
 	}
 	for _, c := range cases {

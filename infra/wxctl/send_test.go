@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"wxbridge/shared/moto"
+	"wxbridge/infra/devkit/moto"
 	"wxbridge/shared/notify"
 )
 

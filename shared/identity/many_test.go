@@ -8,7 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
-	"wxbridge/shared/awstest"
+	"wxbridge/infra/devkit/awstest"
 )
 
 func TestLinkMany(t *testing.T) {

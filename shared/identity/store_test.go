@@ -13,7 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
-	"wxbridge/shared/awstest"
+	"wxbridge/infra/devkit/awstest"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }

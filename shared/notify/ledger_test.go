@@ -11,7 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"wxbridge/shared/awstest"
+	"wxbridge/infra/devkit/awstest"
 )
 
 func newLedger(t *testing.T) *Ledger {

@@ -3,7 +3,7 @@ package notify
 import (
 	"testing"
 
-	"wxbridge/shared/awstest"
+	"wxbridge/infra/devkit/awstest"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }

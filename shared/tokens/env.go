@@ -5,8 +5,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"wxbridge/shared/apps"
 	"wxbridge/shared/awsenv"
+	"wxbridge/shared/config"
 	"wxbridge/shared/observe"
 )
 
@@ -23,7 +23,7 @@ const (
 
 // SecretIDs maps the appid of each app configured in cfg to its token
 // secret; apps without an appid or a secret id are left out.
-func SecretIDs(cfg apps.Config, miniProgramSecret, officialAccountSecret string) map[string]string {
+func SecretIDs(cfg config.Config, miniProgramSecret, officialAccountSecret string) map[string]string {
 	out := map[string]string{}
 	if id := cfg.MiniProgram.AppID; id != "" && miniProgramSecret != "" {
 		out[id] = miniProgramSecret
@@ -38,7 +38,7 @@ func SecretIDs(cfg apps.Config, miniProgramSecret, officialAccountSecret string)
 // secrets named by EnvMiniProgramSecret and EnvOfficialAccountSecret for the
 // apps configured in cfg, and forced-refresh requests sent to the function
 // named by EnvRefresher through env's Lambda client.
-func FromEnv(env awsenv.Env, cfg apps.Config, log *slog.Logger, metrics *observe.Metrics) *Source {
+func FromEnv(env awsenv.Env, cfg config.Config, log *slog.Logger, metrics *observe.Metrics) *Source {
 	o := Options{
 		Secrets: SecretIDs(cfg, env.Get(EnvMiniProgramSecret), env.Get(EnvOfficialAccountSecret)),
 		Reader:  secretsmanager.NewFromConfig(env.AWS),

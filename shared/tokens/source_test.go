@@ -13,11 +13,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"wxbridge/shared/awstest"
+	"wxbridge/infra/devkit/awstest"
+	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/observe"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }

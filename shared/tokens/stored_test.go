@@ -18,7 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
-	"wxbridge/shared/apps"
+	"wxbridge/shared/config"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat"
 )
@@ -79,12 +79,12 @@ func TestFailureOf(t *testing.T) {
 }
 
 func TestSecretIDs(t *testing.T) {
-	cfg := apps.Config{MiniProgram: apps.App{AppID: "wxmp"}, OfficialAccount: apps.OfficialAccount{App: apps.App{AppID: "wxoa"}}}
+	cfg := config.Config{MiniProgram: config.App{AppID: "wxmp"}, OfficialAccount: config.OfficialAccount{App: config.App{AppID: "wxoa"}}}
 	got := tokens.SecretIDs(cfg, "arn:mp", "arn:oa")
 	if len(got) != 2 || got["wxmp"] != "arn:mp" || got["wxoa"] != "arn:oa" {
 		t.Fatalf("%v", got)
 	}
-	if got := tokens.SecretIDs(apps.Config{MiniProgram: apps.App{AppID: "wxmp"}}, "arn:mp", "arn:oa"); len(got) != 1 {
+	if got := tokens.SecretIDs(config.Config{MiniProgram: config.App{AppID: "wxmp"}}, "arn:mp", "arn:oa"); len(got) != 1 {
 		t.Fatalf("an app without an appid must be left out: %v", got)
 	}
 }

@@ -6,8 +6,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/wechat"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 // TestFollowerPageWalksTheList lists the sandbox's followers page by page

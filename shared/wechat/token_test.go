@@ -7,8 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/wechat"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 // staticSource is a TokenSource over tokens the test fetched from the

@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/wechat/push"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 // BenchmarkPush measures a safe-mode push end to end (the sandbox pushing

@@ -9,14 +9,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"wxbridge/shared/apps"
 	"wxbridge/shared/awsenv"
 	"wxbridge/shared/binding"
-	"wxbridge/shared/follow"
+	"wxbridge/shared/config"
 	"wxbridge/shared/idempotency"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/notify"
 	"wxbridge/shared/observe"
+	"wxbridge/shared/pushevent"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat"
 	"wxbridge/shared/wechat/push"
@@ -45,11 +45,11 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 			return nil, fmt.Errorf("WXB_PUSH_WINDOW: %w", err)
 		}
 	}
-	cfg, err := apps.Load(ctx, secretsmanager.NewFromConfig(env.AWS), vars["WXB_APP_SECRET"])
+	cfg, err := config.Load(ctx, secretsmanager.NewFromConfig(env.AWS), vars["WXB_APP_SECRET"])
 	if err != nil {
 		return nil, err
 	}
-	if err := cfg.Check(apps.NeedOfficialAccount); err != nil {
+	if err := cfg.Check(config.NeedOfficialAccount); err != nil {
 		return nil, err
 	}
 	oa := cfg.OfficialAccount
@@ -59,7 +59,7 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	}
 	log, metrics := observe.Logger(env.Out, "follow-event"), observe.NewMetrics(env.Out, "follow-event")
 	db := dynamodb.NewFromConfig(env.AWS)
-	proc := &follow.Processor{
+	proc := &pushevent.Processor{
 		AppID:   oa.AppID,
 		WeChat:  wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Tokens: tokens.FromEnv(env, cfg, log, metrics), Metrics: metrics}),
 		People:  identity.NewStore(db, vars["WXB_TABLE"]),
@@ -67,7 +67,7 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 		Log:     log,
 		Metrics: metrics,
 	}
-	if cfg.Check(apps.NeedBindKey) == nil {
+	if cfg.Check(config.NeedBindKey) == nil {
 		proc.Bindings = binding.NewVerifier(cfg.BindKey, cfg.BindKeyPrevious)
 	}
 	return &Handler{

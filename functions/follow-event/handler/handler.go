@@ -20,10 +20,10 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"wxbridge/shared/follow"
 	"wxbridge/shared/httpapi"
 	"wxbridge/shared/idempotency"
 	"wxbridge/shared/observe"
+	"wxbridge/shared/pushevent"
 	"wxbridge/shared/wechat/push"
 )
 
@@ -41,7 +41,7 @@ type Queue interface {
 
 // Processor applies one event.
 type Processor interface {
-	Process(ctx context.Context, e push.Event) (follow.Result, error)
+	Process(ctx context.Context, e push.Event) (pushevent.Result, error)
 }
 
 // Handler serves the push route and consumes the retry queue.
@@ -178,7 +178,7 @@ func (h *Handler) push(ctx context.Context, req events.APIGatewayV2HTTPRequest, 
 		h.complete(ctx, key, "handled", log)
 		log.Info("push", "outcome", res.Action, "uid", res.UID)
 		return text(http.StatusOK, "success")
-	case !follow.Retryable(err):
+	case !pushevent.Retryable(err):
 		h.complete(ctx, key, "failed", log)
 		log.Error("push", "outcome", "failed", "error", err)
 		h.Metrics.Count("PushFailed")
@@ -261,7 +261,7 @@ func (h *Handler) Retry(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 		switch {
 		case err == nil:
 			log.Info("retry", "outcome", res.Action, "kind", e.Kind(), "uid", res.UID)
-		case !follow.Retryable(err):
+		case !pushevent.Retryable(err):
 			log.Error("retry", "outcome", "failed", "kind", e.Kind(), "error", err)
 			h.Metrics.Count("PushFailed")
 		default:

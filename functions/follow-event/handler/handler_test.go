@@ -20,17 +20,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"wxbridge/shared/awstest"
+	"wxbridge/infra/devkit/awstest"
+	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/binding"
-	"wxbridge/shared/follow"
 	"wxbridge/shared/httpapi"
 	"wxbridge/shared/idempotency"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
+	"wxbridge/shared/pushevent"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat"
 	"wxbridge/shared/wechat/push"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
@@ -103,7 +103,7 @@ func newEnv(t testing.TB, mode push.Mode) *env {
 	receiver.Now = sb.Clock().Now
 	h := &Handler{
 		Receiver: receiver,
-		Processor: &follow.Processor{
+		Processor: &pushevent.Processor{
 			AppID: oaApp, WeChat: wc, People: store, Bindings: binding.NewVerifier(bindKey), Log: log, Metrics: metrics,
 		},
 		Claims:   idempotency.NewStore(db, table, "push"),
@@ -414,7 +414,7 @@ func TestDynamoDBDownIsQueued(t *testing.T) {
 	healthy := e.h.Processor
 	down := dynamodb.NewFromConfig(deadConfig(t))
 	e.h.Claims = idempotency.NewStore(down, e.table, "push")
-	e.h.Processor = &follow.Processor{AppID: oaApp, WeChat: e.wc, People: identity.NewStore(down, e.table), Log: e.h.Log, Metrics: e.h.Metrics}
+	e.h.Processor = &pushevent.Processor{AppID: oaApp, WeChat: e.wc, People: identity.NewStore(down, e.table), Log: e.h.Log, Metrics: e.h.Metrics}
 	p := e.sb.CreatePerson(sandbox.PersonSpec{})
 	e.follow(t, p.ID, "")
 	if n := e.queued(t); n != 1 {

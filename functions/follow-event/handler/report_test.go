@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"wxbridge/shared/follow"
 	"wxbridge/shared/notify"
+	"wxbridge/shared/pushevent"
 	"wxbridge/shared/wechat/push"
 )
 
@@ -19,7 +19,7 @@ func TestDeliveryReportsReachTheLedger(t *testing.T) {
 	e := newEnv(t, push.Safe)
 	ctx := context.Background()
 	ledger := notify.NewLedger(e.db, e.table)
-	e.h.Processor.(*follow.Processor).Reports = ledger
+	e.h.Processor.(*pushevent.Processor).Reports = ledger
 	// Two template messages the send-worker sent, recorded as it does.
 	msgids := []string{"3557254367693750277", "3557254367693750278"}
 	for i, msgid := range msgids {

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/identity"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 // followerAPIs are the platform calls a backfill makes, by either method.

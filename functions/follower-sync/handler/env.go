@@ -7,9 +7,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"wxbridge/shared/apps"
 	"wxbridge/shared/awsenv"
-	"wxbridge/shared/followers"
+	"wxbridge/shared/backfill"
+	"wxbridge/shared/config"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
 	"wxbridge/shared/tokens"
@@ -28,23 +28,23 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := apps.Load(ctx, secretsmanager.NewFromConfig(env.AWS), vars["WXB_APP_SECRET"])
+	cfg, err := config.Load(ctx, secretsmanager.NewFromConfig(env.AWS), vars["WXB_APP_SECRET"])
 	if err != nil {
 		return nil, err
 	}
-	if err := cfg.Check(apps.NeedOfficialAccount); err != nil {
+	if err := cfg.Check(config.NeedOfficialAccount); err != nil {
 		return nil, err
 	}
 	log, metrics := observe.Logger(env.Out, "follower-sync"), observe.NewMetrics(env.Out, "follower-sync")
 	db := dynamodb.NewFromConfig(env.AWS)
 	q := sqs.NewFromConfig(env.AWS)
 	return &Handler{
-		Syncer: &followers.Syncer{
+		Syncer: &backfill.Syncer{
 			AppID:   cfg.OfficialAccount.AppID,
 			WeChat:  wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Tokens: tokens.FromEnv(env, cfg, log, metrics), Metrics: metrics}),
 			People:  identity.NewStore(db, vars["WXB_TABLE"]),
-			Store:   followers.NewStore(db, vars["WXB_TABLE"]),
-			Queue:   followers.Queue{Client: q, URL: vars[EnvQueue]},
+			Store:   backfill.NewStore(db, vars["WXB_TABLE"]),
+			Queue:   backfill.Queue{Client: q, URL: vars[EnvQueue]},
 			Log:     log,
 			Metrics: metrics,
 		},

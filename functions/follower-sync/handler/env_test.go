@@ -19,14 +19,14 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	loginhandler "wxbridge/functions/login/handler"
-	"wxbridge/shared/apps"
-	"wxbridge/shared/awstest"
-	"wxbridge/shared/followers"
+	"wxbridge/infra/devkit/awstest"
+	"wxbridge/infra/devkit/sandbox"
+	"wxbridge/shared/backfill"
+	"wxbridge/shared/config"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
@@ -43,8 +43,8 @@ type env struct {
 	sb       *sandbox.Sandbox
 	wc       *wechat.Client
 	h        *Handler
-	syncer   *followers.Syncer
-	runs     *followers.Store
+	syncer   *backfill.Syncer
+	runs     *backfill.Store
 	people   *identity.Store
 	login    *loginhandler.Handler
 	db       *dynamodb.Client
@@ -109,18 +109,18 @@ func newEnv(t testing.TB) *env {
 	queueURL := awstest.Queue(t, "SyncQueue")
 	sqsClient := sqs.NewFromConfig(awstest.Config(nil))
 	people := identity.NewStore(db, table)
-	runs := followers.NewStore(db, table)
-	syncer := &followers.Syncer{
+	runs := backfill.NewStore(db, table)
+	syncer := &backfill.Syncer{
 		AppID: oaApp, WeChat: wc, People: people, Store: runs,
-		Queue: followers.Queue{Client: sqsClient, URL: queueURL}, Log: log, Metrics: metrics,
+		Queue: backfill.Queue{Client: sqsClient, URL: queueURL}, Log: log, Metrics: metrics,
 	}
 	d := &delays{client: sqsClient}
 	h := &Handler{Syncer: syncer, Queue: d, QueueURL: queueURL, Concurrency: 10, Log: log, Metrics: metrics}
 
-	lh, err := loginhandler.New(apps.Config{
-		MiniProgram:     apps.App{AppID: mpApp, Secret: sandbox.DevMiniProgram.Secret},
-		OfficialAccount: apps.OfficialAccount{App: apps.App{AppID: oaApp, Secret: sandbox.DevOfficialAccount.Secret}},
-		SessionKey:      sessionKey,
+	lh, err := loginhandler.New(config.Config{
+		MiniProgram:     config.App{AppID: mpApp, Secret: sandbox.DevMiniProgram.Secret},
+		OfficialAccount: config.OfficialAccount{App: config.App{AppID: oaApp, Secret: sandbox.DevOfficialAccount.Secret}},
+		SigningKey:      sessionKey,
 	}, wechat.New(wechat.Options{APIBase: api.URL}), people, observe.Logger(logs, "login"), observe.NewMetrics(logs, "login"))
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +243,7 @@ func (e *env) inFlight(t testing.TB) int {
 	return n
 }
 
-func (e *env) status(t testing.TB) followers.Run {
+func (e *env) status(t testing.TB) backfill.Run {
 	t.Helper()
 	r, err := e.syncer.Status(context.Background(), "")
 	if err != nil {
@@ -252,7 +252,7 @@ func (e *env) status(t testing.TB) followers.Run {
 	return r
 }
 
-func (e *env) start(t testing.TB) followers.Run {
+func (e *env) start(t testing.TB) backfill.Run {
 	t.Helper()
 	r, started, err := e.syncer.Start(context.Background())
 	if err != nil || !started {

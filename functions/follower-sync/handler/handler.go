@@ -16,13 +16,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"wxbridge/shared/followers"
+	"wxbridge/shared/backfill"
 	"wxbridge/shared/observe"
 )
 
-// Processor does one job (followers.Syncer).
+// Processor does one job (backfill.Syncer).
 type Processor interface {
-	Process(ctx context.Context, j followers.Job, attempt int) error
+	Process(ctx context.Context, j backfill.Job, attempt int) error
 }
 
 // Visibility is the SQS call that delays a job's next delivery.
@@ -70,7 +70,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 // one does one message and reports whether it is finished with.
 func (h *Handler) one(ctx context.Context, m events.SQSMessage) bool {
 	log := h.Log.With("request_id", observe.RequestID(ctx), "message_id", m.MessageId)
-	var j followers.Job
+	var j backfill.Job
 	if err := json.Unmarshal([]byte(m.Body), &j); err != nil {
 		log.Error("job", "outcome", "dropped", "reason", "not a job")
 		h.Metrics.Count("FollowerSyncDropped")
@@ -82,7 +82,7 @@ func (h *Handler) one(ctx context.Context, m events.SQSMessage) bool {
 		attempt = 1
 	}
 	err = h.Syncer.Process(ctx, j, attempt)
-	var retry *followers.RetryError
+	var retry *backfill.RetryError
 	switch {
 	case err == nil:
 		log.Info("job", "outcome", "done", "attempt", attempt)

@@ -7,12 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"wxbridge/shared/follow"
-	"wxbridge/shared/followers"
+	"wxbridge/infra/devkit/sandbox"
+	"wxbridge/shared/backfill"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
+	"wxbridge/shared/pushevent"
 	"wxbridge/shared/wechat/push"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 // TestBackfill25000 runs a whole backfill of 25,000 followers of mixed
@@ -52,7 +52,7 @@ func TestBackfill25000(t *testing.T) {
 	// While it runs: the other half log in, and follow events arrive for
 	// 300 listed followers (the push of someone who followed as wxbridge
 	// was installed), through the follow-event's own code.
-	proc := &follow.Processor{AppID: oaApp, WeChat: e.wc, People: e.people, Log: observe.Logger(e.logs, "follow-event")}
+	proc := &pushevent.Processor{AppID: oaApp, WeChat: e.wc, People: e.people, Log: observe.Logger(e.logs, "follow-event")}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -76,11 +76,11 @@ func TestBackfill25000(t *testing.T) {
 	t.Logf("25,000 followers backfilled in %s; DynamoDB requests %v", time.Since(began).Round(time.Millisecond), e.counter.Counts())
 
 	got := e.status(t)
-	if got.ID != run.ID || got.Status != followers.Done || got.FinishedAt.IsZero() {
+	if got.ID != run.ID || got.Status != backfill.Done || got.FinishedAt.IsZero() {
 		t.Fatalf("run = %+v", got)
 	}
 	// 25,000 = 10,000 + 10,000 + 5,000, then the empty page that ends it.
-	want := followers.Run{Total: n, Pages: 4, Seen: n, Chunks: 250, ChunksDone: 250, WithoutUnionID: 2500}
+	want := backfill.Run{Total: n, Pages: 4, Seen: n, Chunks: 250, ChunksDone: 250, WithoutUnionID: 2500}
 	if got.Total != want.Total || got.Pages != want.Pages || got.Seen != want.Seen || got.Chunks != want.Chunks ||
 		got.ChunksDone != want.ChunksDone || got.WithoutUnionID != want.WithoutUnionID || got.Failed != 0 || got.Unfollowed != 0 {
 		t.Errorf("counts = %+v", got)
@@ -177,7 +177,7 @@ func TestStartWhileActiveReturnsTheActiveRun(t *testing.T) {
 	}
 	e.drain(t, 2)
 	first := e.status(t)
-	if first.Status != followers.Done || first.Seen != 150 || first.Waiting != 150 {
+	if first.Status != backfill.Done || first.Seen != 150 || first.Waiting != 150 {
 		t.Fatalf("first run = %+v", first)
 	}
 	second, s, err := e.syncer.Start(context.Background())
@@ -187,7 +187,7 @@ func TestStartWhileActiveReturnsTheActiveRun(t *testing.T) {
 	e.drain(t, 2)
 	// Everyone was linked by the first run: the second changes nobody but
 	// counts everyone the same way.
-	if r := e.status(t); r.ID != second.ID || r.Status != followers.Done || r.Waiting != 150 || len(e.livePeople(t)) != 150 {
+	if r := e.status(t); r.ID != second.ID || r.Status != backfill.Done || r.Waiting != 150 || len(e.livePeople(t)) != 150 {
 		t.Fatalf("second run = %+v", r)
 	}
 }
@@ -216,14 +216,14 @@ func TestChunkRedeliveredChangesNothing(t *testing.T) {
 		t.Errorf("%d jobs queued, want the page's 3 chunks and the next page", q)
 	}
 	ev, _ := e.receive(t)
-	var chunk, next *followers.Job
+	var chunk, next *backfill.Job
 	for _, m := range ev.Records {
-		var j followers.Job
+		var j backfill.Job
 		mustJSON(t, m.Body, &j)
 		switch {
-		case j.Kind == followers.ChunkJob && j.Chunk == 0:
+		case j.Kind == backfill.ChunkJob && j.Chunk == 0:
 			chunk = &j
-		case j.Kind == followers.PageJob:
+		case j.Kind == backfill.PageJob:
 			next = &j
 		}
 	}
@@ -233,7 +233,7 @@ func TestChunkRedeliveredChangesNothing(t *testing.T) {
 	e.handle(t, ev)
 	e.drain(t, 1)
 	done := e.status(t)
-	if done.Status != followers.Done || done.Seen != 250 || done.Pages != 2 || done.Waiting != 200 || done.WithoutUnionID != 50 {
+	if done.Status != backfill.Done || done.Seen != 250 || done.Pages != 2 || done.Waiting != 200 || done.WithoutUnionID != 50 {
 		t.Fatalf("run = %+v", done)
 	}
 	calls := e.sb.Calls("/cgi-bin/user/info/batchget")
@@ -266,9 +266,9 @@ func TestChunkDoneTwiceByCrashCountsOnce(t *testing.T) {
 	page, _ := e.receive(t)
 	e.handle(t, page)
 	ev, _ := e.receive(t)
-	var chunk followers.Job
+	var chunk backfill.Job
 	for _, m := range ev.Records {
-		if j := jobOf(t, m.Body); j.Kind == followers.ChunkJob {
+		if j := jobOf(t, m.Body); j.Kind == backfill.ChunkJob {
 			chunk = j
 		}
 	}
@@ -297,7 +297,7 @@ func TestChunkDoneTwiceByCrashCountsOnce(t *testing.T) {
 	wg.Wait()
 	e.drain(t, 1)
 	got := e.status(t)
-	if got.ID != run.ID || got.Status != followers.Done || got.Waiting != 100 || got.ChunksDone != 1 || got.Seen != 100 {
+	if got.ID != run.ID || got.Status != backfill.Done || got.Waiting != 100 || got.ChunksDone != 1 || got.Seen != 100 {
 		t.Fatalf("run = %+v", got)
 	}
 }
@@ -318,7 +318,7 @@ func TestInterruptedRunResumes(t *testing.T) {
 		e.handle(t, ev)
 	}
 	mid := e.status(t)
-	if mid.Status != followers.Running || mid.ChunksDone == 0 || mid.Pending() == 0 {
+	if mid.Status != backfill.Running || mid.ChunksDone == 0 || mid.Pending() == 0 {
 		t.Fatalf("mid-run = %+v", mid)
 	}
 	e.purge(t)
@@ -335,11 +335,11 @@ func TestInterruptedRunResumes(t *testing.T) {
 	}
 	e.drain(t, 2)
 	got := e.status(t)
-	if got.Status != followers.Done || got.Seen != n || got.Waiting != 2250 || got.WithoutUnionID != 250 || got.Pending() != 0 || got.ChunksDone != 25 {
+	if got.Status != backfill.Done || got.Seen != n || got.Waiting != 2250 || got.WithoutUnionID != 250 || got.Pending() != 0 || got.ChunksDone != 25 {
 		t.Fatalf("after resume: %+v", got)
 	}
 	// Resuming a run that is over is refused.
-	if _, _, err := e.syncer.Resume(context.Background()); err != followers.ErrNoActiveRun {
+	if _, _, err := e.syncer.Resume(context.Background()); err != backfill.ErrNoActiveRun {
 		t.Errorf("resume after the end: %v", err)
 	}
 }
@@ -361,7 +361,7 @@ func TestInterruptedBeforeTheNextPage(t *testing.T) {
 		t.Fatalf("resume: %d jobs, %v (run %+v)", jobs, err, r)
 	}
 	e.drain(t, 4)
-	if got := e.status(t); got.Status != followers.Done || got.Seen != 12000 || got.Waiting != 12000 || got.Pages != 3 {
+	if got := e.status(t); got.Status != backfill.Done || got.Seen != 12000 || got.Waiting != 12000 || got.Pages != 3 {
 		t.Fatalf("after resume: %+v", got)
 	}
 }
@@ -397,14 +397,14 @@ func TestQuotaErrorsMidRun(t *testing.T) {
 			t.Fatalf("%d errcode: %d of %d jobs back", f.ErrCode, failed, len(ev.Records))
 		}
 		mid := e.status(t)
-		if !strings.Contains(mid.LastError, "errcode "+itoa(f.ErrCode)) || !strings.Contains(mid.LastError, "rid ") || mid.Status != followers.Running {
+		if !strings.Contains(mid.LastError, "errcode "+itoa(f.ErrCode)) || !strings.Contains(mid.LastError, "rid ") || mid.Status != backfill.Running {
 			t.Errorf("run after %d: %+v", f.ErrCode, mid)
 		}
 		e.sb.ClearFaults()
 	}
 	e.drain(t, 3)
 	got := e.status(t)
-	if got.Status != followers.Done || got.Seen != n || got.Waiting != 1500 || got.WithoutUnionID != 1500 || got.Failed != 0 || got.Retries < 3 {
+	if got.Status != backfill.Done || got.Seen != n || got.Waiting != 1500 || got.WithoutUnionID != 1500 || got.Failed != 0 || got.Retries < 3 {
 		t.Fatalf("run = %+v", got)
 	}
 	var quota, frequent, busy int
@@ -444,7 +444,7 @@ func TestPermanentErrorsAreCountedAsFailed(t *testing.T) {
 	}
 	e.drain(t, 1)
 	got := e.status(t)
-	if got.Status != followers.Done || got.Failed != 100 || got.Waiting != 200 || got.Pending() != 0 {
+	if got.Status != backfill.Done || got.Failed != 100 || got.Waiting != 200 || got.Pending() != 0 {
 		t.Fatalf("run = %+v", got)
 	}
 	if !strings.Contains(e.logs.String(), "errcode 48001") {
@@ -460,12 +460,12 @@ func TestListingRefusedFailsTheRun(t *testing.T) {
 	e.sb.InjectFault(sandbox.Fault{Path: "/cgi-bin/user/get", ErrCode: 48001, Count: 1})
 	first := e.start(t)
 	e.drain(t, 1)
-	if got := e.status(t); got.ID != first.ID || got.Status != followers.Failed || !strings.Contains(got.LastError, "48001") {
+	if got := e.status(t); got.ID != first.ID || got.Status != backfill.Failed || !strings.Contains(got.LastError, "48001") {
 		t.Fatalf("run = %+v", got)
 	}
 	second := e.start(t)
 	e.drain(t, 1)
-	if got := e.status(t); got.ID != second.ID || got.Status != followers.Done || got.Waiting != 10 {
+	if got := e.status(t); got.ID != second.ID || got.Status != backfill.Done || got.Waiting != 10 {
 		t.Fatalf("second run = %+v", got)
 	}
 }

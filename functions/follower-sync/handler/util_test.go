@@ -9,7 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"wxbridge/shared/followers"
+	"wxbridge/shared/backfill"
 )
 
 func mustJSON(t testing.TB, body string, v any) {
@@ -19,9 +19,9 @@ func mustJSON(t testing.TB, body string, v any) {
 	}
 }
 
-func jobOf(t testing.TB, body string) followers.Job {
+func jobOf(t testing.TB, body string) backfill.Job {
 	t.Helper()
-	var j followers.Job
+	var j backfill.Job
 	mustJSON(t, body, &j)
 	return j
 }

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
-	"wxbridge/shared/wechat/sandbox"
+	"wxbridge/infra/devkit/sandbox"
 )
 
 // BenchmarkLogin measures POST /mp/login against moto and the sandbox for a

@@ -13,8 +13,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"wxbridge/shared/apps"
 	"wxbridge/shared/binding"
+	"wxbridge/shared/config"
 	"wxbridge/shared/httpapi"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
@@ -39,7 +39,7 @@ type People interface {
 
 // Handler serves the login routes.
 type Handler struct {
-	app      apps.App
+	app      config.App
 	oaAppID  string // sessions from the OA's web OAuth (oauth-callback) are accepted by GET /me
 	wechat   WeChat
 	people   People
@@ -52,16 +52,16 @@ type Handler struct {
 // New builds a Handler from the configuration secret. The mini program's
 // credentials and the session key are required; without a bind key,
 // logins that carry a bind_token are refused.
-func New(cfg apps.Config, wc WeChat, people People, log *slog.Logger, metrics *observe.Metrics) (*Handler, error) {
-	if err := cfg.Check(apps.NeedMiniProgram, apps.NeedSessionKey); err != nil {
+func New(cfg config.Config, wc WeChat, people People, log *slog.Logger, metrics *observe.Metrics) (*Handler, error) {
+	if err := cfg.Check(config.NeedMiniProgram, config.NeedSigningKey); err != nil {
 		return nil, err
 	}
-	keys, err := session.NewKeys(cfg.SessionKey, cfg.SessionKeyPrevious, 0)
+	keys, err := session.NewKeys(cfg.SigningKey, cfg.SigningKeyPrevious, 0)
 	if err != nil {
 		return nil, err
 	}
 	h := &Handler{app: cfg.MiniProgram, oaAppID: cfg.OfficialAccount.AppID, wechat: wc, people: people, sessions: keys, log: log, metrics: metrics}
-	if cfg.Check(apps.NeedBindKey) == nil {
+	if cfg.Check(config.NeedBindKey) == nil {
 		h.bindings = binding.NewVerifier(cfg.BindKey, cfg.BindKeyPrevious)
 	}
 	return h, nil

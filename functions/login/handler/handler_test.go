@@ -14,13 +14,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"wxbridge/shared/apps"
-	"wxbridge/shared/awstest"
+	"wxbridge/infra/devkit/awstest"
+	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/binding"
+	"wxbridge/shared/config"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
 	"wxbridge/shared/wechat"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
@@ -52,12 +52,12 @@ func newEnv(t testing.TB, tweaks ...func(*sandbox.Config)) *env {
 	t.Cleanup(srv.Close)
 
 	// The configuration goes through a real secret, as in Lambda.
-	secretID := awstest.Secret(t, apps.Config{
-		MiniProgram: apps.App{AppID: sandbox.DevMiniProgram.AppID, Secret: sandbox.DevMiniProgram.Secret},
-		SessionKey:  sessionKey,
+	secretID := awstest.Secret(t, config.Config{
+		MiniProgram: config.App{AppID: sandbox.DevMiniProgram.AppID, Secret: sandbox.DevMiniProgram.Secret},
+		SigningKey:  sessionKey,
 		BindKey:     bindKey,
 	})
-	cfg, err := apps.Load(context.Background(), secretsmanager.NewFromConfig(awstest.Config(nil)), secretID)
+	cfg, err := config.Load(context.Background(), secretsmanager.NewFromConfig(awstest.Config(nil)), secretID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"wxbridge/shared/apps"
 	"wxbridge/shared/awsenv"
+	"wxbridge/shared/config"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/oauthstate"
 	"wxbridge/shared/observe"
@@ -27,7 +27,7 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := apps.Load(ctx, secretsmanager.NewFromConfig(env.AWS), vars["WXB_APP_SECRET"])
+	cfg, err := config.Load(ctx, secretsmanager.NewFromConfig(env.AWS), vars["WXB_APP_SECRET"])
 	if err != nil {
 		return nil, err
 	}

@@ -19,7 +19,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"wxbridge/shared/apps"
+	"wxbridge/shared/config"
 	"wxbridge/shared/httpapi"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/oauthstate"
@@ -79,7 +79,7 @@ type Deps struct {
 
 // Handler serves the OAuth routes.
 type Handler struct {
-	oa        apps.App
+	oa        config.App
 	origins   map[string]bool
 	publicURL string
 	states    *oauthstate.Keys
@@ -89,18 +89,18 @@ type Handler struct {
 
 // New builds a Handler. The official account's credentials, the session
 // key and at least one origin are required.
-func New(cfg apps.Config, opts Options, d Deps) (*Handler, error) {
-	if err := cfg.Check(apps.NeedOfficialAccount, apps.NeedSessionKey); err != nil {
+func New(cfg config.Config, opts Options, d Deps) (*Handler, error) {
+	if err := cfg.Check(config.NeedOfficialAccount, config.NeedSigningKey); err != nil {
 		return nil, err
 	}
 	if len(opts.Origins) == 0 {
 		return nil, errors.New("oauth-callback: no H5 origins configured (WXB_H5_ORIGINS): no page could receive a session")
 	}
-	sessions, err := session.NewKeys(cfg.SessionKey, cfg.SessionKeyPrevious, 0)
+	sessions, err := session.NewKeys(cfg.SigningKey, cfg.SigningKeyPrevious, 0)
 	if err != nil {
 		return nil, err
 	}
-	states, err := oauthstate.NewKeys(cfg.SessionKey, cfg.SessionKeyPrevious)
+	states, err := oauthstate.NewKeys(cfg.SigningKey, cfg.SigningKeyPrevious)
 	if err != nil {
 		return nil, err
 	}

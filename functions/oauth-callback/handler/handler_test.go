@@ -23,8 +23,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	loginhandler "wxbridge/functions/login/handler"
-	"wxbridge/shared/apps"
-	"wxbridge/shared/awstest"
+	"wxbridge/infra/devkit/awstest"
+	"wxbridge/infra/devkit/sandbox"
+	"wxbridge/shared/config"
 	"wxbridge/shared/httpapi"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/oauthstate"
@@ -32,7 +33,6 @@ import (
 	"wxbridge/shared/profiles"
 	"wxbridge/shared/session"
 	"wxbridge/shared/wechat"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
@@ -46,7 +46,7 @@ var platformState = regexp.MustCompile(`^[a-zA-Z0-9]{1,128}$`)
 // an H5 site, all on loopback, with its own table and secret.
 type env struct {
 	h        *Handler
-	cfg      apps.Config
+	cfg      config.Config
 	sb       *sandbox.Sandbox
 	sbSrv    *httptest.Server
 	bridge   *httptest.Server // the API: /oauth/authorize, /oauth/callback
@@ -81,12 +81,12 @@ func newEnv(t testing.TB) *env {
 	t.Cleanup(e.bridge.Close)
 
 	// The configuration goes through a real secret, as in Lambda.
-	secretID := awstest.Secret(t, apps.Config{
-		MiniProgram:     apps.App{AppID: sandbox.DevMiniProgram.AppID, Secret: sandbox.DevMiniProgram.Secret},
-		OfficialAccount: apps.OfficialAccount{App: apps.App{AppID: sandbox.DevOfficialAccount.AppID, Secret: sandbox.DevOfficialAccount.Secret}},
-		SessionKey:      sessionKey,
+	secretID := awstest.Secret(t, config.Config{
+		MiniProgram:     config.App{AppID: sandbox.DevMiniProgram.AppID, Secret: sandbox.DevMiniProgram.Secret},
+		OfficialAccount: config.OfficialAccount{App: config.App{AppID: sandbox.DevOfficialAccount.AppID, Secret: sandbox.DevOfficialAccount.Secret}},
+		SigningKey:      sessionKey,
 	})
-	cfg, err := apps.Load(context.Background(), secretsmanager.NewFromConfig(awstest.Config(nil)), secretID)
+	cfg, err := config.Load(context.Background(), secretsmanager.NewFromConfig(awstest.Config(nil)), secretID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -666,9 +666,9 @@ func TestCallbackURL(t *testing.T) {
 func TestNewRefusesBadConfiguration(t *testing.T) {
 	e := newEnv(t)
 	noOA := e.cfg
-	noOA.OfficialAccount = apps.OfficialAccount{}
+	noOA.OfficialAccount = config.OfficialAccount{}
 	for name, c := range map[string]struct {
-		cfg  apps.Config
+		cfg  config.Config
 		opts Options
 	}{
 		"no_origins":        {e.cfg, Options{}},

@@ -9,8 +9,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/notify"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 // batchEvent is an SQS event of jobs as the event source mapping hands it

@@ -9,8 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"wxbridge/shared/apps"
 	"wxbridge/shared/awsenv"
+	"wxbridge/shared/config"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/notify"
 	"wxbridge/shared/observe"
@@ -35,13 +35,13 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := apps.Load(ctx, secretsmanager.NewFromConfig(env.AWS), vars["WXB_APP_SECRET"])
+	cfg, err := config.Load(ctx, secretsmanager.NewFromConfig(env.AWS), vars["WXB_APP_SECRET"])
 	if err != nil {
 		return nil, err
 	}
 	// Either channel alone is a working setup; neither is not.
-	if cfg.Check(apps.NeedOfficialAccount) != nil && cfg.Check(apps.NeedMiniProgram) != nil {
-		return nil, fmt.Errorf("%w: neither official_account nor mini_program is configured", apps.ErrIncomplete)
+	if cfg.Check(config.NeedOfficialAccount) != nil && cfg.Check(config.NeedMiniProgram) != nil {
+		return nil, fmt.Errorf("%w: neither official_account nor mini_program is configured", config.ErrIncomplete)
 	}
 	log, metrics := observe.Logger(env.Out, "send-worker"), observe.NewMetrics(env.Out, "send-worker")
 	db := dynamodb.NewFromConfig(env.AWS)

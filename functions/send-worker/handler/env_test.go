@@ -19,17 +19,17 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	followevent "wxbridge/functions/follow-event/handler"
-	"wxbridge/shared/awstest"
-	"wxbridge/shared/follow"
+	"wxbridge/infra/devkit/awstest"
+	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/httpapi"
 	"wxbridge/shared/idempotency"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/notify"
 	"wxbridge/shared/observe"
+	"wxbridge/shared/pushevent"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat"
 	"wxbridge/shared/wechat/push"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
@@ -112,7 +112,7 @@ func newEnv(t testing.TB) *env {
 	receiver.Now = sb.Clock().Now
 	fe := &followevent.Handler{
 		Receiver: receiver,
-		Processor: &follow.Processor{
+		Processor: &pushevent.Processor{
 			AppID: oaApp, WeChat: wc, People: identity.NewStore(plainDB, table), Reports: notify.NewLedger(plainDB, table),
 			Log: log, Metrics: metrics,
 		},

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/notify"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 func TestTemplateToAFollowerIsSentAndReported(t *testing.T) {

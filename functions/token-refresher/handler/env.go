@@ -6,8 +6,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"wxbridge/shared/apps"
 	"wxbridge/shared/awsenv"
+	"wxbridge/shared/config"
 	"wxbridge/shared/observe"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat"
@@ -22,7 +22,7 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 		return nil, err
 	}
 	sm := secretsmanager.NewFromConfig(env.AWS)
-	cfg, err := apps.Load(ctx, sm, vars["WXB_APP_SECRET"])
+	cfg, err := config.Load(ctx, sm, vars["WXB_APP_SECRET"])
 	if err != nil {
 		return nil, err
 	}

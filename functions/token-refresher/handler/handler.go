@@ -22,8 +22,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"wxbridge/shared/apps"
 	"wxbridge/shared/awsenv"
+	"wxbridge/shared/config"
 	"wxbridge/shared/observe"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat"
@@ -38,10 +38,10 @@ type App struct {
 
 // Apps lists the apps of cfg that have credentials, with their token
 // secrets.
-func Apps(cfg apps.Config, miniProgramSecret, officialAccountSecret string) []App {
+func Apps(cfg config.Config, miniProgramSecret, officialAccountSecret string) []App {
 	var out []App
 	for _, a := range []struct {
-		app    apps.App
+		app    config.App
 		secret string
 	}{{cfg.MiniProgram, miniProgramSecret}, {cfg.OfficialAccount.App, officialAccountSecret}} {
 		if a.app.AppID != "" && a.app.Secret != "" && a.secret != "" {

@@ -21,7 +21,7 @@ import (
 // and no second caller can invalidate the stored token.
 var mayCallTokenEndpoints = []string{
 	"shared/wechat",
-	"shared/wechat/sandbox",
+	"infra/devkit/sandbox",
 	"functions/token-refresher",
 	"functions/token-refresher/handler",
 }

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"wxbridge/functions/token-refresher/handler"
+	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 func TestScheduledRun(t *testing.T) {

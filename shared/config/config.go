@@ -1,7 +1,7 @@
-// Package apps is wxbridge's configuration secret: the WeChat app
+// Package config is wxbridge's configuration secret: the WeChat app
 // credentials and wxbridge's own signing keys, kept as one JSON secret in
 // Secrets Manager and read once per cold start.
-package apps
+package config
 
 import (
 	"context"
@@ -30,10 +30,12 @@ type OfficialAccount struct {
 type Config struct {
 	MiniProgram     App             `json:"mini_program"`
 	OfficialAccount OfficialAccount `json:"official_account"`
-	// SessionKey signs sessions; SessionKeyPrevious still verifies them
+	// SigningKey signs wxbridge's own sessions and OAuth states (JSON
+	// "session_key" for compatibility; not WeChat's per-user session_key);
+	// SigningKeyPrevious still verifies them
 	// during a rotation.
-	SessionKey         string `json:"session_key"`
-	SessionKeyPrevious string `json:"session_key_previous,omitempty"`
+	SigningKey         string `json:"session_key"`
+	SigningKeyPrevious string `json:"session_key_previous,omitempty"`
 	// BindKey is shared with the business backend, which signs binding
 	// tokens with it; BindKeyPrevious still verifies during a rotation.
 	BindKey         string `json:"bind_key,omitempty"`
@@ -62,7 +64,7 @@ type Need int
 const (
 	NeedMiniProgram Need = iota
 	NeedOfficialAccount
-	NeedSessionKey
+	NeedSigningKey
 	NeedBindKey
 )
 
@@ -84,12 +86,12 @@ func (c Config) Check(needs ...Need) error {
 			if c.OfficialAccount.AppID == "" || c.OfficialAccount.Secret == "" {
 				missing = append(missing, "official_account.appid/secret")
 			}
-		case NeedSessionKey:
-			if c.SessionKey == "" {
+		case NeedSigningKey:
+			if c.SigningKey == "" {
 				missing = append(missing, "session_key")
 			}
-			short("session_key", c.SessionKey)
-			short("session_key_previous", c.SessionKeyPrevious)
+			short("session_key", c.SigningKey)
+			short("session_key_previous", c.SigningKeyPrevious)
 		case NeedBindKey:
 			if c.BindKey == "" {
 				missing = append(missing, "bind_key")

@@ -10,7 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
-	"wxbridge/shared/awstest"
+	"wxbridge/infra/devkit/awstest"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }

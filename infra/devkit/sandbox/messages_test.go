@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/wechat"
 	"wxbridge/shared/wechat/push"
-	"wxbridge/shared/wechat/sandbox"
 )
 
 // stableTokens hands out each app's stable token from the sandbox itself: a

@@ -1,9 +1,9 @@
-// Package follow applies the official account's pushed events to the
+// Package pushevent applies the official account's pushed events to the
 // identity store: a follow links the follower (by unionid from user/info)
 // and marks them subscribed, an unfollow marks them unsubscribed and keeps
 // the link, and a parametric QR scene carrying a binding token binds the
 // business's external_id.
-package follow
+package pushevent
 
 import (
 	"context"

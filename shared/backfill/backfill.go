@@ -1,4 +1,4 @@
-// Package followers is the follower backfill: it links the official
+// Package backfill is the follower backfill: it links the official
 // account's followers who were there before wxbridge (and so never sent a
 // follow event) to the people the identity store keeps.
 //
@@ -9,7 +9,7 @@
 // one batchget call and links its followers. Progress is counted on the
 // run item, exactly once per page and per chunk, so counts stay exact
 // when SQS delivers a job twice or a job is retried after a crash.
-package followers
+package backfill
 
 import (
 	"context"

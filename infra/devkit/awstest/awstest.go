@@ -23,8 +23,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"wxbridge/shared/cfn"
-	"wxbridge/shared/moto"
+	"wxbridge/infra/devkit/cfn"
+	"wxbridge/infra/devkit/moto"
 )
 
 // Region is the region every local resource lives in.
