@@ -17,9 +17,47 @@ import (
 // Namespace is the CloudWatch namespace of every wxbridge metric.
 const Namespace = "wxbridge"
 
-// Logger returns a JSON logger whose lines all carry the function name.
+// Logger returns a JSON logger whose lines all carry the function name and,
+// when logged with a context (InfoContext and its relatives), the Lambda
+// request id and whatever With put in that context: call sites never attach
+// them by hand.
 func Logger(w io.Writer, function string) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, nil)).With("function", function)
+	return slog.New(contextHandler{slog.NewJSONHandler(w, nil)}).With("function", function)
+}
+
+// contextHandler adds the request's attributes carried by the context.
+type contextHandler struct{ slog.Handler }
+
+func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
+	if id := RequestID(ctx); id != "" {
+		r.AddAttrs(slog.String("request_id", id))
+	}
+	if attrs, ok := ctx.Value(attrsKey{}).([]slog.Attr); ok {
+		r.AddAttrs(attrs...)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h contextHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return contextHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h contextHandler) WithGroup(name string) slog.Handler {
+	return contextHandler{h.Handler.WithGroup(name)}
+}
+
+type attrsKey struct{}
+
+// With returns a context whose log lines (through a Logger, logged with the
+// context) also carry args, given as to slog.Logger.With: for example the
+// SQS message id, or the job id, for everything logged about that message.
+func With(ctx context.Context, args ...any) context.Context {
+	old, _ := ctx.Value(attrsKey{}).([]slog.Attr)
+	r := slog.NewRecord(time.Time{}, 0, "", 0)
+	r.Add(args...)
+	attrs := append([]slog.Attr(nil), old...)
+	r.Attrs(func(a slog.Attr) bool { attrs = append(attrs, a); return true })
+	return context.WithValue(ctx, attrsKey{}, attrs)
 }
 
 // RequestID is the Lambda request id of ctx, or "" outside Lambda.

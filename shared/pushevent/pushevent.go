@@ -101,11 +101,10 @@ func (p *Processor) report(ctx context.Context, e push.Event) (Result, error) {
 
 func (p *Processor) subscribe(ctx context.Context, e push.Event, scene string) (Result, error) {
 	info, err := p.WeChat.Follower(ctx, p.AppID, e.FromUserName)
-	switch wechat.ClassOf(err) {
-	case wechat.ClassUnknown, wechat.ClassTransient, wechat.ClassQuota, wechat.ClassToken:
-		if err != nil {
-			return Result{}, err // worth retrying: the queue brings it back
-		}
+	switch {
+	case err == nil:
+	case wechat.Retryable(err):
+		return Result{}, err // worth retrying: the queue brings it back
 	default:
 		// user/info will not answer this follower (a configuration or
 		// user-state error): record the follow without the unionid rather

@@ -109,7 +109,7 @@ func (f *Failure) err() error {
 }
 
 func (f *Failure) class() wechat.Class {
-	for c := wechat.ClassUnknown; c < 64; c++ { // past the last class String says "unknown"
+	for c := wechat.ClassNone; c < 64; c++ { // past the last class String says "unknown"
 		if c.String() == f.Class {
 			return c
 		}

@@ -8,15 +8,23 @@ import (
 	"net"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Class is what a caller should do about a failed WeChat call.
 type Class int
 
 const (
-	// ClassUnknown covers codes this package does not know and errors that
-	// are not WeChat's at all. It is not retryable.
-	ClassUnknown Class = iota
+	// ClassNone is no failure at all: ClassOf(nil).
+	ClassNone Class = iota
+	// ClassUnknown is a platform answer with an errcode this package does
+	// not know. Nobody can say it is final, so it is retried within each
+	// consumer's patience, and alarmed on.
+	ClassUnknown
+	// ClassInfra is a failure that is not the platform's answer at all: our
+	// own infrastructure (DynamoDB, Secrets Manager, SQS) failed, or a token
+	// could not be read. Retry with backoff.
+	ClassInfra
 	// ClassTransient is a busy platform, a per-user rate limit or a transport
 	// failure: retry with backoff.
 	ClassTransient
@@ -40,7 +48,9 @@ const (
 )
 
 var classNames = [...]string{
+	ClassNone:      "none",
 	ClassUnknown:   "unknown",
+	ClassInfra:     "infra",
 	ClassTransient: "transient",
 	ClassQuota:     "quota",
 	ClassToken:     "token",
@@ -58,10 +68,25 @@ func (c Class) String() string {
 	return classNames[c]
 }
 
-// Retryable reports whether the same call may succeed later without anyone
-// changing anything: transient failures soon, quota exhaustion after hours.
+// Retryable reports whether the same request may still succeed later. Only
+// an answer that says something final about the request itself is not: its
+// code (ClassCode), its recipient (ClassUserState) or its content
+// (ClassSender). Everything else may pass: a busy platform or our own
+// infrastructure soon, a quota after hours, a token once it is replaced, a
+// deployment problem or an unknown answer once a person acts (which is why
+// those are alarmed on). Each consumer bounds its own patience.
 func (c Class) Retryable() bool {
-	return c == ClassTransient || c == ClassQuota
+	switch c {
+	case ClassUnknown, ClassInfra, ClassTransient, ClassQuota, ClassToken, ClassConfig:
+		return true
+	}
+	return false
+}
+
+// Retryable is the one answer to "may this failure pass if the request is
+// tried again?" for every consumer: ClassOf(err).Retryable().
+func Retryable(err error) bool {
+	return ClassOf(err).Retryable()
 }
 
 // codeClasses maps errcode to class. Codes are global on the platform; the
@@ -189,7 +214,46 @@ func (e *Error) Class() Class {
 	if e.Code == 40001 && tokenEndpoints[e.API] {
 		return ClassConfig
 	}
-	return codeClasses[e.Code] // absent: ClassUnknown
+	if c, ok := codeClasses[e.Code]; ok {
+		return c
+	}
+	return ClassUnknown
+}
+
+// Is matches the sentinel answers below by errcode, so that code above the
+// WeChat edge asks errors.Is(err, wechat.ErrNotFollowing) instead of
+// comparing numbers.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.API == "" && t.Message == "" && t.Code == e.Code
+}
+
+// Answers that code above the edge reacts to specifically; compare with
+// errors.Is.
+var (
+	// ErrNotFollowing (43004): the recipient does not follow the official
+	// account.
+	ErrNotFollowing = &Error{Code: 43004}
+	// ErrNoConsent (43101): no subscribe-message consent, or it is used up.
+	ErrNoConsent = &Error{Code: 43101}
+	// ErrInvalidOpenID (40003): the openid is unknown to this app: an answer
+	// about that user itself.
+	ErrInvalidOpenID = &Error{Code: 40003}
+	// ErrTooFrequent (45011): calls too frequent; back off for minutes.
+	ErrTooFrequent = &Error{Code: 45011}
+	// ErrQuota (45009): a call quota is used up, usually until the quota day
+	// turns (QuotaDayEnd).
+	ErrQuota = &Error{Code: 45009}
+)
+
+// Beijing is the zone of WeChat's quota day: quotas reset at midnight
+// Beijing time (China has no daylight saving time).
+var Beijing = time.FixedZone("CST", 8*60*60)
+
+// QuotaDayEnd is when the platform's quota day that t falls in ends.
+func QuotaDayEnd(t time.Time) time.Time {
+	l := t.In(Beijing)
+	return time.Date(l.Year(), l.Month(), l.Day()+1, 0, 0, 0, 0, Beijing)
 }
 
 // LogValue logs the answer as a group that log queries can filter on.
@@ -203,14 +267,14 @@ func (e *Error) LogValue() slog.Value {
 	)
 }
 
-// ClassOf classifies any error returned by this package. A platform answer
-// has its own class; transport failures (timeouts, refused connections,
-// non-200 HTTP, unreadable bodies) and context cancellation or deadline are
-// transient; an error with a Class() Class method has that class; nil and
-// everything else are unknown.
+// ClassOf classifies any error. A platform answer has its own class;
+// transport failures (timeouts, refused connections, non-200 HTTP,
+// unreadable bodies) and context cancellation or deadline are transient; an
+// error with a Class() Class method has that class; nil is ClassNone; and
+// every other error, not being the platform's answer, is ClassInfra.
 func ClassOf(err error) Class {
 	if err == nil {
-		return ClassUnknown
+		return ClassNone
 	}
 	var we *Error
 	if errors.As(err, &we) {
@@ -233,7 +297,7 @@ func ClassOf(err error) Class {
 	if errors.As(err, &ne) {
 		return ClassTransient
 	}
-	return ClassUnknown
+	return ClassInfra
 }
 
 // RID returns the platform's request id carried by err, or "".

@@ -82,14 +82,16 @@ func TestClassStringAndRetryable(t *testing.T) {
 		name      string
 		retryable bool
 	}{
-		{ClassUnknown, "unknown", false},
+		{ClassNone, "none", false},
+		{ClassUnknown, "unknown", true},
+		{ClassInfra, "infra", true},
 		{ClassTransient, "transient", true},
 		{ClassQuota, "quota", true},
-		{ClassToken, "token", false},
+		{ClassToken, "token", true},
 		{ClassCode, "code", false},
 		{ClassUserState, "user_state", false},
 		{ClassSender, "sender", false},
-		{ClassConfig, "config", false},
+		{ClassConfig, "config", true},
 		{Class(99), "unknown", false},
 		{Class(-3), "unknown", false},
 	}
@@ -189,12 +191,12 @@ func TestClassOf_non_transport(t *testing.T) {
 		err  error
 		want Class
 	}{
-		{"nil", nil, ClassUnknown},
-		{"plain", errors.New("boom"), ClassUnknown},
+		{"nil", nil, ClassNone},
+		{"plain", errors.New("boom"), ClassInfra},
 		{"canceled", context.Canceled, ClassTransient},
 		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), ClassTransient},
 		{"net_error", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, ClassTransient},
-		{"open_data", ErrOpenData, ClassUnknown},
+		{"open_data", ErrOpenData, ClassCode},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

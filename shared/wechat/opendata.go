@@ -16,7 +16,16 @@ import (
 // ErrOpenData reports encrypted open data that cannot be decrypted: a stale
 // session_key, a truncated payload or a wrong iv. The client should call
 // wx.login again and resend.
-var ErrOpenData = errors.New("wechat: open data cannot be decrypted")
+var ErrOpenData error = clientDataError("wechat: open data cannot be decrypted")
+
+// clientDataError is data the client sent that cannot be used: like a bad
+// code (ClassCode), the client must fetch it anew, and retrying cannot help.
+type clientDataError string
+
+func (e clientDataError) Error() string { return string(e) }
+
+// Class is ClassCode: the client must obtain new data.
+func (e clientDataError) Class() Class { return ClassCode }
 
 // ErrWatermark reports open data that decrypted but was issued for another
 // appid (or carries no watermark at all).
