@@ -83,17 +83,15 @@ type functions struct {
 
 // Invoke is the Lambda API's Invoke for in-process functions: an
 // asynchronous invoke (InvocationType Event) runs in the background and
-// answers 202, like Lambda's queue; a synchronous one answers the result.
+// answers 202, like Lambda's queue; a synchronous one answers the result;
+// DryRun answers 204. invoke.go serves it over HTTP.
 func (fs *functions) Invoke(ctx context.Context, in *awslambda.InvokeInput, _ ...func(*awslambda.Options)) (*awslambda.InvokeOutput, error) {
-	name := aws.ToString(in.FunctionName)
-	if i := strings.LastIndex(name, ":function:"); i >= 0 {
-		name = name[i+len(":function:"):]
-	}
-	fs.mu.RLock()
-	f := fs.fns[name]
-	fs.mu.RUnlock()
+	f, name := fs.lookup(aws.ToString(in.FunctionName)) // invoke.go
 	if f == nil {
 		return nil, &lambdatypes.ResourceNotFoundException{Message: aws.String("devstack: no function " + name)}
+	}
+	if in.InvocationType == lambdatypes.InvocationTypeDryRun {
+		return &awslambda.InvokeOutput{StatusCode: 204}, nil
 	}
 	if in.InvocationType == lambdatypes.InvocationTypeEvent {
 		fs.wg.Add(1)
@@ -107,7 +105,7 @@ func (fs *functions) Invoke(ctx context.Context, in *awslambda.InvokeInput, _ ..
 	}
 	out, err := f.invoke(ctx, in.Payload)
 	if err != nil {
-		return &awslambda.InvokeOutput{StatusCode: 200, FunctionError: aws.String("Unhandled"), Payload: []byte(fmt.Sprintf("%q", err.Error()))}, nil
+		return &awslambda.InvokeOutput{StatusCode: 200, FunctionError: aws.String("Unhandled"), Payload: functionError(err)}, nil
 	}
 	return &awslambda.InvokeOutput{StatusCode: 200, Payload: out}, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"wxbridge/infra/devkit/awsfault"
 	"wxbridge/infra/devkit/cfn"
 	"wxbridge/infra/devkit/moto"
 	"wxbridge/infra/devkit/sandbox"
@@ -63,6 +64,7 @@ type Stack struct {
 	AWSURL     string
 
 	moto    *moto.Server
+	faults  *awsfault.Proxy // the functions' way to AWS; see faults.go
 	servers []*http.Server
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -119,6 +121,9 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		Credentials:  credentials.NewStaticCredentialsProvider("devstack", "devstack", ""),
 		BaseEndpoint: aws.String(s.AWSURL),
 	}
+	if err := s.startFaults(); err != nil {
+		return nil, err
+	}
 
 	s.apps = seedApps(cfg.Real)
 	seed, _ := json.Marshal(s.apps)
@@ -148,6 +153,8 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	mux := http.NewServeMux()
 	s.fns.routes(mux)
 	s.console(mux)
+	s.faultRoutes(mux)      // faults.go
+	s.fns.invokeRoutes(mux) // invoke.go
 	s.serve(apiLn, mux)
 	if s.sb != nil {
 		s.serve(sbLn, s.sb)
@@ -218,7 +225,7 @@ func (s *Stack) buildFunctions(ctx context.Context) error {
 			vars["WXB_WECHAT_API_BASE"] = s.SandboxURL
 			vars["WXB_WECHAT_OPEN_BASE"] = s.SandboxURL
 		}
-		h, err := build(ctx, awsenv.Env{Vars: vars, AWS: s.aws, Out: s.tap, Lambda: s.fns})
+		h, err := build(ctx, awsenv.Env{Vars: vars, AWS: s.functionAWS(), Out: s.tap, Lambda: s.fns})
 		if err != nil {
 			return fmt.Errorf("%s: %w", def.LogicalID, err)
 		}
@@ -252,6 +259,9 @@ func (s *Stack) Close() {
 	s.wg.Wait()
 	if s.fns != nil {
 		s.fns.wg.Wait()
+	}
+	if s.faults != nil {
+		s.faults.Close()
 	}
 	if s.moto != nil {
 		s.moto.Stop()

@@ -1,22 +1,16 @@
 package lambdatest
 
 import (
-	"go/ast"
-	"go/parser"
-	"go/token"
-	"io/fs"
 	"maps"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
 
 	"wxbridge/infra/devkit/cfn"
+	"wxbridge/shared/observe"
 )
 
 // alarm is what the checks below read of an AWS::CloudWatch::Alarm.
@@ -85,7 +79,7 @@ func TestAlarmsWatchWhatTheCodeEmits(t *testing.T) {
 						have = append(have, k)
 					}
 				}
-				t.Errorf("%s: queries %s, which no code emits (emitted: %v)", id, key, have)
+				t.Errorf("%s: queries %s, which no code emits (shared/observe's catalogue has: %v)", id, key, have)
 			}
 		default:
 			t.Errorf("%s: an alarm of a shape this test does not know", id)
@@ -109,73 +103,25 @@ func TestAlarmsWatchWhatTheCodeEmits(t *testing.T) {
 	}
 }
 
-// emittedMetrics finds every Metrics.Count and Metrics.Value call in the
-// repository's non-test code (and the wechat client's WeChatErrors) and
-// returns "Name dim,dim" keys: the dimension set is "function" plus the
-// keys the call passes, sorted.
+// emittedMetrics returns "Name dim,dim" keys for every metric and
+// dimension set in shared/observe's catalogue: the dimension set is
+// "function" plus the catalogued ones, sorted. The catalogue is the code's
+// (shared/observe's TestCatalogueHoldsEveryMetricTheCodeWrites holds every
+// Count and Value call to it).
 func emittedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
-	wd, _ := os.Getwd()
-	p, err := cfn.Find(wd)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]bool{}
-	fset := token.NewFileSet()
-	for _, dir := range []string{"functions", "shared"} {
-		err := filepath.WalkDir(filepath.Join(filepath.Dir(p), dir), func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-				return err
-			}
-			f, err := parser.ParseFile(fset, path, nil, 0)
-			if err != nil {
-				return err
-			}
-			ast.Inspect(f, func(n ast.Node) bool {
-				call, ok := n.(*ast.CallExpr)
-				if !ok {
-					return true
-				}
-				sel, ok := call.Fun.(*ast.SelectorExpr)
-				if !ok || (sel.Sel.Name != "Count" && sel.Sel.Name != "Value") || len(call.Args) == 0 {
-					return true
-				}
-				name, ok := literal(call.Args[0])
-				if !ok {
-					return true
-				}
-				first := 1 // Count(name, k, v, ...)
-				if sel.Sel.Name == "Value" {
-					first = 3 // Value(name, unit, v, k, v, ...)
-				}
-				dims := []string{"function"}
-				for i := first; i+1 < len(call.Args); i += 2 {
-					k, ok := literal(call.Args[i])
-					if !ok {
-						return true
-					}
-					dims = append(dims, k)
-				}
-				out[name+" "+strings.Join(sorted(dims), ",")] = true
-				return true
-			})
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
+	for _, m := range observe.Catalogue {
+		sets := m.Dimensions
+		if len(sets) == 0 {
+			sets = [][]string{nil}
+		}
+		for _, set := range sets {
+			out[m.Name+" "+strings.Join(sorted(append([]string{"function"}, set...)), ",")] = true
 		}
 	}
-	if len(out) < 20 || !out["TokenConfigAlarm appid,errcode,function"] {
-		t.Fatalf("found only %v: the metric calls have changed shape", slices.Sorted(maps.Keys(out)))
+	if !out["TokenConfigAlarm appid,errcode,function"] {
+		t.Fatalf("the catalogue has no TokenConfigAlarm by appid and errcode: %v", slices.Sorted(maps.Keys(out)))
 	}
 	return out
-}
-
-func literal(e ast.Expr) (string, bool) {
-	bl, ok := e.(*ast.BasicLit)
-	if !ok || bl.Kind != token.STRING {
-		return "", false
-	}
-	s, err := strconv.Unquote(bl.Value)
-	return s, err == nil
 }

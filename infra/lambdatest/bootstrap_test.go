@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,16 +32,35 @@ var functionDirs = map[string]string{
 	"FollowerSyncFunction":   "follower-sync",
 }
 
-// Targets from issue 9.
+// Targets from issue 9, measured by BenchmarkInit (make bench) on the
+// bootstraps built exactly as the Makefile builds them.
 const (
 	maxInit = 100 * time.Millisecond
 	maxSize = 15 << 20
 )
 
+// A build is how the bootstraps are built.
+type buildMode int
+
+const (
+	// forTests builds with the Makefile's tags and linker flags but
+	// without -trimpath, so that it reuses the packages go test has just
+	// compiled: only the mains are linked. What a bootstrap does does not
+	// depend on -trimpath (it only rewrites file names in the binary).
+	forTests buildMode = iota
+	// asReleased builds exactly as the Makefile does for Lambda
+	// (CGO_ENABLED=0 -trimpath -tags lambda.norpc -ldflags="-s -w"): what
+	// BenchmarkInit measures.
+	asReleased
+)
+
 var (
-	binDir   string // the built bootstraps: <binDir>/<dir>/bootstrap
+	binDir   string // the built bootstraps: <binDir>/<mode>/<dir>/bootstrap
 	repoRoot string
-	build    = sync.OnceValue(buildAll)
+	builds   = [...]func() error{
+		forTests:   sync.OnceValue(func() error { return buildAll(forTests) }),
+		asReleased: sync.OnceValue(func() error { return buildAll(asReleased) }),
+	}
 )
 
 func TestMain(m *testing.M) {
@@ -56,11 +77,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildAll builds every function the way the Makefile does for Lambda
-// (CGO_ENABLED=0 -trimpath -tags lambda.norpc -ldflags="-s -w"), for this
-// machine's GOOS and GOARCH, in one go build (which builds them in
-// parallel).
-func buildAll() error {
+// build builds every bootstrap in mode, once per test binary.
+func build(mode buildMode) error { return builds[mode]() }
+
+// buildAll builds every function in mode for this machine's GOOS and
+// GOARCH, in one go build (which builds them in parallel).
+func buildAll(mode buildMode) error {
 	wd, err := os.Getwd()
 	if err != nil {
 		return err
@@ -70,8 +92,11 @@ func buildAll() error {
 		return err
 	}
 	repoRoot = filepath.Dir(tpl)
-	out := filepath.Join(binDir, "out") + string(filepath.Separator)
-	args := []string{"build", "-trimpath", "-tags", "lambda.norpc", "-ldflags=-s -w", "-o", out}
+	out := filepath.Join(binDir, strconv.Itoa(int(mode)), "out") + string(filepath.Separator)
+	args := []string{"build", "-tags", "lambda.norpc", "-ldflags=-s -w", "-o", out}
+	if mode == asReleased {
+		args = slices.Insert(args, 1, "-trimpath")
+	}
 	for _, dir := range functionDirs {
 		args = append(args, "./functions/"+dir)
 	}
@@ -82,29 +107,32 @@ func buildAll() error {
 		return fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, b)
 	}
 	for _, dir := range functionDirs {
-		if err := os.MkdirAll(filepath.Join(binDir, dir), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(bootstrapPath(mode, dir)), 0o755); err != nil {
 			return err
 		}
-		if err := os.Rename(filepath.Join(out, dir), bootstrapPath(dir)); err != nil {
+		if err := os.Rename(filepath.Join(out, dir), bootstrapPath(mode, dir)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func bootstrapPath(dir string) string { return filepath.Join(binDir, dir, "bootstrap") }
+func bootstrapPath(mode buildMode, dir string) string {
+	return filepath.Join(binDir, strconv.Itoa(int(mode)), dir, "bootstrap")
+}
 
-// bootstrap returns the built binary of the template function logicalID.
-func bootstrap(t testing.TB, logicalID string) string {
+// bootstrap returns the binary of the template function logicalID, built
+// in mode.
+func bootstrap(t testing.TB, mode buildMode, logicalID string) string {
 	t.Helper()
 	dir, ok := functionDirs[logicalID]
 	if !ok {
 		t.Fatalf("no functions/ directory known for %s: add it to functionDirs (and the Makefile)", logicalID)
 	}
-	if err := build(); err != nil {
+	if err := build(mode); err != nil {
 		t.Fatal(err)
 	}
-	return bootstrapPath(dir)
+	return bootstrapPath(mode, dir)
 }
 
 // process is one bootstrap running as in a Lambda execution environment.
@@ -129,12 +157,12 @@ func (p *process) stop() {
 	})
 }
 
-// start runs the bootstrap of logicalID with env (the function's own
+// start runs the bootstrap of logicalID, built in mode, with env (the function's own
 // variables) plus what Lambda sets, and returns once it has asked for its
 // first invocation, or has failed to start.
-func start(t testing.TB, logicalID string, env map[string]string, timeout time.Duration) *process {
+func start(t testing.TB, mode buildMode, logicalID string, env map[string]string, timeout time.Duration) *process {
 	t.Helper()
-	bin := bootstrap(t, logicalID)
+	bin := bootstrap(t, mode, logicalID)
 	api := newRuntimeAPI(logicalID)
 	p := &process{name: logicalID, api: api, out: &lines{}, exited: make(chan struct{}), timeout: timeout}
 	vars := map[string]string{

@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -20,24 +18,6 @@ import (
 // in AWS; AWS_ENDPOINT_URL and static credentials locally).
 func Load(ctx context.Context) (aws.Config, error) {
 	return config.LoadDefaultConfig(ctx)
-}
-
-// Require reads environment variables that must be set, naming every
-// missing one in the error.
-func Require(names ...string) (map[string]string, error) {
-	out := make(map[string]string, len(names))
-	var missing []string
-	for _, n := range names {
-		v := os.Getenv(n)
-		if v == "" {
-			missing = append(missing, n)
-		}
-		out[n] = v
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("awsenv: environment variables not set: %s", strings.Join(missing, ", "))
-	}
-	return out, nil
 }
 
 // SecretGetter is the one Secrets Manager call secret loading needs.

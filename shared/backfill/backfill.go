@@ -20,6 +20,7 @@ import (
 
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
+	"wxbridge/shared/queue"
 	"wxbridge/shared/wechat"
 )
 
@@ -122,8 +123,9 @@ type Syncer struct {
 	Queue   Sender
 	Log     *slog.Logger
 	Metrics *observe.Metrics
-	// MaxAttempts is how often a job is tried before its followers are
-	// counted as failed (a chunk) or the run fails (a page); default
+	// MaxAttempts is how often a job that keeps failing in a way that may
+	// pass (wechat.Retryable, store trouble) is tried before its followers
+	// are counted as failed (a chunk) or the run fails (a page); default
 	// DefaultMaxAttempts. Keep it below the queue's maxReceiveCount, so that
 	// only jobs that crash the worker reach the dead-letter queue.
 	MaxAttempts int
@@ -131,15 +133,6 @@ type Syncer struct {
 
 // DefaultMaxAttempts covers a day of 45009 backoff (see Backoff).
 const DefaultMaxAttempts = 12
-
-// RetryError asks for the job to come back after Delay.
-type RetryError struct {
-	Delay time.Duration
-	Err   error
-}
-
-func (e *RetryError) Error() string { return fmt.Sprintf("retry in %s: %v", e.Delay, e.Err) }
-func (e *RetryError) Unwrap() error { return e.Err }
 
 // ErrNoRun reports a run id the account never had.
 var ErrNoRun = errors.New("followers: no such run")
@@ -163,7 +156,7 @@ func (s *Syncer) Start(ctx context.Context) (run Run, started bool, err error) {
 	if err := s.Queue.Send(ctx, []Job{{Kind: PageJob, AppID: s.AppID, Run: r.ID}}); err != nil {
 		return r, true, fmt.Errorf("followers: run %s started but its first job was not queued (wxctl followers resume queues it): %w", r.ID, err)
 	}
-	s.log(ctx).Info("backfill", "outcome", "started", "run", r.ID)
+	s.logger().InfoContext(ctx, "backfill", "outcome", "started", "run", r.ID)
 	s.Metrics.Count("FollowerSyncRuns", "outcome", "started")
 	return r, true, nil
 }
@@ -174,7 +167,7 @@ func (s *Syncer) Status(ctx context.Context, id string) (Run, error) {
 }
 
 // Process does one job. attempt counts deliveries, from 1. It returns nil
-// when the job is done (or was done before), a *RetryError when it should
+// when the job is done (or was done before), a *queue.Retry when it should
 // come back later, and another error for a job that cannot ever be done.
 func (s *Syncer) Process(ctx context.Context, j Job, attempt int) error {
 	if j.AppID != s.AppID || j.Run == "" || j.Page < 0 {
@@ -187,7 +180,7 @@ func (s *Syncer) Process(ctx context.Context, j Job, attempt int) error {
 	case err != nil:
 		return s.later(ctx, j, attempt, err)
 	case !run.Active():
-		s.log(ctx).Info("job", "outcome", "run_over", "run", j.Run, "kind", j.Kind)
+		s.logger().InfoContext(ctx, "job", "outcome", "run_over", "run", j.Run, "kind", j.Kind)
 		return nil
 	}
 	switch j.Kind {
@@ -202,14 +195,12 @@ func (s *Syncer) Process(ctx context.Context, j Job, attempt int) error {
 	return fmt.Errorf("followers: unknown job kind %q", j.Kind)
 }
 
-// log is the logger for work done under ctx: in Lambda its lines carry the
-// invocation's request id.
-func (s *Syncer) log(ctx context.Context) *slog.Logger {
+// logger is s.Log, or a logger that drops everything (the CLI logs
+// nothing). Lines are logged with their context, which carries the request
+// id and the message's attributes (observe.Logger).
+func (s *Syncer) logger() *slog.Logger {
 	if s.Log == nil {
 		return slog.New(slog.DiscardHandler)
-	}
-	if id := observe.RequestID(ctx); id != "" {
-		return s.Log.With("request_id", id)
 	}
 	return s.Log
 }
@@ -224,10 +215,23 @@ func (s *Syncer) maxAttempts() int {
 // later records why job j failed this time and asks for it to come back.
 func (s *Syncer) later(ctx context.Context, j Job, attempt int, cause error) error {
 	if err := s.Store.Retried(ctx, j, attempt, cause); err != nil {
-		s.log(ctx).Warn("record retry", "outcome", "not_recorded", "run", j.Run, "error", err)
+		s.logger().WarnContext(ctx, "record retry", "outcome", "not_recorded", "run", j.Run, "error", err)
 	}
-	s.Metrics.Count("FollowerSyncRetries", "kind", j.Kind, "class", wechat.ClassOf(cause).String())
-	return &RetryError{Delay: Backoff(cause, attempt), Err: cause}
+	class := wechat.ClassOf(cause)
+	s.Metrics.Count("FollowerSyncRetries", "kind", j.Kind, "class", class.String())
+	s.alarm(class)
+	return queue.RetryAfter(Backoff(cause, attempt), cause)
+}
+
+// alarm counts a failure someone has to act on (FollowerSyncAlarm, by
+// class): the account's configuration (IP whitelist, API permission), its
+// quota, or an answer nobody knows. The backfill waits for them within
+// MaxAttempts, but they do not pass by themselves.
+func (s *Syncer) alarm(c wechat.Class) {
+	switch c {
+	case wechat.ClassConfig, wechat.ClassQuota, wechat.ClassUnknown:
+		s.Metrics.Count("FollowerSyncAlarm", "reason", c.String())
+	}
 }
 
 // page lists one page: it saves the page's openids before queueing
@@ -245,12 +249,17 @@ func (s *Syncer) page(ctx context.Context, j Job, attempt int) error {
 	if p == nil {
 		fp, err := s.WeChat.FollowerPage(ctx, s.AppID, j.Next)
 		if err != nil {
-			if retryable(err) && attempt < s.maxAttempts() {
+			if wechat.Retryable(err) && attempt < s.maxAttempts() {
 				return s.later(ctx, j, attempt, err)
 			}
-			s.log(ctx).Error("page", "outcome", "run_failed", "run", j.Run, "page", j.Page, "error", err)
+			if ferr := s.Store.Fail(ctx, s.AppID, j.Run, err); ferr != nil {
+				// The run must not be left running without its listing.
+				return s.later(ctx, j, attempt, ferr)
+			}
+			s.logger().ErrorContext(ctx, "page", "outcome", "run_failed", "run", j.Run, "page", j.Page, "error", err)
 			s.Metrics.Count("FollowerSyncRuns", "outcome", "failed")
-			return s.Store.Fail(ctx, s.AppID, j.Run, err)
+			s.alarm(wechat.ClassOf(err))
+			return nil
 		}
 		if p, err = s.Store.SavePage(ctx, s.AppID, j.Run, j.Page, fp); err != nil {
 			return s.later(ctx, j, attempt, err)
@@ -272,7 +281,7 @@ func (s *Syncer) page(ctx context.Context, j Job, attempt int) error {
 		return s.later(ctx, j, attempt, err)
 	}
 	if counted {
-		s.log(ctx).Info("page", "outcome", "listed", "run", j.Run, "page", j.Page, "followers", len(p.OpenIDs), "last", p.Last)
+		s.logger().InfoContext(ctx, "page", "outcome", "listed", "run", j.Run, "page", j.Page, "followers", len(p.OpenIDs), "last", p.Last)
 	}
 	if p.Last {
 		s.finish(ctx, j.Run)
@@ -293,13 +302,14 @@ func (s *Syncer) chunk(ctx context.Context, j Job, attempt int) error {
 	var t Tally
 	users, err := s.WeChat.Followers(ctx, s.AppID, j.OpenIDs)
 	switch {
-	case err != nil && retryable(err) && !last:
+	case err != nil && wechat.Retryable(err) && !last:
 		return s.later(ctx, j, attempt, err)
 	case err != nil:
 		// The whole chunk is lost to a permanent answer (or to one that
 		// kept coming): its followers are counted as failed, with why.
 		t.Failed = len(j.OpenIDs)
 		t.note(fmt.Sprintf("batchget: %v", err))
+		s.alarm(wechat.ClassOf(err))
 	default:
 		if err := s.link(ctx, j, users, &t, last); err != nil {
 			return s.later(ctx, j, attempt, err)
@@ -312,7 +322,7 @@ func (s *Syncer) chunk(ctx context.Context, j Job, attempt int) error {
 	if counted {
 		s.Metrics.Count("FollowerSyncChunks", "outcome", t.outcome())
 		if t.Failed > 0 {
-			s.log(ctx).Warn("chunk", "outcome", "failures", "run", j.Run, "page", j.Page, "chunk", j.Chunk, "failed", t.Failed, "errors", t.Errors)
+			s.logger().WarnContext(ctx, "chunk", "outcome", "failures", "run", j.Run, "page", j.Page, "chunk", j.Chunk, "failed", t.Failed, "errors", t.Errors)
 		}
 	}
 	s.finish(ctx, j.Run)
@@ -336,6 +346,7 @@ func (s *Syncer) link(ctx context.Context, j Job, users []wechat.Follower, t *Ta
 				Subscribed: true, At: time.Unix(u.SubscribeTime, 0).UTC(), Scene: u.SubscribeScene,
 			}},
 			UnionID: u.UnionID,
+			Source:  identity.SourceBackfill,
 		})
 	}
 	if len(ss) == 0 {
@@ -373,11 +384,11 @@ func (s *Syncer) finish(ctx context.Context, id string) {
 	ended, err := s.Store.Finish(ctx, s.AppID, id)
 	if err != nil {
 		// The next job to finish tries again; the counts are already right.
-		s.log(ctx).Warn("finish run", "outcome", "not_finished", "run", id, "error", err)
+		s.logger().WarnContext(ctx, "finish run", "outcome", "not_finished", "run", id, "error", err)
 		return
 	}
 	if ended {
-		s.log(ctx).Info("backfill", "outcome", "done", "run", id)
+		s.logger().InfoContext(ctx, "backfill", "outcome", "done", "run", id)
 		s.Metrics.Count("FollowerSyncRuns", "outcome", "done")
 	}
 }
@@ -402,21 +413,8 @@ func (s *Syncer) Resume(ctx context.Context) (Run, int, error) {
 	if err := s.Queue.Send(ctx, jobs); err != nil {
 		return *r, 0, err
 	}
-	s.log(ctx).Info("backfill", "outcome", "resumed", "run", r.ID, "jobs", len(jobs))
+	s.logger().InfoContext(ctx, "backfill", "outcome", "resumed", "run", r.ID, "jobs", len(jobs))
 	return *r, len(jobs), nil
-}
-
-// retryable reports whether a WeChat call that failed with err may
-// succeed later: busy, rate limits and quota, token trouble, transport, and
-// errors that are not the platform's answer at all (a token secret that
-// could not be read). An answer about our request, a user or the account
-// (invalid openid, API not authorised) will not.
-func retryable(err error) bool {
-	switch wechat.ClassOf(err) {
-	case wechat.ClassCode, wechat.ClassUserState, wechat.ClassSender, wechat.ClassConfig:
-		return false
-	}
-	return true
 }
 
 // linkRetryable reports whether a Link that failed with err may succeed

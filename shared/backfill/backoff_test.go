@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"wxbridge/shared/ddb"
+	"wxbridge/shared/queue"
 	"wxbridge/shared/wechat"
 )
 
@@ -13,6 +15,7 @@ func TestBackoff(t *testing.T) {
 	quota := &wechat.Error{API: "/cgi-bin/user/info/batchget", Code: 45009}
 	frequent := &wechat.Error{API: "/cgi-bin/user/info/batchget", Code: 45011}
 	busy := &wechat.Error{API: "/cgi-bin/user/get", Code: -1}
+	notAuthorised := &wechat.Error{API: "/cgi-bin/user/info/batchget", Code: 48001}
 	cases := []struct {
 		err      error
 		attempt  int
@@ -20,12 +23,13 @@ func TestBackoff(t *testing.T) {
 	}{
 		{quota, 1, 11*time.Minute + 15*time.Second, 15 * time.Minute},
 		{quota, 3, 45 * time.Minute, time.Hour},
-		{quota, 12, 9 * time.Hour, MaxDelay},
+		{quota, 12, 9 * time.Hour, queue.MaxDelay},
 		{fmt.Errorf("chunk: %w", frequent), 1, 45 * time.Second, time.Minute},
 		{frequent, 9, 11 * time.Minute, 15 * time.Minute},
 		{busy, 1, 3750 * time.Millisecond, 5 * time.Second},
 		{busy, 2, 7500 * time.Millisecond, 10 * time.Second},
 		{errors.New("dynamodb: throttled"), 30, 225 * time.Second, 5 * time.Minute},
+		{notAuthorised, 1, 3750 * time.Millisecond, 5 * time.Second},
 	}
 	for _, c := range cases {
 		for range 20 {
@@ -44,8 +48,8 @@ func TestRunCounts(t *testing.T) {
 }
 
 func TestUpdateExpression(t *testing.T) {
-	u := newUpdate().set("status", str("done")).add("seen", 3).remove("active").
-		when("%s = %s AND %s = %s", "status", str(Running), "chunks_done", "chunks")
+	u := newUpdate().set("status", ddb.S("done")).add("seen", 3).remove("active").
+		when("%s = %s AND %s = %s", "status", ddb.S(Running), "chunks_done", "chunks")
 	got := u.on("T", "SYNC#x")
 	if want := "SET #status = :v0 ADD #seen :v1 REMOVE #active"; *got.UpdateExpression != want {
 		t.Errorf("update %q, want %q", *got.UpdateExpression, want)

@@ -6,6 +6,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"wxbridge/shared/ddb"
 )
 
 // update builds an update expression and its condition with every
@@ -15,11 +17,11 @@ type update struct {
 	sets, adds, removes []string
 	cond                string
 	names               map[string]string
-	vals                map[string]types.AttributeValue
+	vals                ddb.Item
 }
 
 func newUpdate() *update {
-	return &update{names: map[string]string{}, vals: map[string]types.AttributeValue{}}
+	return &update{names: map[string]string{}, vals: ddb.Item{}}
 }
 
 // name returns the placeholder of attribute a.
@@ -42,7 +44,7 @@ func (u *update) set(a string, v types.AttributeValue) *update {
 }
 
 func (u *update) add(a string, n int64) *update {
-	u.adds = append(u.adds, u.name(a)+" "+u.val(num(n)))
+	u.adds = append(u.adds, u.name(a)+" "+u.val(ddb.N(n)))
 	return u
 }
 
@@ -85,7 +87,7 @@ func (u *update) expression() string {
 // on returns the update of the item with partition key pk.
 func (u *update) on(table, pk string) *types.Update {
 	out := &types.Update{
-		TableName: aws.String(table), Key: key(pk),
+		TableName: aws.String(table), Key: ddb.Key(pk),
 		UpdateExpression: aws.String(u.expression()), ExpressionAttributeNames: u.names,
 	}
 	if len(u.vals) > 0 {

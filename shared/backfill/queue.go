@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"wxbridge/shared/backoff"
 )
 
 // SQSClient is the SQS call the queue makes.
@@ -47,12 +49,10 @@ func (q Queue) batch(ctx context.Context, jobs []Job) error {
 		entries[id] = sqstypes.SendMessageBatchRequestEntry{Id: aws.String(id), MessageBody: aws.String(string(b))}
 	}
 	for attempt := 0; len(entries) > 0; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+		// SQS refused some entries (throttling): send those again, a
+		// little later each time.
+		if err := backoff.Sleep(ctx, time.Duration(attempt)*50*time.Millisecond); err != nil {
+			return err
 		}
 		in := &sqs.SendMessageBatchInput{QueueUrl: aws.String(q.URL)}
 		for _, e := range entries {

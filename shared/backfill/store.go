@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/oklog/ulid/v2"
 
+	"wxbridge/shared/backoff"
+	"wxbridge/shared/ddb"
 	"wxbridge/shared/wechat"
 )
 
@@ -69,18 +70,9 @@ func chunkPK(appid, run string, page, k int) string {
 	return runPK(appid, run) + "#C#" + strconv.Itoa(page) + "#" + strconv.Itoa(k)
 }
 
-func key(pk string) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: pk}}
-}
-
-func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
-func num(n int64) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
-}
-func boolean(b bool) types.AttributeValue {
-	return &types.AttributeValueMemberBOOL{Value: b}
-}
-func stamp(t time.Time) types.AttributeValue { return str(t.UTC().Format(time.RFC3339Nano)) }
+// stamp is t as the run item keeps times (as attributevalue marshals
+// time.Time).
+func stamp(t time.Time) types.AttributeValue { return ddb.S(t.UTC().Format(time.RFC3339Nano)) }
 
 type pointer struct {
 	Active string `dynamodbav:"active"`
@@ -133,7 +125,7 @@ func (t Tally) outcome() string {
 }
 
 func (st *Store) get(ctx context.Context, pk string, v any) (bool, error) {
-	out, err := st.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &st.table, Key: key(pk), ConsistentRead: aws.Bool(true)})
+	out, err := st.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &st.table, Key: ddb.Key(pk), ConsistentRead: aws.Bool(true)})
 	if err != nil {
 		return false, fmt.Errorf("followers: read: %w", err)
 	}
@@ -196,13 +188,13 @@ func (st *Store) Create(ctx context.Context, appid string) (Run, bool, error) {
 		}
 		_, err = st.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
 			{Put: &types.Put{TableName: &st.table, Item: item, ConditionExpression: aws.String("attribute_not_exists(pk)")}},
-			{Update: newUpdate().set("active", str(r.ID)).set("last", str(r.ID)).
+			{Update: newUpdate().set("active", ddb.S(r.ID)).set("last", ddb.S(r.ID)).
 				when("attribute_not_exists(%s)", "active").on(st.table, pointerPK(appid))},
 		}})
 		if err == nil {
 			return r, true, nil
 		}
-		if !conditionFailed(err) {
+		if !ddb.LostRace(err) {
 			return Run{}, false, fmt.Errorf("followers: start: %w", err)
 		}
 		// Someone started one first: return theirs, unless it has ended
@@ -247,7 +239,8 @@ func (st *Store) SavePage(ctx context.Context, appid, run string, n int, fp wech
 	switch {
 	case err == nil:
 		return &Page{OpenIDs: fp.OpenIDs, Next: it.Next, Last: it.Last, Total: it.Total}, nil
-	case conditionFailed(err):
+	}
+	if _, lost := ddb.ConditionFailed(err); lost {
 		return st.Page(ctx, appid, run, n)
 	}
 	return nil, fmt.Errorf("followers: save page: %w", err)
@@ -256,14 +249,18 @@ func (st *Store) SavePage(ctx context.Context, appid, run string, n int, fp wech
 // PageDone marks page n done and counts it on the run, once: counted is
 // false when it was done already.
 func (st *Store) PageDone(ctx context.Context, appid, run string, n int, p *Page, chunks int) (counted bool, err error) {
-	count := newUpdate().set("updated_at", stamp(st.Now())).set("total", num(int64(p.Total))).
+	count := newUpdate().set("updated_at", stamp(st.Now())).set("total", ddb.N(int64(p.Total))).
 		add("pages", 1).add("seen", int64(len(p.OpenIDs))).add("chunks", int64(chunks))
 	if p.Last {
-		count.set("listing_done", boolean(true))
+		count.set("listing_done", ddb.Bool(true))
 	}
-	mark := newUpdate().set("done", boolean(true)).
-		when("attribute_exists(%s) AND %s = %s", "pk", "done", boolean(false))
-	return st.countOnce(ctx, mark.on(st.table, pagePK(appid, run, n)), count.on(st.table, runPK(appid, run)))
+	mark := newUpdate().set("done", ddb.Bool(true)).
+		when("attribute_exists(%s) AND %s = %s", "pk", "done", ddb.Bool(false))
+	return st.transact(ctx, "count page", []*types.Update{mark.on(st.table, pagePK(appid, run, n)), count.on(st.table, runPK(appid, run))},
+		func(ctx context.Context) (bool, error) {
+			p, err := st.Page(ctx, appid, run, n)
+			return p == nil || p.Done, err
+		})
 }
 
 // ChunkDone reports whether chunk k of page n is done.
@@ -280,42 +277,52 @@ func (st *Store) ChunkDone(ctx context.Context, appid, run string, page, k int) 
 func (st *Store) CommitChunk(ctx context.Context, appid, run string, page, k int, t Tally) (counted bool, err error) {
 	errs := make([]types.AttributeValue, len(t.Errors))
 	for i, e := range t.Errors {
-		errs[i] = str(e)
+		errs[i] = ddb.S(e)
 	}
-	mark := newUpdate().set("done", boolean(true)).set("ttl", num(st.Now().Add(itemLifetime).Unix())).
+	mark := newUpdate().set("done", ddb.Bool(true)).set("ttl", ddb.N(st.Now().Add(itemLifetime).Unix())).
 		set("errors", &types.AttributeValueMemberL{Value: errs}).
-		when("attribute_not_exists(%s) OR %s = %s", "done", "done", boolean(false))
+		when("attribute_not_exists(%s) OR %s = %s", "done", "done", ddb.Bool(false))
 	count := newUpdate().set("updated_at", stamp(st.Now())).add("chunks_done", 1)
 	for _, c := range []struct {
 		name string
 		n    int
 	}{{"linked", t.Linked}, {"waiting", t.Waiting}, {"without_unionid", t.WithoutUnionID}, {"unfollowed", t.Unfollowed}, {"failed", t.Failed}} {
-		mark.set(c.name, num(int64(c.n)))
+		mark.set(c.name, ddb.N(int64(c.n)))
 		count.add(c.name, int64(c.n))
 	}
-	return st.countOnce(ctx, mark.on(st.table, chunkPK(appid, run, page, k)), count.on(st.table, runPK(appid, run)))
+	return st.transact(ctx, "count chunk", []*types.Update{mark.on(st.table, chunkPK(appid, run, page, k)), count.on(st.table, runPK(appid, run))},
+		func(ctx context.Context) (bool, error) { return st.ChunkDone(ctx, appid, run, page, k) })
 }
 
-// countOnce runs mark (whose condition fails when the page or chunk is done
-// already) and count in one transaction. The run item is every chunk's
-// counter, so concurrent transactions on it collide now and then: those
-// are retried.
-func (st *Store) countOnce(ctx context.Context, mark, count *types.Update) (bool, error) {
-	in := &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{{Update: mark}, {Update: count}}}
-	for attempt := 0; ; attempt++ {
+// maxCollisions bounds how often transact tries a transaction that keeps
+// colliding with other writers.
+const maxCollisions = 9
+
+// transact runs updates in one transaction whose conditions hold while its
+// work is still to do (a page or chunk not counted yet, a run not ended
+// yet), and reports whether it wrote. A lost race is told apart by a fresh
+// read: settled reports that the work was done meanwhile (by a duplicate
+// job, another chunk's finish), and then there is nothing to write;
+// otherwise the transaction collided with another on the same items (the
+// run item is every chunk's counter) and is tried again after a pause.
+func (st *Store) transact(ctx context.Context, what string, updates []*types.Update, settled func(context.Context) (bool, error)) (wrote bool, err error) {
+	in := &dynamodb.TransactWriteItemsInput{}
+	for _, u := range updates {
+		in.TransactItems = append(in.TransactItems, types.TransactWriteItem{Update: u})
+	}
+	for attempt := 1; ; attempt++ {
 		_, err := st.db.TransactWriteItems(ctx, in)
-		switch {
-		case err == nil:
+		if err == nil {
 			return true, nil
-		case conditionFailed(err):
-			return false, nil
-		case !transactionConflict(err) || attempt >= 8:
-			return false, fmt.Errorf("followers: count: %w", err)
 		}
-		select {
-		case <-time.After(rand.N(min(10*time.Millisecond<<attempt, time.Second)) + time.Millisecond):
-		case <-ctx.Done():
-			return false, ctx.Err()
+		if !ddb.LostRace(err) || attempt >= maxCollisions {
+			return false, fmt.Errorf("followers: %s: %w", what, err)
+		}
+		if done, err := settled(ctx); err != nil || done {
+			return false, err
+		}
+		if err := backoff.Sleep(ctx, backoff.Full(backoff.Exp(10*time.Millisecond, time.Second, attempt))+time.Millisecond); err != nil {
+			return false, err
 		}
 	}
 }
@@ -330,13 +337,13 @@ func (st *Store) Retried(ctx context.Context, j Job, attempt int, cause error) e
 	msg += ": " + cause.Error()
 	now := st.Now()
 	if j.Kind == ChunkJob {
-		u := newUpdate().set("attempts", num(int64(attempt))).set("last_error", str(cause.Error())).
-			set("ttl", num(now.Add(itemLifetime).Unix()))
+		u := newUpdate().set("attempts", ddb.N(int64(attempt))).set("last_error", ddb.S(cause.Error())).
+			set("ttl", ddb.N(now.Add(itemLifetime).Unix()))
 		if err := st.update(ctx, u.on(st.table, chunkPK(j.AppID, j.Run, j.Page, j.Chunk))); err != nil {
 			return err
 		}
 	}
-	u := newUpdate().set("last_error", str(msg)).set("updated_at", stamp(now)).add("retries", 1).
+	u := newUpdate().set("last_error", ddb.S(msg)).set("updated_at", stamp(now)).add("retries", 1).
 		when("attribute_exists(%s)", "pk")
 	return st.update(ctx, u.on(st.table, runPK(j.AppID, j.Run)))
 }
@@ -349,13 +356,10 @@ func (st *Store) update(ctx context.Context, u *types.Update) error {
 	return err
 }
 
-// Fail ends run id as failed, with why.
+// Fail ends run id as failed, with why, unless it has ended already.
 func (st *Store) Fail(ctx context.Context, appid, id string, cause error) error {
-	err := st.end(ctx, appid, id, Failed, cause.Error())
-	if err != nil && !conditionFailed(err) {
-		return fmt.Errorf("followers: fail run: %w", err)
-	}
-	return nil
+	_, err := st.end(ctx, appid, id, Failed, cause.Error())
+	return err
 }
 
 // Finish ends run id as done if its listing is over and every chunk is
@@ -365,35 +369,31 @@ func (st *Store) Finish(ctx context.Context, appid, id string) (ended bool, err 
 	if err != nil || !r.Active() || !r.ListingDone || r.ChunksDone < r.Chunks {
 		return false, err
 	}
-	err = st.end(ctx, appid, id, Done, "")
-	switch {
-	case err == nil:
-		return true, nil
-	case conditionFailed(err):
-		return false, nil
-	}
-	return false, fmt.Errorf("followers: finish run: %w", err)
+	return st.end(ctx, appid, id, Done, "")
 }
 
 // end sets the run's final status and frees the account for the next run,
 // if the run is still running and, for done, its listing is over and every
-// chunk is done.
-func (st *Store) end(ctx context.Context, appid, id, status, lastError string) error {
+// chunk is done; ended says whether this call ended it.
+func (st *Store) end(ctx context.Context, appid, id, status, lastError string) (ended bool, err error) {
 	now := stamp(st.Now())
-	r := newUpdate().set("status", str(status)).set("finished_at", now).set("updated_at", now)
+	r := newUpdate().set("status", ddb.S(status)).set("finished_at", now).set("updated_at", now)
 	if lastError != "" {
-		r.set("last_error", str(lastError))
+		r.set("last_error", ddb.S(lastError))
 	}
 	if status == Done {
-		r.when("%s = %s AND %s = %s AND %s = %s", "status", str(Running), "listing_done", boolean(true), "chunks_done", "chunks")
+		r.when("%s = %s AND %s = %s AND %s = %s", "status", ddb.S(Running), "listing_done", ddb.Bool(true), "chunks_done", "chunks")
 	} else {
-		r.when("%s = %s", "status", str(Running))
+		r.when("%s = %s", "status", ddb.S(Running))
 	}
-	_, err := st.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
-		{Update: r.on(st.table, runPK(appid, id))},
-		{Update: newUpdate().remove("active").when("%s = %s", "active", str(id)).on(st.table, pointerPK(appid))},
-	}})
-	return err
+	free := newUpdate().remove("active").when("%s = %s", "active", ddb.S(id))
+	return st.transact(ctx, "end run", []*types.Update{r.on(st.table, runPK(appid, id)), free.on(st.table, pointerPK(appid))},
+		func(ctx context.Context) (bool, error) {
+			// Ended by someone else, or (for done) not ready to end: the
+			// job that finishes the last chunk ends it.
+			r, err := st.Run(ctx, appid, id)
+			return !r.Active() || status == Done && (!r.ListingDone || r.ChunksDone < r.Chunks), err
+		})
 }
 
 // Unfinished lists the jobs run id still needs: the chunks of listed pages
@@ -441,7 +441,7 @@ func (st *Store) doneOf(ctx context.Context, pks []string) (map[string]bool, err
 			ExpressionAttributeNames: map[string]string{"#pk": "pk", "#done": "done"},
 		}
 		for _, pk := range pks[:n] {
-			ka.Keys = append(ka.Keys, key(pk))
+			ka.Keys = append(ka.Keys, ddb.Key(pk))
 		}
 		req := map[string]types.KeysAndAttributes{st.table: ka}
 		for len(req) > 0 {
@@ -464,37 +464,4 @@ func (st *Store) doneOf(ctx context.Context, pks []string) (map[string]bool, err
 		pks = pks[n:]
 	}
 	return done, nil
-}
-
-// conditionFailed reports a write refused by its condition, alone or in a
-// transaction.
-func conditionFailed(err error) bool {
-	var ccf *types.ConditionalCheckFailedException
-	if errors.As(err, &ccf) {
-		return true
-	}
-	var tce *types.TransactionCanceledException
-	if errors.As(err, &tce) {
-		for _, r := range tce.CancellationReasons {
-			if aws.ToString(r.Code) == "ConditionalCheckFailed" {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// transactionConflict reports a transaction that collided with another
-// write of the same item.
-func transactionConflict(err error) bool {
-	var tce *types.TransactionCanceledException
-	if errors.As(err, &tce) {
-		for _, r := range tce.CancellationReasons {
-			if aws.ToString(r.Code) == "TransactionConflict" {
-				return true
-			}
-		}
-	}
-	var tc *types.TransactionConflictException
-	return errors.As(err, &tc)
 }

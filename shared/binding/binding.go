@@ -2,7 +2,9 @@
 // user X": a short-lived token it signs with the bind key it shares with
 // wxbridge, which the mini program passes along at login (or which rides in
 // a parametric QR code's scene). Verifying it lets wxbridge attach the
-// business's external_id to the person.
+// business's external_id to the person. A token is single-use: the first
+// WeChat user it binds spends it (Uses), and it binds nobody else, so that a
+// QR code photographed off a victim's screen binds no stranger.
 //
 // The token is compact so that it fits a QR scene string (64 characters):
 //
@@ -33,7 +35,7 @@ const (
 	// temporary parametric QR code lives at most 30 days.
 	MaxLifetime = 30 * 24 * time.Hour
 	macLen      = 16
-	context     = "wxbridge-bind-v1\n"
+	macContext  = "wxbridge-bind-v1\n"
 )
 
 // ErrInvalid reports a malformed, forged or expired binding token.
@@ -66,7 +68,7 @@ func Sign(key, externalID string, expires time.Time) (string, error) {
 
 func mac(key, externalID, exp string) string {
 	m := hmac.New(sha256.New, []byte(key))
-	m.Write([]byte(context + externalID + "\n" + exp))
+	m.Write([]byte(macContext + externalID + "\n" + exp))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:macLen])
 }
 
@@ -88,26 +90,40 @@ func NewVerifier(keys ...string) *Verifier {
 	return v
 }
 
+// Token is a verified binding token: what it binds and until when. It is
+// spent (Uses.Spend) by the first WeChat user it binds.
+type Token struct {
+	ExternalID string
+	Expires    time.Time
+	mac        string // identifies the token in the store; the token is never stored
+}
+
 // Verify returns the external_id a valid token binds.
 func (v *Verifier) Verify(token string) (string, error) {
+	t, err := v.Check(token)
+	return t.ExternalID, err
+}
+
+// Check verifies token and returns it, or ErrInvalid.
+func (v *Verifier) Check(token string) (Token, error) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 || !ValidExternalID(parts[0]) {
-		return "", ErrInvalid
+		return Token{}, ErrInvalid
 	}
 	id, exp, sig := parts[0], parts[1], parts[2]
 	secs, err := strconv.ParseInt(exp, 36, 64)
 	if err != nil {
-		return "", ErrInvalid
+		return Token{}, ErrInvalid
 	}
 	now := v.Now()
 	expires := time.Unix(secs, 0)
 	if !now.Before(expires) || expires.Sub(now) > MaxLifetime {
-		return "", ErrInvalid
+		return Token{}, ErrInvalid
 	}
 	for _, k := range v.keys {
 		if hmac.Equal([]byte(sig), []byte(mac(k, id, exp))) {
-			return id, nil
+			return Token{ExternalID: id, Expires: expires, mac: sig}, nil
 		}
 	}
-	return "", ErrInvalid
+	return Token{}, ErrInvalid
 }

@@ -1,11 +1,20 @@
 package binding
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"wxbridge/infra/devkit/awstest"
 )
+
+func TestMain(m *testing.M) { awstest.Main(m) }
 
 const (
 	key  = "business-shared-bind-key-0123456789abcdef"
@@ -94,6 +103,78 @@ func TestSignRejectsBadExternalIDs(t *testing.T) {
 func mustSign(t *testing.T, k, id string) string {
 	t.Helper()
 	tok, err := Sign(k, id, now.Add(10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestTokenBindsOneUser: the first WeChat user a token binds spends it; the
+// same user may present it again, anyone else is refused, whichever comes
+// first among concurrent strangers.
+func TestTokenBindsOneUser(t *testing.T) {
+	ctx := context.Background()
+	uses := NewUses(dynamodb.NewFromConfig(awstest.Config(nil)), awstest.Table(t))
+	tok, err := verifier(key).Check(mustSign(t, key, "8812"))
+	if err != nil || tok.ExternalID != "8812" || !tok.Expires.Equal(now.Add(10*time.Minute).Truncate(time.Second)) {
+		t.Fatalf("Check = %+v, %v", tok, err)
+	}
+	if first, err := uses.Spend(ctx, tok, "UNION#victim"); err != nil || !first {
+		t.Fatalf("first spend: %v, %v", first, err)
+	}
+	if first, err := uses.Spend(ctx, tok, "UNION#victim"); err != nil || first {
+		t.Fatalf("the same user presenting the token again: %v, %v", first, err)
+	}
+	if _, err := uses.Spend(ctx, tok, "UNION#stranger"); !errors.Is(err, ErrSpent) {
+		t.Fatalf("a stranger presenting a spent token: %v, want ErrSpent", err)
+	}
+	// Only the holder can give it back; then it is free again.
+	if err := uses.Unspend(ctx, tok, "UNION#stranger"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := uses.Spend(ctx, tok, "UNION#stranger"); !errors.Is(err, ErrSpent) {
+		t.Fatalf("a stranger unspent the victim's token: %v", err)
+	}
+	if err := uses.Unspend(ctx, tok, "UNION#victim"); err != nil {
+		t.Fatal(err)
+	}
+	if first, err := uses.Spend(ctx, tok, "UNION#stranger"); err != nil || !first {
+		t.Fatalf("a token given back: %v, %v", first, err)
+	}
+	// Another token for the same account is a token of its own.
+	other, _ := verifier(key).Check(mustSignAt(t, key, "8812", now.Add(20*time.Minute)))
+	if _, err := uses.Spend(ctx, other, "UNION#someone"); err != nil {
+		t.Fatalf("a second token: %v", err)
+	}
+
+	fresh, _ := verifier(key).Check(mustSignAt(t, key, "9001", now.Add(time.Hour)))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	won := 0
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := uses.Spend(ctx, fresh, fmt.Sprint("UNION#racer", i))
+			if err != nil && !errors.Is(err, ErrSpent) {
+				t.Error(err)
+			}
+			if err == nil {
+				mu.Lock()
+				won++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if won != 1 {
+		t.Fatalf("%d racers bound with one token, want 1", won)
+	}
+}
+
+func mustSignAt(t *testing.T, k, id string, exp time.Time) string {
+	t.Helper()
+	tok, err := Sign(k, id, exp)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,8 +32,7 @@ type Config struct {
 	OfficialAccount OfficialAccount `json:"official_account"`
 	// SigningKey signs wxbridge's own sessions and OAuth states (JSON
 	// "session_key" for compatibility; not WeChat's per-user session_key);
-	// SigningKeyPrevious still verifies them
-	// during a rotation.
+	// SigningKeyPrevious still verifies them during a rotation.
 	SigningKey         string `json:"session_key"`
 	SigningKeyPrevious string `json:"session_key_previous,omitempty"`
 	// BindKey is shared with the business backend, which signs binding
@@ -46,7 +45,7 @@ type Config struct {
 const MinKeyLength = 32
 
 // ErrIncomplete reports a secret missing what a function needs.
-var ErrIncomplete = errors.New("apps: configuration secret is incomplete")
+var ErrIncomplete = errors.New("config: configuration secret is incomplete")
 
 // Load reads and decodes the secret id.
 func Load(ctx context.Context, sm awsenv.SecretGetter, id string) (Config, error) {
@@ -116,7 +115,7 @@ func (c Config) LogValue() slog.Value {
 
 // String shows the appids only, so that printing a Config leaks nothing.
 func (c Config) String() string {
-	return fmt.Sprintf("apps.Config{mini_program:%s official_account:%s}", c.MiniProgram.AppID, c.OfficialAccount.AppID)
+	return fmt.Sprintf("config.Config{mini_program:%s official_account:%s}", c.MiniProgram.AppID, c.OfficialAccount.AppID)
 }
 
 // GoString is String, for %#v.

@@ -23,41 +23,79 @@ func TestClaimLifecycle(t *testing.T) {
 	s := newStore(t, counter)
 	now := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 	s.Now = func() time.Time { return now }
-	step := func(want State) {
+	step := func(key string, want State) *Claim {
 		t.Helper()
-		got, err := s.Claim(ctx, "k", 10*time.Second)
-		if err != nil || got != want {
-			t.Fatalf("Claim = %v, %v; want %v", got, err, want)
+		got, err := s.Claim(ctx, key, "", 10*time.Second)
+		if err != nil || got.State != want {
+			t.Fatalf("Claim(%s) = %+v, %v; want %v", key, got, err, want)
 		}
+		return got
 	}
-	step(Claimed)
-	step(InFlight)
+	first := step("k", Claimed)
+	step("k", InFlight)
 	now = now.Add(11 * time.Second) // the holder's lease ran out
-	step(Claimed)
-	if err := s.Complete(ctx, "k", "handled"); err != nil {
+	second := step("k", Claimed)
+	if second.Again {
+		t.Error("a takeover of the same outcome is not flagged Again")
+	}
+	if err := first.Complete(ctx, "handled", ""); err == nil {
+		t.Error("the first holder completed a key taken over from it")
+	}
+	if err := second.Complete(ctx, "handled", ""); err != nil {
 		t.Fatal(err)
 	}
 	counter.Counts()
 	now = now.Add(time.Hour)
-	step(Done)
-	if c := counter.Counts(); len(c) != 1 || c["PutItem"] != 1 {
-		t.Errorf("a duplicate cost %v, want one conditional PutItem", c)
+	step("k", Done)
+	if c := counter.Counts(); len(c) != 1 || c["UpdateItem"] != 1 {
+		t.Errorf("a duplicate cost %v, want one conditional UpdateItem", c)
 	}
 	// Release frees a claim, but never a finished key.
-	step2 := "other"
-	if st, _ := s.Claim(ctx, step2, time.Minute); st != Claimed {
-		t.Fatal("claim other")
-	}
-	if err := s.Release(ctx, step2); err != nil {
+	other := step("other", Claimed)
+	if err := other.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := s.Claim(ctx, step2, time.Minute); st != Claimed {
-		t.Fatal("released key must be claimable at once")
+	if again := step("other", Claimed); again.Again {
+		t.Error("a released key claimed again is flagged Again")
 	}
-	if err := s.Release(ctx, "k"); err != nil {
+	done, _ := s.Claim(ctx, "k", "", time.Minute)
+	if err := done.Release(ctx); err != ErrNotClaimed {
+		t.Fatalf("Release of a done key = %v", err)
+	}
+	step("k", Done)
+}
+
+// TestOutcomesAlternate: a key that stands for a state settles on one
+// outcome; asking for it again is a duplicate, asking for the other is not
+// (and is flagged Again), and the settled outcome is what the work says.
+func TestOutcomesAlternate(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, nil)
+	claim := func(outcome string, want State, again bool) *Claim {
+		t.Helper()
+		c, err := s.Claim(ctx, "follow", outcome, time.Minute)
+		if err != nil || c.State != want || c.Again != again {
+			t.Fatalf("Claim(%s) = %+v, %v; want %v again=%v", outcome, c, err, want, again)
+		}
+		return c
+	}
+	if err := claim("subscribe", Claimed, false).Complete(ctx, "handled", ""); err != nil {
 		t.Fatal(err)
 	}
-	step(Done)
+	claim("subscribe", Done, false) // WeChat's retry of the follow
+	if err := claim("unsubscribe", Claimed, true).Complete(ctx, "handled", ""); err != nil {
+		t.Fatal(err)
+	}
+	// A follow again; the authority says the follower does not follow
+	// after all: the key settles on unsubscribe.
+	if err := claim("subscribe", Claimed, true).Complete(ctx, "handled", "unsubscribe"); err != nil {
+		t.Fatal(err)
+	}
+	claim("unsubscribe", Done, false)
+	// A claim given back restores what the key had settled on.
+	claim("subscribe", Claimed, true).Release(ctx)
+	claim("unsubscribe", Done, false)
+	claim("subscribe", Claimed, true)
 }
 
 func TestConcurrentClaimsHaveOneWinner(t *testing.T) {
@@ -69,13 +107,13 @@ func TestConcurrentClaimsHaveOneWinner(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, err := s.Claim(context.Background(), "same", time.Minute)
+			c, err := s.Claim(context.Background(), "same", "", time.Minute)
 			if err != nil {
 				t.Error(err)
 				return
 			}
 			mu.Lock()
-			counts[st]++
+			counts[c.State]++
 			mu.Unlock()
 		}()
 	}

@@ -129,6 +129,30 @@ type Sighting struct {
 	ExternalID string
 	// At is when the platform saw it; zero means now.
 	At time.Time
+	// Source says what revealed it. The store counts the merges and
+	// conflicts a sighting causes by source.
+	Source Source
+}
+
+// Source is what revealed a sighting: the label of the Merges and
+// LinkConflicts metrics.
+type Source string
+
+// Sources of sightings.
+const (
+	SourceLogin    Source = "login"     // mini-program login (jscode2session)
+	SourceOpenData Source = "open_data" // unionid decrypted from the mini program's encryptedData
+	SourceOAuth    Source = "oauth"     // H5 web OAuth
+	SourcePush     Source = "push"      // server push: follow, unfollow, QR scan
+	SourceBackfill Source = "backfill"  // follower backfill (user/info/batchget)
+)
+
+// label is the metric label of s: "unspecified" when the caller named none.
+func (s Source) label() string {
+	if s == "" {
+		return "unspecified"
+	}
+	return string(s)
 }
 
 // MPSighting is a mini-program identity, with the session key from the

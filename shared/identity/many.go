@@ -22,7 +22,8 @@ const (
 // of the batch, that merges people or carries a session key, or whose
 // shared transaction loses a race goes through Link on its own, from a
 // fresh read. Results and errors are in the order of ss; a sighting has
-// either a result or an error.
+// either a result or an error. Merges and conflicts are counted as Link
+// counts them.
 func (st *Store) LinkMany(ctx context.Context, ss []Sighting) ([]Result, []error) {
 	results := make([]Result, len(ss))
 	errs := make([]error, len(ss))
@@ -100,6 +101,7 @@ func (st *Store) LinkMany(ctx context.Context, ss []Sighting) ([]Result, []error
 		switch {
 		case err != nil:
 			errs[i] = err
+			st.count(s, Result{}, err)
 			continue
 		case c.outcome == Merged || c.sessions != nil:
 			solo = append(solo, i)

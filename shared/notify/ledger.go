@@ -2,11 +2,8 @@ package notify
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -14,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"wxbridge/shared/ddb"
 )
 
 // Status is where a job stands in the ledger.
@@ -30,6 +29,11 @@ const (
 	Expired       Status = "EXPIRED"       // found after its expires_at
 	Delivered     Status = "DELIVERED"     // WeChat reported the template message delivered
 	Blocked       Status = "BLOCKED"       // WeChat reported the person refuses the account's messages
+	// Unknown: an attempt on channel went out and no answer came back (it
+	// was lost, or the worker stopped), so the message may or may not have
+	// reached the person; no other channel is tried, and it is not sent
+	// again. reason says what happened.
+	Unknown Status = "UNKNOWN"
 )
 
 // Entry is a job's ledger record.
@@ -46,8 +50,13 @@ type Entry struct {
 	Attempts int     `dynamodbav:"attempts,omitempty"`
 	// Report is the TEMPLATESENDJOBFINISH status ("success",
 	// "failed:user block", ...).
-	Report     string     `dynamodbav:"report,omitempty"`
-	LeaseUntil int64      `dynamodbav:"lease_until,omitempty"` // Unix ms; 0: not held
+	Report     string `dynamodbav:"report,omitempty"`
+	LeaseUntil int64  `dynamodbav:"lease_until,omitempty"` // Unix ms; 0: not held
+	// Trying is the channel of an attempt whose outcome is not known (yet):
+	// the message may have gone out on it. TriedAt (Unix ms) is when the
+	// first such attempt went out, at the earliest.
+	Trying     Channel    `dynamodbav:"trying,omitempty"`
+	TriedAt    int64      `dynamodbav:"tried_at,omitempty"`
 	CreatedAt  time.Time  `dynamodbav:"created_at"`
 	UpdatedAt  time.Time  `dynamodbav:"updated_at"`
 	ReportedAt *time.Time `dynamodbav:"reported_at,omitempty"`
@@ -61,21 +70,31 @@ type DB interface {
 	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 	PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	// DeleteItem completes ddb.LeaseDeleteAPI; the ledger never deletes.
+	DeleteItem(context.Context, *dynamodb.DeleteItemInput, ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
 	Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 }
 
 // Ledger keeps one item per job id in the wxbridge table:
 //
 //	pk          "SEND#<job id>"
-//	status      INPROGRESS, SENT, FAILED, UNDELIVERABLE, EXPIRED, DELIVERED, BLOCKED
-//	claim       the token of the worker holding it (INPROGRESS only)
-//	lease_until Unix ms the claim holds to; 0 once released for a retry
+//	status      INPROGRESS, SENT, FAILED, UNDELIVERABLE, EXPIRED, DELIVERED, BLOCKED, UNKNOWN
+//	lease_owner the worker holding the job (a ddb lease; INPROGRESS only)
+//	lease_until Unix ms the lease holds to; both are removed when the
+//	            worker lets go (settled, or released for a retry)
+//	trying      the channel of an attempt whose outcome is not known: set
+//	            when a worker claims the job for a channel (or falls back to
+//	            another) and removed once WeChat's answer says nothing went
+//	            out; a worker that finds it set never tries another channel
+//	tried_at    Unix ms the first such attempt went out, at the earliest: the
+//	            start of client_msg_id's 10-minute window
 //	msg_key     "<OA appid>#<msgid>" of a sent template message: the key of
 //	            the sparse MsgKey index by which a delivery report finds it
 //	attempts, uid, channel, msgid, errcode, rid, class, reason, report,
 //	created_at, updated_at, reported_at, ttl
 //
-// A delivered message costs two writes: the claim and the SENT record.
+// A delivered message costs two writes: the claim and the SENT record
+// (a fallback to another channel one more, before it sends).
 type Ledger struct {
 	db    DB
 	table string
@@ -95,15 +114,21 @@ func NewLedger(db DB, table string) *Ledger {
 // msgKey is the MsgKey index's key of a template message.
 func msgKey(appid, msgid string) string { return appid + "#" + msgid }
 
-func ledgerKey(jobID string) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{"pk": str("SEND#" + jobID)}
-}
+func ledgerKey(jobID string) ddb.Item { return ddb.Key("SEND#" + jobID) }
 
-func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
-func num(n int64) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+func timeValue(t time.Time) types.AttributeValue { return ddb.S(t.UTC().Format(time.RFC3339Nano)) }
+
+// Attribute names that go through placeholders ("status", "ttl" and "class"
+// are DynamoDB reserved words; the others for symmetry).
+var ledgerNames = map[string]string{"#s": "status", "#ttl": "ttl", "#trying": "trying", "#tried": "tried_at"}
+
+func attrNames(use ...string) map[string]string {
+	out := make(map[string]string, len(use))
+	for _, n := range use {
+		out[n] = ledgerNames[n]
+	}
+	return out
 }
-func timeValue(t time.Time) types.AttributeValue { return str(t.UTC().Format(time.RFC3339Nano)) }
 
 // ClaimState is what a claim found.
 type ClaimState int
@@ -115,46 +140,56 @@ const (
 	InFlight                   // another worker holds an unexpired claim
 )
 
-// Claim is the caller's hold on a job.
+// Claim is the caller's hold on a job: a ddb lease on its entry.
 type Claim struct {
 	State    ClaimState
-	Token    string
-	Attempt  int   // 1 for the first claim of the job
-	Takeover bool  // the previous holder's lease ran out unreleased: it may have sent
-	Existing Entry // when Settled or InFlight: the entry found
+	Token    string    // the lease owner
+	At       time.Time // when the claim was taken
+	Attempt  int       // 1 for the first claim of the job
+	Takeover bool      // the previous holder's lease ran out unreleased: it may have sent
+	// Uncertain is the channel of an earlier attempt whose outcome is not
+	// known (its answer was lost, or its worker stopped): that attempt may
+	// have sent the message. UncertainSince is when it went out, at the
+	// earliest.
+	Uncertain      Channel
+	UncertainSince time.Time
+	Existing       Entry // when Settled or InFlight: the entry found
 	// had lists the outcome fields an earlier attempt left on the entry,
 	// which the next write must remove if it does not set them.
-	had map[string]bool
+	had   map[string]bool
+	lease *ddb.Lease
 }
 
-// the condition of every write that starts work on a job: no entry yet, or
-// one in progress whose claim is released or ran out.
-const claimable = "attribute_not_exists(pk) OR (#s = :inprogress AND lease_until < :now)"
-
 // Claim takes job id until the lease ends (one conditional write,
-// whatever the outcome).
+// whatever the outcome), without naming a channel.
 func (l *Ledger) Claim(ctx context.Context, jobID, uid string, until time.Time) (Claim, error) {
+	return l.claim(ctx, jobID, uid, until, "")
+}
+
+// claim takes job id until the lease ends, for an attempt on channel
+// first: unless an earlier attempt left another channel uncertain, the
+// entry says from now on that first may send (trying), so that whoever
+// finds the job after a crash knows which channel may have sent it.
+func (l *Ledger) claim(ctx context.Context, jobID, uid string, until time.Time, first Channel) (Claim, error) {
 	now := l.Now()
-	token := newToken()
-	out, err := l.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:           &l.table,
-		Key:                 ledgerKey(jobID),
-		ConditionExpression: aws.String(claimable),
-		UpdateExpression: aws.String("SET #s = :inprogress, claim = :token, lease_until = :until, job_id = :id, uid = :uid, " +
-			"updated_at = :at, created_at = if_not_exists(created_at, :at), #ttl = :ttl ADD attempts :one"),
-		ExpressionAttributeNames: map[string]string{"#s": "status", "#ttl": "ttl"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":inprogress": str(string(InProgress)), ":now": num(now.UnixMilli()), ":token": str(token),
-			":until": num(until.UnixMilli()), ":id": str(jobID), ":uid": str(uid), ":at": timeValue(now),
-			":ttl": num(now.Add(l.Retention).Unix()), ":one": num(1),
-		},
-		ReturnValues:                        types.ReturnValueAllOld,
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	set := "#s = :inprogress, job_id = :id, uid = :uid, updated_at = :at, created_at = if_not_exists(created_at, :at), #ttl = :ttl"
+	values := ddb.Item{
+		":inprogress": ddb.S(string(InProgress)), ":id": ddb.S(jobID), ":uid": ddb.S(uid), ":at": timeValue(now),
+		":ttl": ddb.TTL(now.Add(l.Retention)), ":one": ddb.N(1),
+	}
+	n := attrNames("#s", "#ttl")
+	if first != "" {
+		set += ", #trying = if_not_exists(#trying, :trying), #tried = if_not_exists(#tried, :tried)"
+		values[":trying"], values[":tried"] = ddb.S(string(first)), ddb.Millis(now)
+		n = attrNames("#s", "#ttl", "#trying", "#tried")
+	}
+	lease, cur, err := ddb.Taken(ctx, l.db, ddb.Take{
+		Table: l.table, Key: ledgerKey(jobID), Until: until, Now: now,
+		While: "#s = :inprogress", Set: set, Add: "attempts :one", Names: n, Values: values,
 	})
-	var ccf *types.ConditionalCheckFailedException
 	switch {
-	case errors.As(err, &ccf):
-		e, derr := decodeEntry(ccf.Item)
+	case errors.Is(err, ddb.ErrHeld):
+		e, derr := decodeEntry(cur)
 		if derr != nil {
 			return Claim{}, derr
 		}
@@ -165,24 +200,22 @@ func (l *Ledger) Claim(ctx context.Context, jobID, uid string, until time.Time) 
 	case err != nil:
 		return Claim{}, fmt.Errorf("notify: claim %s: %w", jobID, err)
 	}
-	old, err := decodeEntry(out.Attributes)
+	old, err := decodeEntry(lease.Before)
 	if err != nil {
 		return Claim{}, err
 	}
 	had := map[string]bool{}
-	for name := range out.Attributes {
+	for name := range lease.Before {
 		had[name] = true
 	}
-	return Claim{State: Claimed, Token: token, Attempt: old.Attempts + 1, Takeover: old.Status == InProgress && old.LeaseUntil > 0, had: had}, nil
+	c := Claim{State: Claimed, Token: lease.Owner, At: now, Attempt: old.Attempts + 1, Takeover: lease.Takeover(), had: had, lease: lease}
+	if old.Trying != "" {
+		c.Uncertain, c.UncertainSince = old.Trying, time.UnixMilli(old.TriedAt)
+	}
+	return c, nil
 }
 
-func newToken() string {
-	b := make([]byte, 12)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func decodeEntry(item map[string]types.AttributeValue) (Entry, error) {
+func decodeEntry(item ddb.Item) (Entry, error) {
 	var e Entry
 	if len(item) == 0 {
 		return e, nil
@@ -209,9 +242,10 @@ type result struct {
 }
 
 // set extends a SET expression with r's fields and lists the fields to
-// remove (those r leaves empty that the entry had). Every attribute goes through a name
-// placeholder: "class" and "status" are DynamoDB reserved words.
-func (r result) set(expr string, had map[string]bool, names map[string]string, values map[string]types.AttributeValue) (string, []string) {
+// remove (those r leaves empty that the entry had). Every attribute goes
+// through a name placeholder: "class" and "status" are DynamoDB reserved
+// words.
+func (r result) set(expr string, had map[string]bool, names map[string]string, values ddb.Item) (string, []string) {
 	var remove []string
 	add := func(name string, v types.AttributeValue, present bool) {
 		switch {
@@ -224,28 +258,40 @@ func (r result) set(expr string, had map[string]bool, names map[string]string, v
 			remove = append(remove, "#"+name)
 		}
 	}
-	add("channel", str(string(r.Channel)), r.Channel != "")
-	add("msgid", str(r.MsgID), r.MsgID != "")
-	add("msg_key", str(r.MsgKey), r.MsgKey != "")
-	add("errcode", num(int64(r.ErrCode)), r.ErrCode != 0)
-	add("rid", str(r.RID), r.RID != "")
-	add("class", str(r.Class), r.Class != "")
-	add("reason", str(r.Reason), r.Reason != "")
+	add("channel", ddb.S(string(r.Channel)), r.Channel != "")
+	add("msgid", ddb.S(r.MsgID), r.MsgID != "")
+	add("msg_key", ddb.S(r.MsgKey), r.MsgKey != "")
+	add("errcode", ddb.N(int64(r.ErrCode)), r.ErrCode != 0)
+	add("rid", ddb.S(r.RID), r.RID != "")
+	add("class", ddb.S(r.Class), r.Class != "")
+	add("reason", ddb.S(r.Reason), r.Reason != "")
 	return expr, remove
+}
+
+// end lets go of c's lease with the update expr/remove (one conditional
+// write); ErrClaimLost when the lease is no longer c's.
+func (l *Ledger) end(ctx context.Context, jobID string, c Claim, set string, remove []string, names map[string]string, values ddb.Item) error {
+	if c.lease == nil {
+		return fmt.Errorf("notify: ledger %s: write without a claim", jobID)
+	}
+	err := c.lease.Release(ctx, l.db, ddb.End{Set: set, Remove: strings.Join(remove, ", "), Names: names, Values: values})
+	switch {
+	case errors.Is(err, ddb.ErrLost):
+		return ErrClaimLost
+	case err != nil:
+		return fmt.Errorf("notify: ledger %s: %w", jobID, err)
+	}
+	return nil
 }
 
 // Settle records the final outcome of a claimed job (one conditional
 // write). It fails with ErrClaimLost when the claim is no longer held.
 func (l *Ledger) Settle(ctx context.Context, jobID string, c Claim, r result) error {
 	now := l.Now()
-	values := map[string]types.AttributeValue{
-		":inprogress": str(string(InProgress)), ":token": str(c.Token), ":status": str(string(r.Status)),
-		":at": timeValue(now), ":ttl": num(now.Add(l.Retention).Unix()),
-	}
-	names := map[string]string{"#s": "status", "#ttl": "ttl"}
-	expr, remove := r.set("SET #s = :status, updated_at = :at, #ttl = :ttl", c.had, names, values)
-	remove = append(remove, "claim", "lease_until")
-	return l.conditional(ctx, jobID, expr+" REMOVE "+strings.Join(remove, ", "), "#s = :inprogress AND claim = :token", names, values)
+	values := ddb.Item{":status": ddb.S(string(r.Status)), ":at": timeValue(now), ":ttl": ddb.TTL(now.Add(l.Retention))}
+	n := attrNames("#s", "#ttl", "#trying", "#tried")
+	set, remove := r.set("#s = :status, updated_at = :at, #ttl = :ttl", c.had, n, values)
+	return l.end(ctx, jobID, c, set, append(remove, "#trying", "#tried"), n, values)
 }
 
 // SettleSent records a claimed job SENT on channel; for a template
@@ -259,42 +305,58 @@ func (l *Ledger) SettleSent(ctx context.Context, jobID string, c Claim, channel 
 }
 
 // Release gives a claimed job back for a later retry, noting why (one
-// conditional write): the next claim does not count as a takeover.
+// conditional write), after an attempt that WeChat's answer says sent
+// nothing: the next claim is no takeover, and may try any channel.
 func (l *Ledger) Release(ctx context.Context, jobID string, c Claim, r result) error {
-	now := l.Now()
-	values := map[string]types.AttributeValue{
-		":inprogress": str(string(InProgress)), ":token": str(c.Token), ":zero": num(0),
-		":at": timeValue(now), ":ttl": num(now.Add(l.Retention).Unix()),
-	}
-	r.Status, r.MsgID, r.MsgKey = "", "", ""
-	names := map[string]string{"#s": "status", "#ttl": "ttl"}
-	expr, remove := r.set("SET lease_until = :zero, updated_at = :at, #ttl = :ttl", c.had, names, values)
-	remove = append(remove, "claim")
-	return l.conditional(ctx, jobID, expr+" REMOVE "+strings.Join(remove, ", "), "#s = :inprogress AND claim = :token", names, values)
+	return l.release(ctx, jobID, c, r, false)
 }
 
-func (l *Ledger) conditional(ctx context.Context, jobID, update, cond string, names map[string]string, values map[string]types.AttributeValue) error {
+// release is Release; with uncertain, the entry keeps saying that a
+// channel may have sent (trying), for the next claim to honour.
+func (l *Ledger) release(ctx context.Context, jobID string, c Claim, r result, uncertain bool) error {
+	now := l.Now()
+	values := ddb.Item{":at": timeValue(now), ":ttl": ddb.TTL(now.Add(l.Retention))}
+	n := attrNames("#ttl")
+	r.Status, r.MsgID, r.MsgKey = "", "", ""
+	set, remove := r.set("updated_at = :at, #ttl = :ttl", c.had, n, values)
+	if !uncertain {
+		n["#trying"], n["#tried"] = ledgerNames["#trying"], ledgerNames["#tried"]
+		remove = append(remove, "#trying", "#tried")
+	}
+	return l.end(ctx, jobID, c, set, remove, n, values)
+}
+
+// try notes, before a claimed job falls back to channel, that channel may
+// now send it (one conditional write), and returns when it did.
+// ErrClaimLost when the claim is no longer held.
+func (l *Ledger) try(ctx context.Context, jobID string, c Claim, channel Channel) (time.Time, error) {
+	now := l.Now()
+	if c.lease == nil {
+		return now, fmt.Errorf("notify: ledger %s: write without a claim", jobID)
+	}
+	n := attrNames("#trying", "#tried")
+	n["#lo"] = ddb.LeaseOwner
 	_, err := l.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 &l.table,
 		Key:                       ledgerKey(jobID),
-		UpdateExpression:          &update,
-		ConditionExpression:       &cond,
-		ExpressionAttributeNames:  names,
-		ExpressionAttributeValues: values,
+		ConditionExpression:       aws.String("#lo = :owner"),
+		UpdateExpression:          aws.String("SET #trying = :trying, #tried = :tried, updated_at = :at"),
+		ExpressionAttributeNames:  n,
+		ExpressionAttributeValues: ddb.Item{":owner": ddb.S(c.lease.Owner), ":trying": ddb.S(string(channel)), ":tried": ddb.Millis(now), ":at": timeValue(now)},
 	})
-	var ccf *types.ConditionalCheckFailedException
-	switch {
-	case errors.As(err, &ccf):
-		return ErrClaimLost
-	case err != nil:
-		return fmt.Errorf("notify: ledger %s: %w", jobID, err)
+	if _, ok := ddb.ConditionFailed(err); ok {
+		return now, ErrClaimLost
 	}
-	return nil
+	if err != nil {
+		return now, fmt.Errorf("notify: ledger %s: %w", jobID, err)
+	}
+	return now, nil
 }
 
 // Record settles a job that was never claimed (invalid, expired, or nobody
-// to send to), unless a worker holds it or it is settled already; then it
-// returns that entry and changes nothing. One conditional write.
+// to send to), unless a worker holds it, it is settled already, or an
+// earlier attempt may have sent it (trying): then it returns that entry and
+// changes nothing. One conditional write.
 func (l *Ledger) Record(ctx context.Context, jobID, uid string, r result) (Entry, bool, error) {
 	now := l.Now()
 	e := Entry{JobID: jobID, Status: r.Status, UID: uid, Channel: r.Channel, ErrCode: r.ErrCode, RID: r.RID, Class: r.Class, Reason: r.Reason, CreatedAt: now, UpdatedAt: now}
@@ -303,21 +365,23 @@ func (l *Ledger) Record(ctx context.Context, jobID, uid string, r result) (Entry
 		return Entry{}, false, err
 	}
 	item["pk"] = ledgerKey(jobID)["pk"]
-	item["ttl"] = num(now.Add(l.Retention).Unix())
+	item["ttl"] = ddb.TTL(now.Add(l.Retention))
+	n := attrNames("#s", "#trying")
+	n["#lu"] = ddb.LeaseUntil
 	_, err = l.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName:                           &l.table,
-		Item:                                item,
-		ConditionExpression:                 aws.String(claimable),
-		ExpressionAttributeNames:            map[string]string{"#s": "status"},
-		ExpressionAttributeValues:           map[string]types.AttributeValue{":inprogress": str(string(InProgress)), ":now": num(now.UnixMilli())},
+		TableName: &l.table,
+		Item:      item,
+		ConditionExpression: aws.String("attribute_not_exists(pk) OR " +
+			"(#s = :inprogress AND (attribute_not_exists(#lu) OR #lu < :now) AND attribute_not_exists(#trying))"),
+		ExpressionAttributeNames:            n,
+		ExpressionAttributeValues:           ddb.Item{":inprogress": ddb.S(string(InProgress)), ":now": ddb.Millis(now)},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
-	var ccf *types.ConditionalCheckFailedException
-	switch {
-	case errors.As(err, &ccf):
-		old, derr := decodeEntry(ccf.Item)
+	if cur, ok := ddb.ConditionFailed(err); ok {
+		old, derr := decodeEntry(cur)
 		return old, false, derr
-	case err != nil:
+	}
+	if err != nil {
 		return Entry{}, false, fmt.Errorf("notify: record %s: %w", jobID, err)
 	}
 	return e, true, nil
@@ -358,7 +422,7 @@ func (l *Ledger) Report(ctx context.Context, appid, msgid, status string) (bool,
 		TableName:                 &l.table,
 		IndexName:                 aws.String(MsgKeyIndex),
 		KeyConditionExpression:    aws.String("msg_key = :k"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":k": str(key)},
+		ExpressionAttributeValues: ddb.Item{":k": ddb.S(key)},
 		Limit:                     aws.Int32(1),
 	})
 	if err != nil {
@@ -369,15 +433,15 @@ func (l *Ledger) Report(ctx context.Context, appid, msgid, status string) (bool,
 	}
 	now := l.Now()
 	to := reportStatus(status)
-	values := map[string]types.AttributeValue{
-		":sent": str(string(Sent)), ":k": str(key), ":to": str(string(to)), ":report": str(status),
-		":at": timeValue(now), ":ttl": num(now.Add(l.Retention).Unix()),
+	values := ddb.Item{
+		":sent": ddb.S(string(Sent)), ":k": ddb.S(key), ":to": ddb.S(string(to)), ":report": ddb.S(status),
+		":at": timeValue(now), ":ttl": ddb.TTL(now.Add(l.Retention)),
 	}
 	update := "SET #s = :to, report = :report, reported_at = :at, updated_at = :at, #ttl = :ttl"
 	if to == Failed {
 		update += ", reason = :reason, #c = :class"
-		values[":reason"] = str("delivery report: " + status)
-		values[":class"] = str("delivery")
+		values[":reason"] = ddb.S("delivery report: " + status)
+		values[":class"] = ddb.S("delivery")
 	}
 	names := map[string]string{"#s": "status", "#ttl": "ttl"}
 	if to == Failed {
@@ -385,17 +449,16 @@ func (l *Ledger) Report(ctx context.Context, appid, msgid, status string) (bool,
 	}
 	_, err = l.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 &l.table,
-		Key:                       map[string]types.AttributeValue{"pk": out.Items[0]["pk"]},
+		Key:                       ddb.Item{"pk": out.Items[0]["pk"]},
 		UpdateExpression:          &update,
 		ConditionExpression:       aws.String("#s = :sent AND msg_key = :k"),
 		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: values,
 	})
-	var ccf *types.ConditionalCheckFailedException
-	switch {
-	case errors.As(err, &ccf):
+	if _, ok := ddb.ConditionFailed(err); ok {
 		return true, nil // reported already
-	case err != nil:
+	}
+	if err != nil {
 		return true, fmt.Errorf("notify: report: %w", err)
 	}
 	return true, nil

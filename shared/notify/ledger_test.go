@@ -102,6 +102,59 @@ func TestLeaseTakeoverAndRelease(t *testing.T) {
 	}
 }
 
+// TestUncertainAttemptsAreRemembered: the entry names the channel that may
+// have sent a job from the claim on, until an answer says it did not; a
+// later claim sees it, and nothing overwrites it but an outcome.
+func TestUncertainAttemptsAreRemembered(t *testing.T) {
+	l := newLedger(t)
+	ctx := context.Background()
+	now := time.Now()
+	l.Now = func() time.Time { return now }
+	first, err := l.claim(ctx, "u", "p1", now.Add(time.Minute), Template)
+	if err != nil || first.State != Claimed || first.Uncertain != "" {
+		t.Fatalf("first claim: %+v %v", first, err)
+	}
+	if e, _, _ := l.Get(ctx, "u"); e.Trying != Template || e.TriedAt != now.UnixMilli() {
+		t.Fatalf("after the claim: %+v", e)
+	}
+	// WeChat answered -1: nothing went out; the next claim may pick any channel.
+	if err := l.Release(ctx, "u", first, result{Channel: Template, ErrCode: -1, Class: "transient"}); err != nil {
+		t.Fatal(err)
+	}
+	second, _ := l.claim(ctx, "u", "p1", now.Add(time.Minute), Subscribe)
+	if second.State != Claimed || second.Uncertain != "" {
+		t.Fatalf("after a known failure: %+v", second)
+	}
+	// Falling back to template, whose answer is then lost.
+	later := now.Add(time.Second)
+	l.Now = func() time.Time { return later }
+	if at, err := l.try(ctx, "u", second, Template); err != nil || !at.Equal(later) {
+		t.Fatalf("try: %v %v", at, err)
+	}
+	if err := l.release(ctx, "u", second, result{Channel: Template, Class: "transient", Reason: "no answer"}, true); err != nil {
+		t.Fatal(err)
+	}
+	// A record (the job expired meanwhile) does not overwrite it.
+	if e, wrote, err := l.Record(ctx, "u", "", result{Status: Expired}); err != nil || wrote || e.Trying != Template {
+		t.Fatalf("record over an uncertain attempt: wrote=%v %+v %v", wrote, e, err)
+	}
+	// The next claim, whatever channel it prefers, learns which one may have sent.
+	third, _ := l.claim(ctx, "u", "p1", later.Add(time.Minute), Subscribe)
+	if third.Uncertain != Template || !third.UncertainSince.Equal(time.UnixMilli(later.UnixMilli())) {
+		t.Fatalf("third claim: %+v", third)
+	}
+	// A stale holder cannot switch channels.
+	if _, err := l.try(ctx, "u", second, Subscribe); err != ErrClaimLost {
+		t.Fatalf("stale try: %v", err)
+	}
+	if err := l.Settle(ctx, "u", third, result{Status: Unknown, Channel: Template, Reason: "no answer"}); err != nil {
+		t.Fatal(err)
+	}
+	if e, _, _ := l.Get(ctx, "u"); e.Status != Unknown || e.Trying != "" || e.TriedAt != 0 || e.LeaseUntil != 0 {
+		t.Fatalf("settled: %+v", e)
+	}
+}
+
 func TestReport(t *testing.T) {
 	l := newLedger(t)
 	ctx := context.Background()
@@ -165,23 +218,28 @@ func TestEnqueueBatchUsesBatchesOfTen(t *testing.T) {
 func TestRetryDelay(t *testing.T) {
 	prev := time.Duration(0)
 	for n := 1; n <= 5; n++ {
-		d := RetryDelay(RetrySoon, n, 0, time.Now())
+		d := RetryDelay(n)
 		if d <= prev || d < RetryBase || d > RetryCap+RetryCap/10 {
 			t.Fatalf("receive %d: %s after %s", n, d, prev)
 		}
 		prev = d
 	}
-	if d := RetryDelay(RetrySoon, 30, 0, time.Now()); d > RetryCap+RetryCap/10 {
+	if d := RetryDelay(30); d > RetryCap+RetryCap/10 {
 		t.Fatalf("uncapped: %s", d)
 	}
 	// Quota: until midnight Beijing time. 10:00 Beijing is 14 h before it,
 	// beyond SQS's 12 h: capped; 22:00 Beijing is 2 h before it.
 	morning := time.Date(2026, 11, 20, 2, 0, 0, 0, time.UTC)
-	if d := RetryDelay(RetryLater, 1, 0, morning); d != maxQuotaWait {
+	if d := QuotaDelay(morning); d != maxQuotaWait {
 		t.Fatalf("quota at 10:00 CST: %s", d)
 	}
 	evening := time.Date(2026, 11, 20, 14, 0, 0, 0, time.UTC)
-	if d := RetryDelay(RetryLater, 1, 0, evening); d < 2*time.Hour || d > 2*time.Hour+minQuotaWait {
+	if d := QuotaDelay(evening); d < 2*time.Hour || d > 2*time.Hour+minQuotaWait {
 		t.Fatalf("quota at 22:00 CST: %s", d)
+	}
+	// 23:55 Beijing: at least 15 minutes, not 5.
+	late := time.Date(2026, 11, 20, 15, 55, 0, 0, time.UTC)
+	if d := QuotaDelay(late); d < minQuotaWait || d > 2*minQuotaWait {
+		t.Fatalf("quota at 23:55 CST: %s", d)
 	}
 }

@@ -1,11 +1,15 @@
 package notify
 
 import (
-	"math/rand/v2"
 	"time"
+
+	"wxbridge/shared/backoff"
+	"wxbridge/shared/wechat"
 )
 
-// Retry delays. SQS keeps a message invisible for at most 12 hours.
+// Retry delays: how long a job stays invisible on the send queue before its
+// next attempt. SQS keeps a message invisible for at most 12 hours
+// (queue.MaxDelay).
 const (
 	// RetryBase is the delay after a job's first transient failure; it
 	// doubles with each further receive, up to RetryCap.
@@ -14,34 +18,29 @@ const (
 	// maxQuotaWait stays under SQS's 12-hour visibility limit.
 	maxQuotaWait = 11 * time.Hour
 	minQuotaWait = 15 * time.Minute
+	// leaseSlack is added to the wait for another worker's lease: clock
+	// skew between workers and the table.
+	leaseSlack = 5 * time.Second
 )
 
-// beijing is the zone of WeChat's quota day: quotas reset at midnight
-// Beijing time (China has no daylight saving time).
-var beijing = time.FixedZone("CST", 8*60*60)
+// RetryDelay is the delay after a job's receives-th receive failed
+// transiently: RetryBase doubled per receive up to RetryCap, plus up to 10%
+// so that a burst of failures does not return as a burst.
+func RetryDelay(receives int) time.Duration {
+	return backoff.Add(backoff.Exp(RetryBase, RetryCap, receives), 0.1)
+}
 
-// RetryDelay is how long a job stays invisible on the queue before its next
-// attempt: after its receiveCount-th receive failed transiently, a delay
-// that doubles per receive (with up to 10% jitter so that a burst of
-// failures does not return as a burst); after a quota failure, until
-// WeChat's quota day turns (midnight Beijing time, plus jitter), at least
-// 15 minutes; while another worker holds the job, until its lease ends.
-func RetryDelay(r Retry, receiveCount int, wait time.Duration, now time.Time) time.Duration {
-	jitter := func(d time.Duration) time.Duration { return d + rand.N(d/10+1) }
-	switch r {
-	case RetrySoon:
-		d := RetryBase
-		for i := 1; i < receiveCount && d < RetryCap; i++ {
-			d *= 2
-		}
-		return jitter(min(d, RetryCap))
-	case RetryLater:
-		local := now.In(beijing)
-		midnight := time.Date(local.Year(), local.Month(), local.Day()+1, 0, 0, 0, 0, beijing)
-		d := max(midnight.Sub(now), minQuotaWait) + rand.N(minQuotaWait)
-		return min(d, maxQuotaWait)
-	case RetryLease:
-		return max(wait, 0) + 5*time.Second
-	}
-	return 0
+// QuotaDelay is the delay after WeChat's daily quota ran out (45009): until
+// the quota day turns (midnight Beijing time), at least 15 minutes, plus up
+// to 15 minutes so that the jobs held back do not all return at midnight;
+// at most 11 hours.
+func QuotaDelay(now time.Time) time.Duration {
+	d := max(wechat.QuotaDayEnd(now).Sub(now), minQuotaWait) + backoff.Full(minQuotaWait)
+	return min(d, maxQuotaWait)
+}
+
+// leaseDelay is the delay while another worker holds the job: until its
+// lease ends.
+func leaseDelay(until, now time.Time) time.Duration {
+	return max(until.Sub(now), 0) + leaseSlack
 }

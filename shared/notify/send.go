@@ -7,11 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"slices"
 	"strings"
 	"time"
 
+	"wxbridge/shared/backoff"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
+	"wxbridge/shared/queue"
 	"wxbridge/shared/wechat"
 )
 
@@ -28,8 +32,21 @@ type WeChat interface {
 	SendSubscribe(ctx context.Context, appid string, m wechat.SubscribeMessage) error
 }
 
+// DefaultRecipientWait is how long a job addressed to someone wxbridge has
+// not linked yet keeps coming back before it is UNDELIVERABLE: long enough
+// for a follow held in the push retry queue (WeChat slow, a token being
+// fixed) to be linked.
+const DefaultRecipientWait = 15 * time.Minute
+
 // Sender sends jobs: it resolves the recipient, claims the job in the
 // ledger, tries the channels in order and records the outcome.
+//
+// A job is delivered at most once, on at most one channel. When an attempt
+// gets no answer (a timeout, a dropped connection: WeChat may have sent
+// it), the job never moves to another channel: a template message is sent
+// again on the same channel while WeChat's client_msg_id still deduplicates
+// it (10 minutes), and is otherwise settled UNKNOWN; a subscribe message,
+// which has no such dedup, is settled UNKNOWN at once.
 type Sender struct {
 	People People
 	Ledger *Ledger
@@ -37,37 +54,35 @@ type Sender struct {
 	// The apps the channels send from; an empty appid disables its channel.
 	OfficialAccount string
 	MiniProgram     string
-	Log             *slog.Logger
-	Metrics         *observe.Metrics
-	Now             func() time.Time
+	// RecipientWait bounds how long a job whose recipient wxbridge does not
+	// know yet is retried before it is UNDELIVERABLE (counted from the
+	// message's first receive); DefaultRecipientWait when zero.
+	RecipientWait time.Duration
+	// Unrecorded keeps outcomes the ledger could not take, for the job's
+	// next delivery to this worker (NewUnrecorded). Nil: nothing is kept,
+	// and that delivery takes the job over once its lease runs out.
+	Unrecorded *Unrecorded
+	Log        *slog.Logger
+	Metrics    *observe.Metrics
+	Now        func() time.Time
 }
-
-// Retry says whether and when a job goes back to the queue.
-type Retry int
-
-// Retry kinds; the worker turns them into visibility delays (RetryDelay).
-const (
-	NoRetry    Retry = iota // settled (or dropped): delete the message
-	RetrySoon               // a transient failure: again after a growing delay
-	RetryLater              // the daily quota is used up: again in hours
-	RetryLease              // another worker holds the job: again once its lease ends
-)
 
 // Result is what became of one job.
 type Result struct {
 	JobID     string
 	Status    Status // as recorded, or as found for a duplicate; "" when retrying
 	Duplicate bool   // the job id was settled already: nothing was sent
-	Retry     Retry
-	Wait      time.Duration // RetryLease: until the other worker's lease ends
-	UID       string
-	Channel   Channel
-	MsgID     string
-	Class     string // error class of the failure, or "invalid", "expired"
-	ErrCode   int
-	RID       string
-	Reason    string // why it failed, or was undeliverable
-	Err       error  // an error to log (store failures included)
+	// Retry, when not nil, asks for the job's message back after
+	// Retry.After; Retry.Err says why.
+	Retry   *queue.Retry
+	UID     string
+	Channel Channel
+	MsgID   string
+	Class   string // error class of the failure, or "invalid", "expired", "store", "recipient", "interrupted"
+	ErrCode int
+	RID     string
+	Reason  string // why it failed, is unknown, or was undeliverable
+	Err     error  // an error to log (store failures included)
 }
 
 // Attempt is one delivery of a job by the queue.
@@ -75,6 +90,12 @@ type Attempt struct {
 	// Lease is how long the claim holds: the invocation's deadline, after
 	// which nothing can still be sending.
 	Lease time.Time
+	// Receives counts the deliveries of the job's message, this one
+	// included (it sets the retry delays).
+	Receives int
+	// FirstReceived is when the message was first delivered; zero when
+	// unknown (it bounds the wait for an unknown recipient).
+	FirstReceived time.Time
 	// Last means no more retries: a transient failure is recorded FAILED.
 	Last bool
 }
@@ -88,90 +109,233 @@ func (s *Sender) now() time.Time {
 
 // Reject records a job that broke the contract as FAILED (class
 // "invalid"), unless its id is settled or in flight already.
-func (s *Sender) Reject(ctx context.Context, jobID string, why error) Result {
-	return s.record(ctx, jobID, "", result{Status: Failed, Class: "invalid", Reason: why.Error()})
+func (s *Sender) Reject(ctx context.Context, jobID string, why error, at Attempt) Result {
+	ctx = observe.With(ctx, "job_id", jobID)
+	return s.record(ctx, jobID, "", result{Status: Failed, Class: "invalid", Reason: why.Error()}, at)
 }
 
 // Send sends one valid job.
 func (s *Sender) Send(ctx context.Context, job Job, at Attempt) Result {
-	if job.ExpiresAt != nil && !s.now().Before(*job.ExpiresAt) {
-		return s.record(ctx, job.ID, "", result{Status: Expired, Class: "expired", Reason: "expired at " + job.ExpiresAt.UTC().Format(time.RFC3339)})
+	ctx = observe.With(ctx, "job_id", job.ID)
+	if res, done := s.writeUnrecorded(ctx, job.ID, at); done {
+		return res
+	}
+	now := s.now()
+	if job.ExpiresAt != nil && !now.Before(*job.ExpiresAt) {
+		return s.record(ctx, job.ID, "", result{Status: Expired, Class: "expired", Reason: "expired at " + job.ExpiresAt.UTC().Format(time.RFC3339)}, at)
 	}
 	p, err := s.resolve(ctx, job.To)
 	switch {
 	case errors.Is(err, identity.ErrNotFound):
-		return s.record(ctx, job.ID, "", result{Status: Undeliverable, Reason: "recipient unknown to wxbridge"})
+		// Their follow may still be on its way (in the push retry queue
+		// while WeChat or a token is being fixed): wait for it a while.
+		if wait := s.recipientWait(); !at.Last && (at.FirstReceived.IsZero() || now.Sub(at.FirstReceived) < wait) {
+			return Result{JobID: job.ID, Class: "recipient", Reason: "recipient unknown to wxbridge (not linked yet)",
+				Retry: &queue.Retry{After: RetryDelay(at.Receives), Err: err}}
+		}
+		return s.record(ctx, job.ID, "", result{Status: Undeliverable, Reason: "recipient unknown to wxbridge"}, at)
 	case err != nil:
-		return Result{JobID: job.ID, Retry: RetrySoon, Class: "store", Err: err}
+		return s.storeRetry(job.ID, "", at, err)
 	}
 	steps, why := s.plan(job, p)
 	if len(steps) == 0 {
-		return s.record(ctx, job.ID, p.UID, result{Status: Undeliverable, Reason: strings.Join(why, "; ")})
+		return s.record(ctx, job.ID, p.UID, result{Status: Undeliverable, Reason: strings.Join(why, "; ")}, at)
 	}
-	c, err := s.Ledger.Claim(ctx, job.ID, p.UID, at.Lease)
+	c, err := s.Ledger.claim(ctx, job.ID, p.UID, at.Lease, steps[0].channel)
+	if res, ok := s.notClaimed(job.ID, p.UID, c, err, at); !ok {
+		return res
+	}
+	if c.Uncertain != "" {
+		return s.resume(ctx, job, p.UID, c, steps, at)
+	}
+	return s.attempt(ctx, job, p.UID, c, steps, why, at)
+}
+
+// notClaimed is the result of a claim that did not give the caller the
+// job, and ok true when it did.
+func (s *Sender) notClaimed(jobID, uid string, c Claim, err error, at Attempt) (Result, bool) {
 	switch {
 	case err != nil:
-		return Result{JobID: job.ID, UID: p.UID, Retry: RetrySoon, Class: "store", Err: err}
+		return s.storeRetry(jobID, uid, at, err), false
 	case c.State == Settled:
-		return Result{JobID: job.ID, UID: p.UID, Status: c.Existing.Status, Duplicate: true}
+		return Result{JobID: jobID, UID: uid, Status: c.Existing.Status, Duplicate: true}, false
 	case c.State == InFlight:
-		return Result{JobID: job.ID, UID: p.UID, Retry: RetryLease, Wait: time.Until(time.UnixMilli(c.Existing.LeaseUntil))}
+		wait := leaseDelay(time.UnixMilli(c.Existing.LeaseUntil), s.now())
+		return Result{JobID: jobID, UID: uid, Reason: "held by another worker", Retry: &queue.Retry{After: wait}}, false
+	}
+	return Result{}, true
+}
+
+func (s *Sender) recipientWait() time.Duration {
+	if s.RecipientWait > 0 {
+		return s.RecipientWait
+	}
+	return DefaultRecipientWait
+}
+
+// storeRetry is a job put off because DynamoDB failed before anything was
+// sent.
+func (s *Sender) storeRetry(jobID, uid string, at Attempt, err error) Result {
+	return Result{JobID: jobID, UID: uid, Class: "store", Err: err, Retry: &queue.Retry{After: RetryDelay(at.Receives), Err: err}}
+}
+
+// resume continues a job whose earlier attempt on c.Uncertain got no
+// answer: that attempt may have sent it, so no other channel is tried. A
+// template message goes out again with the same client_msg_id while WeChat
+// still deduplicates it (if the earlier one was sent, WeChat sends nothing
+// new and answers its msgid); a subscribe message has no such dedup and
+// would reach the person twice, so the job is settled UNKNOWN.
+func (s *Sender) resume(ctx context.Context, job Job, uid string, c Claim, steps []step, at Attempt) Result {
+	unknown := result{Status: Unknown, Channel: c.Uncertain, Class: "interrupted",
+		Reason: string(c.Uncertain) + ": an earlier attempt was interrupted before WeChat's answer (lost, or its worker stopped); it may have sent the message"}
+	i := slices.IndexFunc(steps, func(st step) bool { return st.channel == c.Uncertain })
+	switch {
+	case c.Uncertain != Template:
+		unknown.Reason += "; a subscribe message cannot be sent again safely"
+	case i < 0:
+		unknown.Reason += "; the template channel no longer reaches the person"
+	case !s.canResend(c.UncertainSince):
+		unknown.Reason += "; past WeChat's 10-minute client_msg_id window"
+	default:
+		return s.attempt(ctx, job, uid, c, steps[i:i+1], nil, at)
+	}
+	return s.settle(ctx, job.ID, uid, c, unknown, at)
+}
+
+// attempt tries steps in order under claim c and settles or releases the
+// job. why lists the channels already ruled out.
+func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, steps []step, why []string, at Attempt) Result {
+	since := c.At // when the current channel may first have sent
+	if c.Uncertain != "" {
+		since = c.UncertainSince
 	}
 	var last error
-	for _, st := range steps {
+	for i, st := range steps {
+		if i > 0 {
+			// Falling back: the entry must name the channel that may
+			// send before it may (it named the previous one).
+			t, err := s.Ledger.try(ctx, job.ID, c, st.channel)
+			if errors.Is(err, ErrClaimLost) {
+				return Result{JobID: job.ID, UID: uid, Duplicate: true, Err: err}
+			}
+			if err != nil {
+				failure := result{Channel: st.channel, Class: "store", Reason: strings.Join(why, "; ")}
+				return s.release(ctx, job.ID, uid, c, failure, false, RetryDelay(at.Receives), err)
+			}
+			since = t
+		}
 		msgid, err := s.sendOn(ctx, job, st)
 		if err == nil {
 			r := result{Status: Sent, Channel: st.channel, MsgID: msgid}
 			if st.channel == Template {
 				r.MsgKey = msgKey(st.appid, msgid)
 			}
-			return s.settle(ctx, job.ID, p.UID, c, r)
+			return s.settle(ctx, job.ID, uid, c, r, at)
 		}
 		class := wechat.ClassOf(err)
 		failure := result{Channel: st.channel, ErrCode: errCode(err), RID: wechat.RID(err), Class: class.String(), Reason: string(st.channel) + ": " + describe(err)}
-		switch class {
-		case wechat.ClassUserState:
+		if outcomeUnknown(err) {
+			failure.Reason = string(st.channel) + ": no answer from WeChat, the message may have been sent: " + describe(err)
+			return s.unanswered(ctx, job.ID, uid, c, failure, since, at, err)
+		}
+		s.alarmFor(ctx, class, failure)
+		if c.Uncertain != "" {
+			// The resend was answered, but the earlier attempt's outcome
+			// is still unknown: it may have delivered the message.
+			failure.Reason = "an earlier attempt got no answer and may have sent the message; the resend answered " + describe(err)
+			return s.unanswered(ctx, job.ID, uid, c, failure, since, at, err)
+		}
+		if errors.Is(err, wechat.ErrNotFollowing) && uid != "" {
+			s.unfollowed(ctx, st.openid)
+		}
+		switch {
+		case class == wechat.ClassUserState:
+			// Not this person on this channel (43004 not following, 43101
+			// no consent, 43019 blocked, 40003): try the next one.
 			why = append(why, failure.Reason)
 			last = err
-			if failure.ErrCode == 43004 && p.UID != "" {
-				s.unfollowed(ctx, st.openid)
-			}
-			// A 43101 after an interrupted attempt may mean that attempt
-			// used the consent (and sent): falling back could send twice.
-			if c.Takeover && st.channel == Subscribe && failure.ErrCode == 43101 {
-				failure.Status = Undeliverable
-				failure.Reason = strings.Join(append(why, "not falling back: an interrupted earlier attempt may have used the consent"), "; ")
-				return s.settle(ctx, job.ID, p.UID, c, failure)
-			}
 			continue
-		case wechat.ClassTransient, wechat.ClassToken, wechat.ClassConfig, wechat.ClassQuota:
-			retry := RetrySoon
-			switch class {
-			case wechat.ClassQuota:
-				retry = RetryLater
-				s.alarm(ctx, job.ID, "quota", failure)
-			case wechat.ClassConfig:
-				s.alarm(ctx, job.ID, "config", failure)
-			}
-			if at.Last {
-				failure.Status = Failed
-				failure.Reason += " (gave up after the last attempt)"
-				return s.settle(ctx, job.ID, p.UID, c, failure)
-			}
-			res := s.release(ctx, job.ID, c, failure)
-			res.UID, res.Retry, res.Err = p.UID, retry, errors.Join(err, res.Err)
-			return res
+		case !wechat.Retryable(err):
+			// The sender's mistake (template, data, page): resending
+			// cannot help, and someone has to look.
+			failure.Status = Failed
+			return s.settle(ctx, job.ID, uid, c, failure, at)
+		case at.Last:
+			failure.Status = Failed
+			failure.Reason += " (gave up after the last attempt)"
+			return s.settle(ctx, job.ID, uid, c, failure, at)
 		}
-		// The sender's mistake (template, data, page), or an answer nobody
-		// knows: resending cannot help, and someone has to look.
-		s.alarm(ctx, job.ID, class.String(), failure)
-		failure.Status = Failed
-		return s.settle(ctx, job.ID, p.UID, c, failure)
+		delay := RetryDelay(at.Receives)
+		if errors.Is(err, wechat.ErrQuota) {
+			delay = QuotaDelay(s.now())
+		}
+		return s.release(ctx, job.ID, uid, c, failure, false, delay, err)
 	}
-	return s.settle(ctx, job.ID, p.UID, c, result{
+	return s.settle(ctx, job.ID, uid, c, result{
 		Status: Undeliverable, ErrCode: errCode(last), RID: wechat.RID(last), Class: wechat.ClassUserState.String(),
 		Reason: strings.Join(why, "; "),
-	})
+	}, at)
+}
+
+// unanswered handles an attempt that may have sent the message (failure
+// says why): a template message is retried on the same channel while a
+// resend is still deduplicated and the failure may pass; anything else is
+// settled UNKNOWN.
+func (s *Sender) unanswered(ctx context.Context, jobID, uid string, c Claim, failure result, since time.Time, at Attempt, err error) Result {
+	if failure.Channel == Template && !at.Last && wechat.Retryable(err) {
+		if d, ok := s.resendIn(since, at.Receives); ok {
+			return s.release(ctx, jobID, uid, c, failure, true, d, err)
+		}
+		failure.Reason += "; past WeChat's 10-minute client_msg_id window"
+	}
+	failure.Status = Unknown
+	failure.Reason += "; not sent again, on no channel"
+	return s.settle(ctx, jobID, uid, c, failure, at)
+}
+
+// clientMsgWindow is how long template/send sends one message per openid
+// and client_msg_id: a resend within it sends nothing new and answers the
+// first send's msgid.
+const clientMsgWindow = 10 * time.Minute
+
+// resendLead is the part of that window a resend leaves unused: it must
+// reach WeChat before the window closes, whatever the clocks say.
+const resendLead = time.Minute
+
+// canResend reports whether a template message that may have gone out at
+// since can be sent again now without reaching the person twice.
+func (s *Sender) canResend(since time.Time) bool {
+	return s.now().Before(since.Add(clientMsgWindow - resendLead))
+}
+
+// resendIn is the retry delay for a template resend whose first send may
+// have gone out at since: the usual delay, but at most half the time left
+// in the window; ok false when too little is left.
+func (s *Sender) resendIn(since time.Time, receives int) (time.Duration, bool) {
+	left := since.Add(clientMsgWindow - resendLead).Sub(s.now())
+	d := min(RetryDelay(receives), left/2)
+	return d, d >= time.Second
+}
+
+// outcomeUnknown reports whether err leaves open whether WeChat performed
+// the send: the request may have reached the platform, but no answer came
+// back (a timeout, a dropped connection, an unreadable or incomplete
+// answer). A WeChat errcode answer (even -1, "busy"), a failure before the
+// request went out (no access token) or a connection never made is known
+// to have sent nothing.
+func outcomeUnknown(err error) bool {
+	if wechat.ClassOf(err) != wechat.ClassTransient {
+		return false
+	}
+	var we *wechat.Error
+	if errors.As(err, &we) {
+		return false
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return false
+	}
+	return true
 }
 
 // resolve finds the person a recipient names. An openid wxbridge has not
@@ -239,8 +403,8 @@ func (s *Sender) plan(job Job, p identity.Person) ([]step, []string) {
 }
 
 // clientMsgID derives template/send's client_msg_id from the job id: a
-// resend of the same job within WeChat's 10-minute window (after a crash
-// between WeChat's answer and the ledger write) sends nothing new.
+// resend of the same job within WeChat's 10-minute window (after a lost
+// answer, a crash or a lost ledger write) sends nothing new.
 func clientMsgID(jobID string) string {
 	sum := sha256.Sum256([]byte("wxbridge-send\n" + jobID))
 	return hex.EncodeToString(sum[:16])
@@ -271,7 +435,7 @@ func (s *Sender) unfollowed(ctx context.Context, openid string) {
 		AppID: s.OfficialAccount, OpenID: openid, Follow: &identity.Follow{Subscribed: false, At: s.now()},
 	}})
 	if err != nil {
-		s.Log.Warn("follow state not updated after 43004", "request_id", observe.RequestID(ctx), "outcome", "not_updated", "error", err)
+		s.Log.WarnContext(ctx, "follow state not updated after 43004", "outcome", "not_updated", "error", err)
 		return
 	}
 	s.Metrics.Count("FollowStateCorrected", "source", "43004")
@@ -295,12 +459,19 @@ func describe(err error) string {
 	return err.Error()
 }
 
-// alarm reports a failure someone has to act on (SendAlarm by reason, which
-// template.yaml alarms on). The job's own line follows with its outcome.
-func (s *Sender) alarm(ctx context.Context, jobID, reason string, r result) {
-	s.Log.Error("send alarm", "request_id", observe.RequestID(ctx), "job_id", jobID, "outcome", "alarm", "alarm", reason,
+// alarmFor reports a failure someone has to act on (SendAlarm by reason,
+// which template.yaml alarms on): the sender's mistakes and answers nobody
+// knows (sender, code, unknown), and what stops a whole channel (config,
+// quota). The job's own line follows with its outcome.
+func (s *Sender) alarmFor(ctx context.Context, class wechat.Class, r result) {
+	switch class {
+	case wechat.ClassSender, wechat.ClassCode, wechat.ClassUnknown, wechat.ClassConfig, wechat.ClassQuota:
+	default:
+		return
+	}
+	s.Log.ErrorContext(ctx, "send alarm", "outcome", "alarm", "alarm", class.String(),
 		"channel", r.Channel, "errcode", r.ErrCode, "rid", r.RID, "class", r.Class)
-	s.Metrics.Count("SendAlarm", "reason", reason)
+	s.Metrics.Count("SendAlarm", "reason", class.String())
 }
 
 func (r result) outcome(jobID, uid string) Result {
@@ -308,47 +479,126 @@ func (r result) outcome(jobID, uid string) Result {
 }
 
 // record settles an unclaimed job; a job settled or held elsewhere is left
-// alone (a duplicate, or a worker that will settle it).
-func (s *Sender) record(ctx context.Context, jobID, uid string, r result) Result {
+// alone (a duplicate, or a worker that will settle it). A job whose earlier
+// attempt may have sent it is settled UNKNOWN instead: that stays the
+// ledger's answer, whatever this delivery found.
+func (s *Sender) record(ctx context.Context, jobID, uid string, r result, at Attempt) Result {
 	old, wrote, err := s.Ledger.Record(ctx, jobID, uid, r)
 	switch {
 	case err != nil:
-		return Result{JobID: jobID, UID: uid, Retry: RetrySoon, Class: "store", Err: err}
-	case !wrote && old.Final():
+		return s.storeRetry(jobID, uid, at, err)
+	case wrote:
+		return r.outcome(jobID, uid)
+	case old.Final():
 		return Result{JobID: jobID, UID: uid, Status: old.Status, Duplicate: true}
-	case !wrote:
-		return Result{JobID: jobID, UID: uid, Retry: RetryLease, Wait: time.Until(time.UnixMilli(old.LeaseUntil))}
+	case old.Trying == "" || old.LeaseUntil > s.now().UnixMilli():
+		return Result{JobID: jobID, UID: uid, Reason: "held by another worker", Retry: &queue.Retry{After: leaseDelay(time.UnixMilli(old.LeaseUntil), s.now())}}
 	}
-	return r.outcome(jobID, uid)
+	c, err := s.Ledger.Claim(ctx, jobID, old.UID, at.Lease)
+	if res, ok := s.notClaimed(jobID, old.UID, c, err, at); !ok {
+		return res
+	}
+	if c.Uncertain == "" { // a worker settled that attempt meanwhile
+		return s.settle(ctx, jobID, uid, c, r, at)
+	}
+	return s.settle(ctx, jobID, old.UID, c, result{Status: Unknown, Channel: c.Uncertain, Class: "interrupted",
+		Reason: string(c.Uncertain) + ": an earlier attempt was interrupted before WeChat's answer; it may have sent the message; then: " + r.Reason}, at)
 }
 
-// settleAttempts bounds the retries of the write that records an outcome:
-// after a send, losing that write would leave the job INPROGRESS.
-const settleAttempts = 3
+// writeAttempts bounds the tries of a ledger write that follows a send
+// (the SDK retries each try as well): DynamoDB that fails them all keeps
+// the job's message on the queue (see Unrecorded).
+const writeAttempts = 3
 
-func (s *Sender) settle(ctx context.Context, jobID, uid string, c Claim, r result) Result {
-	out := r.outcome(jobID, uid)
+// persist runs write until it succeeds, the claim is lost, or
+// writeAttempts tries failed.
+func persist(ctx context.Context, write func() error) error {
 	var err error
-	for i := range settleAttempts {
-		if err = s.Ledger.Settle(ctx, jobID, c, r); err == nil || errors.Is(err, ErrClaimLost) {
+	for i := range writeAttempts {
+		if err = write(); err == nil || errors.Is(err, ErrClaimLost) {
+			return err
+		}
+		if i < writeAttempts-1 && backoff.Sleep(ctx, backoff.Full(backoff.Exp(50*time.Millisecond, time.Second, i+1))) != nil {
 			break
 		}
-		time.Sleep(time.Duration(50<<i) * time.Millisecond)
 	}
-	if err != nil {
-		// The outcome stands (a message may be out); the ledger could not
-		// say so. Logged and counted for an operator to reconcile.
-		s.Metrics.Count("LedgerWriteFailed", "status", string(r.Status))
+	return err
+}
+
+// settle records r as the job's outcome. When the ledger cannot take it,
+// the outcome is not lost: it is kept for the next delivery of the job's
+// message, which stays on the queue (a LedgerWriteFailed to alarm on).
+func (s *Sender) settle(ctx context.Context, jobID, uid string, c Claim, r result, at Attempt) Result {
+	out := r.outcome(jobID, uid)
+	err := persist(ctx, func() error { return s.Ledger.Settle(ctx, jobID, c, r) })
+	switch {
+	case errors.Is(err, ErrClaimLost):
+		// Our lease ran out and another worker took the job over (this
+		// one was too slow): that worker decides what the ledger says.
+		out.Err = err
+	case err != nil:
+		return s.unrecorded(jobID, unrecorded{uid: uid, claim: c, r: r}, at, err)
+	}
+	return out
+}
+
+// release gives the job back for a retry after delay, with failure noted
+// on the entry (uncertain: an attempt may have sent it, and the entry keeps
+// saying so). When the ledger cannot take that, it is kept like an outcome.
+func (s *Sender) release(ctx context.Context, jobID, uid string, c Claim, failure result, uncertain bool, delay time.Duration, cause error) Result {
+	out := Result{JobID: jobID, UID: uid, Channel: failure.Channel, Class: failure.Class, ErrCode: failure.ErrCode, RID: failure.RID, Reason: failure.Reason,
+		Retry: &queue.Retry{After: delay, Err: cause}}
+	err := persist(ctx, func() error { return s.Ledger.release(ctx, jobID, c, failure, uncertain) })
+	if err != nil && !errors.Is(err, ErrClaimLost) {
+		s.keep(jobID, unrecorded{uid: uid, claim: c, r: failure, release: true, uncertain: uncertain})
 		out.Err = err
 	}
 	return out
 }
 
-func (s *Sender) release(ctx context.Context, jobID string, c Claim, r result) Result {
-	out := Result{JobID: jobID, Channel: r.Channel, Class: r.Class, ErrCode: r.ErrCode, RID: r.RID, Reason: r.Reason}
-	if err := s.Ledger.Release(ctx, jobID, c, r); err != nil {
-		// The lease runs out by itself; the retry is then a takeover.
-		out.Err = err
+// keep holds w, which the ledger could not take, for the job's next
+// delivery (LedgerWriteFailed counts it, by the status it records).
+func (s *Sender) keep(jobID string, w unrecorded) {
+	s.Metrics.Count("LedgerWriteFailed", "status", string(w.status()))
+	s.Unrecorded.keep(jobID, w)
+}
+
+// unrecorded keeps the outcome w and asks for the message back, for its
+// next delivery to write w.
+func (s *Sender) unrecorded(jobID string, w unrecorded, at Attempt, err error) Result {
+	s.keep(jobID, w)
+	return Result{JobID: jobID, UID: w.uid, Channel: w.r.Channel, MsgID: w.r.MsgID, Class: "store", ErrCode: w.r.ErrCode, RID: w.r.RID,
+		Reason: fmt.Sprintf("%s not recorded yet (%s)", w.status(), w.r.Reason), Err: err,
+		Retry: &queue.Retry{After: RetryDelay(at.Receives), Err: err}}
+}
+
+// write applies w to the ledger.
+func (s *Sender) write(ctx context.Context, jobID string, w unrecorded) error {
+	return persist(ctx, func() error {
+		if w.release {
+			return s.Ledger.release(ctx, jobID, w.claim, w.r, w.uncertain)
+		}
+		return s.Ledger.Settle(ctx, jobID, w.claim, w.r)
+	})
+}
+
+// writeUnrecorded writes what an earlier delivery of the job to this worker
+// could not. done is false when the job is still to be sent (nothing was
+// kept, or a release was written): Send goes on.
+func (s *Sender) writeUnrecorded(ctx context.Context, jobID string, at Attempt) (res Result, done bool) {
+	w, ok := s.Unrecorded.take(jobID)
+	if !ok {
+		return Result{}, false
 	}
-	return out
+	err := s.write(ctx, jobID, w)
+	switch {
+	case err != nil && !errors.Is(err, ErrClaimLost):
+		return s.unrecorded(jobID, w, at, err), true
+	case w.release:
+		return Result{}, false
+	case err != nil:
+		// Another worker took the job over meanwhile and settled it.
+		return Result{JobID: jobID, UID: w.uid, Duplicate: true, Err: err}, true
+	}
+	return w.r.outcome(jobID, w.uid), true
 }

@@ -1,9 +1,10 @@
-// Package oauthstate is the anti-forgery state of the official account's
-// web OAuth. A state is signed (HMAC-SHA256 with a key derived from the
-// session key), expires after ten minutes, carries a nonce and the scope,
-// and binds the return_to URL that travels next to it; it is 68 hex digits,
-// inside the platform's limit of 128 letters and digits. A Ledger makes
-// each state single-use with a conditional write that expires by TTL.
+// Package oauthstate is the anti-forgery state of WeChat's web OAuth
+// (shared/signin). A state is signed (HMAC-SHA256 with a key derived from
+// wxbridge's signing key), expires after ten minutes, carries a nonce and
+// the scope, and binds the return_to URL that travels next to it; it is
+// 68 hex digits, inside the platform's limit of 128 letters and digits. A
+// Ledger makes each state single-use with a conditional write that expires
+// by TTL.
 package oauthstate
 
 import (
@@ -15,12 +16,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"wxbridge/shared/ddb"
 )
 
 // TTL is how long a state is accepted after it was issued: the time a
@@ -67,7 +68,7 @@ type Keys struct {
 }
 
 // NewKeys returns Keys that sign with a key derived from current and also
-// verify with one derived from previous, if set, so that a session-key
+// verify with one derived from previous, if set, so that a signing-key
 // rotation does not break visitors who are on the consent page.
 func NewKeys(current, previous string) (*Keys, error) {
 	if current == "" {
@@ -190,16 +191,14 @@ const ttlSlack = 5 * time.Minute
 // Use records s as used. It returns ErrReplayed if s was used before, by
 // this or any other caller.
 func (l *Ledger) Use(ctx context.Context, s State) error {
+	it := ddb.Key("OAUTHSTATE#" + s.Nonce)
+	it["ttl"] = ddb.TTL(s.Expires.Add(ttlSlack))
 	_, err := l.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: &l.table,
-		Item: map[string]types.AttributeValue{
-			"pk":  &types.AttributeValueMemberS{Value: "OAUTHSTATE#" + s.Nonce},
-			"ttl": &types.AttributeValueMemberN{Value: strconv.FormatInt(s.Expires.Add(ttlSlack).Unix(), 10)},
-		},
+		TableName:           &l.table,
+		Item:                it,
 		ConditionExpression: aws.String("attribute_not_exists(pk)"),
 	})
-	var ccf *types.ConditionalCheckFailedException
-	if errors.As(err, &ccf) {
+	if _, lost := ddb.ConditionFailed(err); lost {
 		return ErrReplayed
 	}
 	if err != nil {

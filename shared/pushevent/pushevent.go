@@ -1,13 +1,21 @@
-// Package pushevent applies the official account's pushed events to the
-// identity store: a follow links the follower (by unionid from user/info)
-// and marks them subscribed, an unfollow marks them unsubscribed and keeps
-// the link, and a parametric QR scene carrying a binding token binds the
-// business's external_id.
+// Package pushevent applies the official account's server-push events: a
+// follow links the follower (by unionid from user/info) and marks them
+// subscribed, an unfollow marks them unsubscribed and keeps the link, a
+// parametric QR scene carrying a binding token binds the business's
+// external_id, and a template delivery report (TEMPLATESENDJOBFINISH)
+// settles its send-ledger entry. Everything else is acknowledged and
+// ignored.
+//
+// A follower is never recorded without their unionid because user/info was
+// unavailable: such an event fails retryably and waits (in follow-event's
+// retry queue) until user/info answers. Only an answer about the openid
+// itself (40003) records the follow without it.
 package pushevent
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -30,9 +38,16 @@ type Reports interface {
 	Report(ctx context.Context, appid, msgid, status string) (bool, error)
 }
 
-// People is the identity store as follow events use it.
+// People is the identity store as push events use it.
 type People interface {
 	Link(ctx context.Context, s identity.Sighting) (identity.Result, error)
+}
+
+// TokenUses spends binding tokens (binding.Uses): each binds one WeChat
+// user only.
+type TokenUses interface {
+	Spend(ctx context.Context, t binding.Token, holder string) (first bool, err error)
+	Unspend(ctx context.Context, t binding.Token, holder string) error
 }
 
 // Processor applies events for one official account.
@@ -41,6 +56,7 @@ type Processor struct {
 	WeChat   WeChat
 	People   People
 	Bindings *binding.Verifier // nil: scenes never bind
+	Uses     TokenUses         // nil: scenes never bind (a token must be single-use)
 	Reports  Reports           // nil: delivery reports are ignored
 	Log      *slog.Logger
 	Metrics  *observe.Metrics
@@ -50,12 +66,30 @@ type Processor struct {
 type Result struct {
 	Action string // "linked", "unsubscribed", "bound", "reported", "ignored"
 	UID    string
+	// Follow is the follow state a subscribe or unsubscribe recorded
+	// (push.Subscribe or push.Unsubscribe): the platform's, when it
+	// settled the order of events within one second.
+	Follow string
 }
 
-// Process applies one event. Events wxbridge does not act on are ignored
-// (and counted), never refused. Process is idempotent: the same event twice
-// changes nothing the second time.
+// Process applies one event as it is pushed. Events wxbridge does not act
+// on are ignored (and counted), never refused. Process is idempotent: the
+// same event twice changes nothing the second time.
 func (p *Processor) Process(ctx context.Context, e push.Event) (Result, error) {
+	return p.apply(ctx, e, false)
+}
+
+// ProcessLate applies an event that may be out of order with the
+// follower's other events of the same second: one from the retry queue, or
+// a follow-state event whose second has seen another already. Follow state
+// is kept in platform time, which has whole seconds, so within one second
+// the last event applied wins; for a late event the platform's current
+// state (user/info's subscribe) decides instead of the event.
+func (p *Processor) ProcessLate(ctx context.Context, e push.Event) (Result, error) {
+	return p.apply(ctx, e, true)
+}
+
+func (p *Processor) apply(ctx context.Context, e push.Event, late bool) (Result, error) {
 	p.Metrics.Count("PushEvents", "kind", e.Kind())
 	switch e.Kind() {
 	case push.Subscribe:
@@ -63,10 +97,7 @@ func (p *Processor) Process(ctx context.Context, e push.Event) (Result, error) {
 	case push.Scan:
 		return p.scan(ctx, e)
 	case push.Unsubscribe:
-		res, err := p.People.Link(ctx, identity.Sighting{
-			OA: &identity.OASighting{AppID: p.AppID, OpenID: e.FromUserName, Follow: &identity.Follow{Subscribed: false, At: e.At()}},
-		})
-		return Result{Action: "unsubscribed", UID: res.Person.UID}, err
+		return p.unsubscribe(ctx, e, late)
 	}
 	if e.Kind() == push.TemplateFinish && p.Reports != nil && e.MsgID != "" {
 		return p.report(ctx, e)
@@ -99,51 +130,110 @@ func (p *Processor) report(ctx context.Context, e push.Event) (Result, error) {
 	return Result{Action: "reported"}, nil
 }
 
-func (p *Processor) subscribe(ctx context.Context, e push.Event, scene string) (Result, error) {
-	info, err := p.WeChat.Follower(ctx, p.AppID, e.FromUserName)
+// follower asks user/info about the event's follower. ok is false when the
+// platform answered about the openid itself (40003, class user_state):
+// asking again will not help, and the event is applied on its own word.
+// Any other failure is returned, to be retried: a follow applied without
+// the unionid would make the follower a second, unlinked person.
+func (p *Processor) follower(ctx context.Context, e push.Event) (info wechat.Follower, ok bool, err error) {
+	info, err = p.WeChat.Follower(ctx, p.AppID, e.FromUserName)
 	switch {
 	case err == nil:
-	case wechat.Retryable(err):
-		return Result{}, err // worth retrying: the queue brings it back
-	default:
-		// user/info will not answer this follower (a configuration or
-		// user-state error): record the follow without the unionid rather
-		// than lose it; a login, OAuth or backfill can link them later.
-		p.Log.Error("user/info failed, follow recorded without unionid", "error", err, "rid", wechat.RID(err), "outcome", "degraded")
-		info = wechat.Follower{}
+		return info, true, nil
+	case wechat.ClassOf(err) == wechat.ClassUserState:
+		p.Log.ErrorContext(ctx, "user/info refused the openid, event applied without it", "outcome", "degraded", "error", err, "rid", wechat.RID(err))
+		p.Metrics.Count("PushDegraded", "kind", e.Kind())
+		return wechat.Follower{}, false, nil
 	}
+	return wechat.Follower{}, false, fmt.Errorf("user/info: %w", err)
+}
+
+func (p *Processor) subscribe(ctx context.Context, e push.Event, scene string) (Result, error) {
+	info, ok, err := p.follower(ctx, e)
+	if err != nil {
+		return Result{}, err
+	}
+	// user/info answers subscribe=0, without unionid, when the follower
+	// has unfollowed since: the follow is then recorded as the state the
+	// platform ends in, so that it never wins a tie with an unfollow of
+	// the same second applied before it (later unfollows win anyway).
+	following := !ok || info.Follows()
 	s := identity.Sighting{
-		OA:      &identity.OASighting{AppID: p.AppID, OpenID: e.FromUserName, Follow: &identity.Follow{Subscribed: true, At: e.At(), Scene: info.SubscribeScene}},
+		OA:      &identity.OASighting{AppID: p.AppID, OpenID: e.FromUserName, Follow: &identity.Follow{Subscribed: following, At: e.At(), Scene: info.SubscribeScene}},
 		UnionID: info.UnionID,
 	}
-	// user/info answers subscribe=0, without unionid, when the follower has
-	// unfollowed since: the follow still happened at its time.
-	return p.link(ctx, s, scene)
+	res, err := p.link(ctx, s, scene)
+	res.Follow = followState(following)
+	return res, err
+}
+
+// unsubscribe marks the follower unsubscribed. A late unfollow asks the
+// platform first: a follow again in the same second may be recorded already.
+func (p *Processor) unsubscribe(ctx context.Context, e push.Event, late bool) (Result, error) {
+	var info wechat.Follower
+	if late {
+		var err error
+		if info, _, err = p.follower(ctx, e); err != nil {
+			return Result{}, err
+		}
+	}
+	following := info.Follows()
+	res, err := p.People.Link(ctx, identity.Sighting{
+		OA:      &identity.OASighting{AppID: p.AppID, OpenID: e.FromUserName, Follow: &identity.Follow{Subscribed: following, At: e.At(), Scene: info.SubscribeScene}},
+		UnionID: info.UnionID,
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	action := "unsubscribed"
+	if following {
+		action = "linked"
+	}
+	return Result{Action: action, UID: res.Person.UID, Follow: followState(following)}, nil
+}
+
+func followState(following bool) string {
+	if following {
+		return push.Subscribe
+	}
+	return push.Unsubscribe
 }
 
 // scan is a follower scanning a parametric code: only a binding scene
 // matters, and it also links the follower if wxbridge had not met them yet.
 func (p *Processor) scan(ctx context.Context, e push.Event) (Result, error) {
-	if p.bindingOf(e.EventKey) == "" {
+	if _, ok := p.bindingOf(e.EventKey); !ok {
 		p.Metrics.Count("PushIgnored", "kind", e.Kind())
 		return Result{Action: "ignored"}, nil
 	}
 	info, err := p.WeChat.Follower(ctx, p.AppID, e.FromUserName)
 	if err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("user/info: %w", err)
 	}
 	return p.link(ctx, identity.Sighting{OA: &identity.OASighting{AppID: p.AppID, OpenID: e.FromUserName}, UnionID: info.UnionID}, e.EventKey)
 }
 
 // link links s, binding the external_id scene carries if it is a valid
-// binding token. A binding that conflicts is reported and dropped, and the
-// follow itself is still recorded.
+// binding token this follower may spend. A binding that is refused is
+// logged and counted, and the follow itself is still recorded.
 func (p *Processor) link(ctx context.Context, s identity.Sighting, scene string) (Result, error) {
-	s.ExternalID = p.bindingOf(scene)
+	tok, binds := p.bindingOf(scene)
+	first := false
+	if binds {
+		var err error
+		if s.ExternalID, first, err = p.bind(ctx, tok, s); err != nil {
+			return Result{}, err
+		}
+	}
 	res, err := p.People.Link(ctx, s)
 	if errors.Is(err, identity.ErrConflict) && s.ExternalID != "" {
-		p.Log.Warn("binding refused", "request_id", observe.RequestID(ctx), "outcome", "binding_refused", "error", err)
-		p.Metrics.Count("LinkConflicts", "source", "qrscene")
+		p.Log.WarnContext(ctx, "binding refused", "outcome", "binding_refused", "reason", "conflict", "error", err)
+		if first {
+			// Nothing was bound: the token stays for its rightful user.
+			if uerr := p.Uses.Unspend(ctx, tok, holder(s)); uerr != nil {
+				p.Log.WarnContext(ctx, "give the binding token back", "outcome", "token_kept", "error", uerr)
+			}
+		}
 		s.ExternalID = ""
 		res, err = p.People.Link(ctx, s)
 	}
@@ -158,17 +248,41 @@ func (p *Processor) link(ctx context.Context, s identity.Sighting, scene string)
 	return Result{Action: action, UID: res.Person.UID}, nil
 }
 
-// bindingOf returns the external_id a scene binds, or "" when the scene is
-// not a valid binding token (most scenes are plain marketing codes).
-func (p *Processor) bindingOf(scene string) string {
-	if p.Bindings == nil || scene == "" {
-		return ""
+// bind spends tok for the follower of s and returns the external_id it
+// binds (and whether this was the token's first use), or "" when it binds
+// nobody: a follower whose unionid is unknown (the person would be split
+// from their mini-program identity, and could not be told from anyone
+// else who scanned the code), or a token that already bound someone else.
+func (p *Processor) bind(ctx context.Context, tok binding.Token, s identity.Sighting) (externalID string, first bool, err error) {
+	if s.UnionID == "" {
+		p.Log.WarnContext(ctx, "binding refused", "outcome", "binding_refused", "reason", "unionid_unknown")
+		p.Metrics.Count("BindingsRefused", "source", "qrscene", "reason", "unionid_unknown")
+		return "", false, nil
 	}
-	id, err := p.Bindings.Verify(scene)
-	if err != nil {
-		return ""
+	first, err = p.Uses.Spend(ctx, tok, holder(s))
+	switch {
+	case errors.Is(err, binding.ErrSpent):
+		p.Log.WarnContext(ctx, "binding refused", "outcome", "binding_refused", "reason", "token_used")
+		p.Metrics.Count("BindingsRefused", "source", "qrscene", "reason", "token_used")
+		return "", false, nil
+	case err != nil:
+		return "", false, err
 	}
-	return id
+	return tok.ExternalID, first, nil
+}
+
+// holder names the follower of s as binding tokens record who spent them:
+// by unionid, the same wherever they present the token.
+func holder(s identity.Sighting) string { return identity.UnionKey(s.UnionID).String() }
+
+// bindingOf returns the binding token a scene carries, if it is a valid
+// one (most scenes are plain marketing codes).
+func (p *Processor) bindingOf(scene string) (binding.Token, bool) {
+	if p.Bindings == nil || p.Uses == nil || scene == "" {
+		return binding.Token{}, false
+	}
+	tok, err := p.Bindings.Check(scene)
+	return tok, err == nil
 }
 
 // reportPatience is how long a delivery report that matches no send is
@@ -176,19 +290,14 @@ func (p *Processor) bindingOf(scene string) string {
 const reportPatience = 2 * time.Minute
 
 // errReportEarly is a delivery report that matched no send yet.
-var errReportEarly = errors.New("follow: delivery report matches no send yet")
+var errReportEarly = errors.New("pushevent: delivery report matches no send yet")
 
 // Retryable reports whether an event that failed with err may succeed
-// later: platform hiccups, token and quota trouble, store outages and lost
-// races may; invalid identities, conflicts and errors about the user or our
-// request will not.
+// later: wechat.Retryable's one answer, except that a sighting the identity
+// store refuses (invalid or conflicting identities) stays refused.
 func Retryable(err error) bool {
 	if errors.Is(err, identity.ErrInvalid) || errors.Is(err, identity.ErrConflict) {
 		return false
 	}
-	switch wechat.ClassOf(err) {
-	case wechat.ClassUserState, wechat.ClassSender:
-		return false
-	}
-	return true
+	return wechat.Retryable(err)
 }

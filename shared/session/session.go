@@ -1,8 +1,10 @@
-// Package session issues and verifies the bearer tokens a mini program gets
-// from POST /mp/login: HS256 JWTs naming the mini-program identity, signed
-// with the session key from the configuration secret. Tokens carry the id of
-// their key, so a rotation (new key signs, previous key still verifies)
-// logs nobody out.
+// Package session issues and verifies wxbridge's bearer tokens: the ones a
+// mini program gets from POST /mp/login and an H5 page from the web OAuth
+// sign-in (shared/signin). They are HS256 JWTs naming one app identity
+// (appid and openid), signed with a key derived from wxbridge's own signing
+// key (config.Config.SigningKey; not WeChat's per-user session_key). Tokens
+// carry the id of their key, so a rotation (new key signs, previous key
+// still verifies) logs nobody out.
 package session
 
 import (
@@ -25,7 +27,7 @@ const (
 
 // Session is who a token speaks for.
 type Session struct {
-	AppID  string // the mini program
+	AppID  string // the mini program, or the official account of an H5 sign-in
 	OpenID string // the user's openid in it
 	// UID is the person at issue time; merges may change it, so handlers
 	// resolve the person from the openid.
@@ -68,7 +70,7 @@ func NewKeys(current, previous string, ttl time.Duration) (*Keys, error) {
 	return k, nil
 }
 
-// derive separates the session key from anything else the configured
+// derive separates the sessions' key from anything else the configured
 // secret may be used for, and names it by a hash that reveals nothing.
 func derive(secret string) key {
 	m := hmac.New(sha256.New, []byte(secret))

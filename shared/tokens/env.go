@@ -36,8 +36,8 @@ func SecretIDs(cfg config.Config, miniProgramSecret, officialAccountSecret strin
 
 // FromEnv is the Source a function builds from its environment: the token
 // secrets named by EnvMiniProgramSecret and EnvOfficialAccountSecret for the
-// apps configured in cfg, and forced-refresh requests sent to the function
-// named by EnvRefresher through env's Lambda client.
+// apps configured in cfg, and refresh requests sent to the function named by
+// EnvRefresher through env's Lambda client.
 func FromEnv(env awsenv.Env, cfg config.Config, log *slog.Logger, metrics *observe.Metrics) *Source {
 	o := Options{
 		Secrets: SecretIDs(cfg, env.Get(EnvMiniProgramSecret), env.Get(EnvOfficialAccountSecret)),

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"wxbridge/shared/awsenv"
+	"wxbridge/shared/backoff"
 	"wxbridge/shared/observe"
 	"wxbridge/shared/wechat"
 )
@@ -30,13 +31,20 @@ const (
 	retryUnusable = 2 * time.Second
 	// readTimeout bounds one Secrets Manager read, whoever waits for it.
 	readTimeout = 5 * time.Second
-	// DefaultWait is how long Refused waits for the refresher's fresher
-	// token: a cold start, a lease, a platform call and a secret write.
+	// DefaultWait is how long Refused (or Token, for a first token) waits
+	// for the refresher: a cold start, a lease, a platform call and a
+	// secret write.
 	DefaultWait = 5 * time.Second
 	// requestSpacing is the least time between two refresh requests for the
 	// same token, and how long a failed recovery is remembered: the platform
 	// spaces forced refreshes 30 s apart anyway.
 	requestSpacing = 30 * time.Second
+	// askSpacing is the least time between two requests for a plain run
+	// (no token stored yet, or only an expired one), and how long Token
+	// fails at once after such a request went unanswered: the refresher
+	// takes a second or two (a cold start, the lease, one platform call),
+	// and a process should not keep it busy.
+	askSpacing = 5 * time.Second
 )
 
 // ErrNoToken is the root of every error a Source returns when it has no
@@ -90,12 +98,13 @@ type Options struct {
 	Secrets map[string]string
 	// Reader reads the secrets.
 	Reader awsenv.SecretGetter
-	// Refresher delivers forced-refresh requests; nil never asks for one.
+	// Refresher delivers refresh requests (forced, or for a first token);
+	// nil never asks for one.
 	Refresher Invoker
 	// Now defaults to time.Now. Tests run it on the sandbox's clock.
 	Now func() time.Time
-	// Wait bounds how long Refused waits for a fresher token; default
-	// DefaultWait.
+	// Wait bounds how long Refused waits for a fresher token, and Token for
+	// a first one; default DefaultWait.
 	Wait time.Duration
 	// Log defaults to discarding; Metrics may be nil.
 	Log     *slog.Logger
@@ -129,11 +138,13 @@ type app struct {
 	validUntil time.Time // until when cur (or readErr) is trusted without a read
 	refused    string    // the last token the platform refused
 	read       *flight   // the read in progress, shared by every caller
-	recovery   *flight   // the recovery in progress from refused
-	requestFP  string    // fingerprint the last refresh request named ("" for a plain run)
-	requestAt  time.Time // when it was sent
+	recovery   *flight   // the wait in progress for a token: a refused one's replacement, or the first
+	forcedFP   string    // fingerprint the last forced-refresh request named
+	forcedAt   time.Time // when it was sent
+	askedAt    time.Time // when the last request for a plain run was sent
 	gaveUp     string    // the last refused token that was not replaced in time
 	gaveUpAt   time.Time
+	missedAt   time.Time // when the last wait for a first token ended without one
 }
 
 // flight is one piece of work many callers wait for.
@@ -194,7 +205,9 @@ func (s *Source) app(appid string) (*app, error) {
 // Token returns appid's current access token: from memory while the last
 // read is trusted, else from one Secrets Manager read shared by every
 // concurrent caller. When the secret cannot be read, a cached token that has
-// not expired is still returned.
+// not expired is still returned. When the secret holds no usable token and
+// the refresher may simply not have run yet (a fresh deploy), Token asks it
+// for a run and waits, within ctx, for the token (see first).
 func (s *Source) Token(ctx context.Context, appid string) (string, error) {
 	a, err := s.app(appid)
 	if err != nil {
@@ -202,8 +215,12 @@ func (s *Source) Token(ctx context.Context, appid string) (string, error) {
 	}
 	a.mu.Lock()
 	if s.now().Before(a.validUntil) {
-		defer a.mu.Unlock()
-		return s.cached(a)
+		tok, err := s.cached(a)
+		a.mu.Unlock()
+		if err != nil {
+			return s.first(ctx, a, err)
+		}
+		return tok, nil
 	}
 	a.mu.Unlock()
 	f, err := s.read(ctx, a)
@@ -217,9 +234,64 @@ func (s *Source) Token(ctx context.Context, appid string) (string, error) {
 		return s.cached(a)
 	}
 	if !f.st.Usable(s.now()) {
-		return "", unusable(appid, f.st)
+		return s.first(ctx, a, unusable(appid, f.st))
 	}
 	return f.st.AccessToken, nil
+}
+
+// first is Token's answer when the secret, as last read, holds no usable
+// token (why is the error noToken). If the refresher may simply not have
+// run yet, first asks it for a run of the app (no force budget is spent on
+// an app without a token) and waits, within ctx and the Source's Wait, for
+// the token to appear: every concurrent caller shares one request and one
+// wait, and after a wait that ended without a token callers get noToken at
+// once until askSpacing has passed, so a refresher that cannot deliver is
+// neither flooded nor waited for over and over.
+func (s *Source) first(ctx context.Context, a *app, noToken error) (string, error) {
+	if s.refresher == nil {
+		return "", noToken
+	}
+	now := s.now()
+	a.mu.Lock()
+	f := a.recovery
+	if f == nil {
+		if a.readErr != nil || !refresherMayHelp(a.cur, now) || (!a.missedAt.IsZero() && now.Sub(a.missedAt) < askSpacing) {
+			a.mu.Unlock()
+			return "", noToken
+		}
+		f = newFlight()
+		a.recovery = f
+		go s.recover(context.WithoutCancel(ctx), a, "", f)
+	}
+	a.mu.Unlock()
+	werr := f.wait(ctx)
+	if werr == nil && f.err == nil {
+		return f.token, nil
+	}
+	// Tell the caller what the secret says now: the refresher may have
+	// recorded why it has no token (40164 on a first deploy, with the rid).
+	a.mu.Lock()
+	tok, err := s.cached(a)
+	a.mu.Unlock()
+	switch {
+	case err == nil:
+		return tok, nil
+	case werr != nil:
+		return "", fmt.Errorf("%w (stopped waiting for the token-refresher: %w)", err, werr)
+	}
+	return "", err
+}
+
+// refresherMayHelp reports whether a run of the refresher may give a token
+// that st, read at now, lacks: it has not run yet (a fresh deploy), or it
+// has not run for a while (only an expired token, and no failure recorded).
+// Once it has recorded a failure, asking again would make every process
+// that sees the failure ask the platform again, every few seconds, for
+// what is likely the same answer (40164 until the IP is whitelisted, or -1
+// while WeChat is busy): the failure is the answer until the schedule's
+// next run.
+func refresherMayHelp(st Stored, now time.Time) bool {
+	return !st.Usable(now) && st.Failure == nil
 }
 
 // cached answers from a's state. The caller holds a.mu.
@@ -254,8 +326,7 @@ func (s *Source) read(ctx context.Context, a *app) (*flight, error) {
 func (s *Source) fetch(ctx context.Context, a *app, f *flight) {
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
-	var st Stored
-	err := awsenv.SecretJSON(ctx, s.reader, a.secretID, &st)
+	st, err := Load(ctx, s.reader, a.secretID)
 	now := s.now()
 	a.mu.Lock()
 	a.read = nil
@@ -265,7 +336,7 @@ func (s *Source) fetch(ctx context.Context, a *app, f *flight) {
 		if a.cur.Usable(now) {
 			a.validUntil = now.Add(recheck)
 		}
-		s.logger(ctx).Warn("token secret unreadable", "outcome", "secret_unreadable", "appid", a.id, "cached_token_valid", a.cur.Usable(now), "error", err)
+		s.log.WarnContext(ctx, "token secret unreadable", "outcome", "secret_unreadable", "appid", a.id, "cached_token_valid", a.cur.Usable(now), "error", err)
 		s.metrics.Count("TokenSecretReadFailed", "appid", a.id)
 	} else {
 		a.cur, a.readErr = st, nil
@@ -336,15 +407,19 @@ func (s *Source) Refused(ctx context.Context, appid, token string) (string, erro
 	return f.token, f.err
 }
 
-// recover looks for a token other than bad: re-read the secret; if it still
-// holds bad (or nothing usable), ask the refresher once; poll the secret
-// with growing pauses until it changes or the wait is over.
+// recover looks for a usable token other than bad ("" when there was no
+// token at all): re-read the secret; if it still holds bad (or nothing
+// usable), ask the refresher once; poll the secret with growing pauses
+// until it changes or the wait is over. Its log lines carry the request id
+// of the caller that started it.
 func (s *Source) recover(ctx context.Context, a *app, bad string, f *flight) {
 	ctx, cancel := context.WithTimeout(ctx, s.wait)
 	defer cancel()
-	s.metrics.Count("TokenRefused", "appid", a.id)
+	if bad != "" {
+		s.metrics.Count("TokenRefused", "appid", a.id)
+	}
 	asked := false
-	for pause := 50 * time.Millisecond; ; pause = min(2*pause, 500*time.Millisecond) {
+	for attempt := 1; ; attempt++ {
 		rf, err := s.read(ctx, a)
 		if err != nil {
 			f.err = errNoFresher
@@ -357,14 +432,14 @@ func (s *Source) recover(ctx context.Context, a *app, bad string, f *flight) {
 		if !asked {
 			asked = true
 			req := RefreshRequest{AppID: a.id}
-			if rf.err != nil || rf.st.AccessToken == bad {
+			if bad != "" && (rf.err != nil || rf.st.AccessToken == bad) {
 				// Only a forced refresh replaces a token the platform still
 				// considers current; the refresher checks it is still bad.
 				req.Refused = Fingerprint(bad)
 			}
 			s.request(ctx, a, req)
 		}
-		if !sleep(ctx, pause) {
+		if backoff.Sleep(ctx, backoff.Exp(50*time.Millisecond, 500*time.Millisecond, attempt)) != nil {
 			f.err = errNoFresher
 			break
 		}
@@ -372,9 +447,15 @@ func (s *Source) recover(ctx context.Context, a *app, bad string, f *flight) {
 	now := s.now()
 	a.mu.Lock()
 	a.recovery = nil
-	if f.err != nil {
+	switch {
+	case f.err == nil:
+	case bad == "":
+		a.missedAt = now
+		s.log.WarnContext(ctx, "no token from the token-refresher in time", "outcome", "no_token", "appid", a.id, "waited", s.wait.String())
+		s.metrics.Count("TokenRecoveryFailed", "appid", a.id)
+	default:
 		a.gaveUp, a.gaveUpAt = bad, now
-		s.logger(ctx).Warn("refused token not replaced in time", "outcome", "not_replaced", "appid", a.id, "token", Fingerprint(bad), "waited", s.wait.String())
+		s.log.WarnContext(ctx, "refused token not replaced in time", "outcome", "not_replaced", "appid", a.id, "token", Fingerprint(bad), "waited", s.wait.String())
 		s.metrics.Count("TokenRecoveryFailed", "appid", a.id)
 	}
 	a.mu.Unlock()
@@ -382,46 +463,32 @@ func (s *Source) recover(ctx context.Context, a *app, bad string, f *flight) {
 }
 
 // request sends req to the refresher unless this process sent the same
-// request less than requestSpacing ago.
+// kind of request recently: a forced refresh of the same token less than
+// requestSpacing ago, a plain run less than askSpacing ago.
 func (s *Source) request(ctx context.Context, a *app, req RefreshRequest) {
 	if s.refresher == nil {
 		return
 	}
 	now := s.now()
 	a.mu.Lock()
-	if a.requestFP == req.Refused && !a.requestAt.IsZero() && now.Sub(a.requestAt) < requestSpacing {
-		a.mu.Unlock()
-		return
+	if req.Refused != "" {
+		if a.forcedFP == req.Refused && !a.forcedAt.IsZero() && now.Sub(a.forcedAt) < requestSpacing {
+			a.mu.Unlock()
+			return
+		}
+		a.forcedFP, a.forcedAt = req.Refused, now
+	} else {
+		if !a.askedAt.IsZero() && now.Sub(a.askedAt) < askSpacing {
+			a.mu.Unlock()
+			return
+		}
+		a.askedAt = now
 	}
-	a.requestFP, a.requestAt = req.Refused, now
 	a.mu.Unlock()
 	if err := s.refresher.Request(ctx, req); err != nil {
-		s.logger(ctx).Error("token refresh request failed", "outcome", "request_failed", "appid", a.id, "token", req.Refused, "error", err)
+		s.log.ErrorContext(ctx, "token refresh request failed", "outcome", "request_failed", "appid", a.id, "token", req.Refused, "error", err)
 		s.metrics.Count("TokenRefreshRequestFailed", "appid", a.id)
 		return
 	}
-	s.logger(ctx).Info("token refresh requested", "outcome", "requested", "appid", a.id, "token", req.Refused, "forced", req.Refused != "")
-}
-
-// logger is the log for work done for the invocation of ctx: its lines
-// carry that invocation's request id (the first caller's, for a read or a
-// recovery shared by concurrent callers).
-func (s *Source) logger(ctx context.Context) *slog.Logger {
-	if id := observe.RequestID(ctx); id != "" {
-		return s.log.With("request_id", id)
-	}
-	return s.log
-}
-
-// sleep pauses for d, or less if ctx ends first; it reports whether it
-// slept the whole d.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	s.log.InfoContext(ctx, "token refresh requested", "outcome", "requested", "appid", a.id, "token", req.Refused, "forced", req.Refused != "")
 }

@@ -373,3 +373,127 @@ func TestRefused(t *testing.T) {
 		}
 	})
 }
+
+// On a fresh deploy the secret holds no token until the refresher's first
+// scheduled run, up to 5 minutes later. A Source that finds none asks the
+// refresher for a run at once, one request for all its callers, and waits
+// for the token within the caller's deadline.
+func TestFirstToken(t *testing.T) {
+	ctx := context.Background()
+
+	for _, c := range []struct {
+		name  string
+		value *string // the secret's value at deploy; nil: none yet
+	}{{"secret_created_by_the_stack", aws.String("{}")}, {"secret_without_a_value", nil}, {"placeholder", aws.String("placeholder")}} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.secret = rawSecret(t, c.value)
+			inv := refresherStoring(f, "first", 150*time.Millisecond)
+			src := f.source(inv, 5*time.Second)
+			began := time.Now()
+			toks, errs := concurrently(50, func() (string, error) { return src.Token(ctx, appid) })
+			for i := range toks {
+				if toks[i] != "first" || errs[i] != nil {
+					t.Fatalf("caller %d: %q, %v", i, toks[i], errs[i])
+				}
+			}
+			if took := time.Since(began); took > 2*time.Second {
+				t.Fatalf("the first token took %s", took)
+			}
+			inv.Wait()
+			if reqs := inv.Requests(); len(reqs) != 1 || reqs[0] != (tokens.RefreshRequest{AppID: appid}) {
+				t.Fatalf("requests %+v, want one plain run for the app", reqs)
+			}
+			if tok, _ := src.Token(ctx, appid); tok != "first" || len(inv.Requests()) != 1 {
+				t.Fatal("the token, once there, is used without asking again")
+			}
+		})
+	}
+
+	t.Run("a_refresher_that_does_not_deliver_is_asked_again_only_after_a_pause", func(t *testing.T) {
+		f := newFixture(t)
+		inv := refresherStoring(f, "", 0) // the platform refuses: nothing is stored
+		src := f.source(inv, 300*time.Millisecond)
+		began := time.Now()
+		_, err := src.Token(ctx, appid)
+		if !errors.Is(err, tokens.ErrNoToken) || wechat.ClassOf(err) != wechat.ClassTransient {
+			t.Fatalf("err %v (class %s), want a transient ErrNoToken", err, wechat.ClassOf(err))
+		}
+		if waited := time.Since(began); waited < 250*time.Millisecond || waited > 2*time.Second {
+			t.Fatalf("waited %s, want about the 300 ms bound", waited)
+		}
+		// Right after, callers fail at once and nobody is asked.
+		f.clock.Advance(3 * time.Second) // past the 2 s memory of "no token": the secret is read again
+		began = time.Now()
+		if _, err := src.Token(ctx, appid); !errors.Is(err, tokens.ErrNoToken) || time.Since(began) > 200*time.Millisecond {
+			t.Fatalf("repeat call: %v after %s", err, time.Since(began))
+		}
+		inv.Wait()
+		if n := len(inv.Requests()); n != 1 {
+			t.Fatalf("%d requests, want 1", n)
+		}
+		// Five seconds on, it asks again.
+		f.clock.Advance(3 * time.Second)
+		src.Token(ctx, appid)
+		inv.Wait()
+		if n := len(inv.Requests()); n != 2 {
+			t.Fatalf("%d requests after 6 s, want 2", n)
+		}
+	})
+
+	t.Run("the_callers_deadline_bounds_its_wait", func(t *testing.T) {
+		f := newFixture(t)
+		src := f.source(refresherStoring(f, "", 0), 5*time.Second)
+		short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		began := time.Now()
+		_, err := src.Token(short, appid)
+		if !errors.Is(err, tokens.ErrNoToken) || !errors.Is(err, context.DeadlineExceeded) || time.Since(began) > time.Second {
+			t.Fatalf("err %v after %s, want ErrNoToken and the deadline", err, time.Since(began))
+		}
+	})
+
+	// After an answer only a person can fix, asking again would only ask
+	// the platform for the same refusal: callers get it at once.
+	t.Run("a_recorded_configuration_failure_is_not_asked_again", func(t *testing.T) {
+		f := newFixture(t)
+		f.store(tokens.Stored{Failure: &tokens.Failure{At: f.clock.Now(), API: "/cgi-bin/stable_token", ErrCode: 40164, RID: "r-9", Class: "config"}})
+		inv := refresherStoring(f, "never", 0)
+		src := f.source(inv, 5*time.Second)
+		began := time.Now()
+		if _, err := src.Token(ctx, appid); wechat.ClassOf(err) != wechat.ClassConfig || time.Since(began) > time.Second {
+			t.Fatalf("err %v (class %s) after %s, want the recorded 40164 at once", err, wechat.ClassOf(err), time.Since(began))
+		}
+		if n := len(inv.Requests()); n != 0 {
+			t.Fatalf("%d requests, want none", n)
+		}
+	})
+
+	// Once the refresher has tried and failed, even transiently (-1), its
+	// answer stands until the schedule's next run: otherwise every process
+	// seeing it would have the platform asked again every few seconds.
+	t.Run("a_recorded_transient_failure_is_not_asked_again", func(t *testing.T) {
+		f := newFixture(t)
+		f.store(tokens.Stored{Failure: &tokens.Failure{At: f.clock.Now(), API: "/cgi-bin/stable_token", ErrCode: -1, Class: "transient"}})
+		inv := refresherStoring(f, "never", 0)
+		src := f.source(inv, 5*time.Second)
+		if _, err := src.Token(ctx, appid); wechat.ClassOf(err) != wechat.ClassTransient || !errors.Is(err, tokens.ErrNoToken) {
+			t.Fatalf("err %v (class %s), want the recorded -1", err, wechat.ClassOf(err))
+		}
+		if n := len(inv.Requests()); n != 0 {
+			t.Fatalf("%d requests, want none", n)
+		}
+	})
+
+	// A token that expired with no failure recorded: the refresher has not
+	// run for a while (its schedule is broken). It is asked.
+	t.Run("an_expired_token_without_a_failure_is_asked_for", func(t *testing.T) {
+		f := newFixture(t)
+		f.store(f.token("old", -time.Minute))
+		inv := refresherStoring(f, "renewed", 50*time.Millisecond)
+		src := f.source(inv, 5*time.Second)
+		if tok, err := src.Token(ctx, appid); tok != "renewed" || err != nil {
+			t.Fatalf("%q, %v", tok, err)
+		}
+	})
+}

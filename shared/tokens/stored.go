@@ -1,22 +1,33 @@
 // Package tokens is how wxbridge functions get WeChat access tokens without
 // ever calling a token endpoint: the token-refresher keeps one token per app
 // in a Secrets Manager secret, and Source reads those secrets for everyone
-// else, caching, sharing reads and asking the refresher for a forced refresh
-// when the platform refuses a token.
+// else, caching, sharing reads, asking the refresher for a first token when
+// there is none yet and for a forced refresh when the platform refuses one.
 //
 // This package holds the contract between the two sides: the secret's JSON
-// (Stored), the refresher's request (RefreshRequest) and how a request is
-// delivered (Invoker).
+// (Stored, Load), the refresher's request (RefreshRequest) and how a
+// request is delivered (Invoker); and the refresher's rules, which it
+// carries out: when a stored token needs refreshing (Decide), the force
+// budget (ForceBudget), and the per-app lease and budget items in the table
+// (Ledger). Only the token-refresher calls the token endpoints.
 package tokens
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+
+	"wxbridge/shared/awsenv"
 	"wxbridge/shared/wechat"
 )
 
@@ -64,6 +75,36 @@ func redacted(s string) string {
 		return ""
 	}
 	return "[redacted]"
+}
+
+// Load reads the token secret id. A secret the refresher has not written
+// yet reads as no token (the zero Stored, nil): one created without a value
+// (no AWSCURRENT version), with an empty value, or with a placeholder that
+// is not a JSON object ("{}", which the stack creates, is an object without
+// a token). The value never appears in an error.
+func Load(ctx context.Context, secrets awsenv.SecretGetter, id string) (Stored, error) {
+	var st Stored
+	out, err := secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)})
+	var nf *smtypes.ResourceNotFoundException
+	switch {
+	case errors.As(err, &nf) && strings.Contains(nf.ErrorMessage(), "staging label"):
+		// The secret exists but has no current value yet. (A secret that
+		// does not exist at all is a deployment error, reported below.)
+		return st, nil
+	case err != nil:
+		return st, fmt.Errorf("tokens: read token secret %s: %w", id, err)
+	case out.SecretString == nil:
+		return st, fmt.Errorf("%w: %s has no string value", awsenv.ErrSecretFormat, id)
+	}
+	v := strings.TrimSpace(*out.SecretString)
+	if !strings.HasPrefix(v, "{") {
+		return st, nil // empty, or a placeholder
+	}
+	if err := json.Unmarshal([]byte(v), &st); err != nil {
+		// Not err itself: a syntax error can quote the value.
+		return Stored{}, fmt.Errorf("%w: %s is not a token record", awsenv.ErrSecretFormat, id)
+	}
+	return st, nil
 }
 
 // Failure is a failed refresh as the refresher recorded it.
@@ -128,9 +169,10 @@ func Fingerprint(token string) string {
 }
 
 // RefreshRequest is the token-refresher's event. The zero value, which the
-// schedule sends, is a normal run over every app; AppID and Refused ask for a
-// forced refresh of one app because the platform refused the token whose
-// Fingerprint is Refused.
+// schedule sends, is a normal run over every app; AppID alone asks for a
+// normal run of one app (a function found no usable token); AppID and
+// Refused ask for a forced refresh of one app because the platform refused
+// the token whose Fingerprint is Refused.
 type RefreshRequest struct {
 	AppID   string `json:"appid,omitempty"`
 	Refused string `json:"refused,omitempty"`

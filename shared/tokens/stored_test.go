@@ -17,7 +17,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"wxbridge/infra/devkit/awstest"
+	"wxbridge/shared/awsenv"
 	"wxbridge/shared/config"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat"
@@ -134,4 +137,58 @@ func TestLambdaInvoker(t *testing.T) {
 	if err := inv.Request(context.Background(), req); err == nil || errors.Is(err, context.Canceled) {
 		t.Fatalf("throttled invoke: %v", err)
 	}
+}
+
+// rawSecret creates a secret holding value as is (nil: created without a
+// value, as a stack may create it) and returns its ARN.
+func rawSecret(t *testing.T, value *string) string {
+	t.Helper()
+	sm := secretsmanager.NewFromConfig(awstest.Config(nil))
+	out, err := sm.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{
+		Name: aws.String(awstest.Name(t, "wxb")), SecretString: value,
+	})
+	if err != nil {
+		t.Fatalf("create secret: %v", err)
+	}
+	t.Cleanup(func() {
+		sm.DeleteSecret(context.Background(), &secretsmanager.DeleteSecretInput{SecretId: out.ARN, ForceDeleteWithoutRecovery: aws.Bool(true)})
+	})
+	return *out.ARN
+}
+
+func TestLoad(t *testing.T) {
+	ctx := context.Background()
+	sm := secretsmanager.NewFromConfig(awstest.Config(nil))
+	at := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	stored := tokens.Stored{AccessToken: "TOKEN-VALUE-1", ExpiresAt: at.Add(2 * time.Hour), RefreshedAt: at}
+	b, _ := jsonOf(stored)
+	for _, c := range []struct {
+		name  string
+		value *string
+		want  tokens.Stored
+	}{
+		{"a_token", aws.String(b), stored},
+		{"created_by_the_stack", aws.String("{}"), tokens.Stored{}},
+		{"no_value_yet", nil, tokens.Stored{}},
+		{"empty", aws.String(""), tokens.Stored{}},
+		{"placeholder", aws.String("placeholder"), tokens.Stored{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st, err := tokens.Load(ctx, sm, rawSecret(t, c.value))
+			if err != nil || st.AccessToken != c.want.AccessToken || !st.ExpiresAt.Equal(c.want.ExpiresAt) {
+				t.Fatalf("Load = %v, %v; want %v", st, err, c.want)
+			}
+		})
+	}
+	t.Run("a_broken_record_is_an_error_that_hides_the_value", func(t *testing.T) {
+		_, err := tokens.Load(ctx, sm, rawSecret(t, aws.String(`{"access_token":"TOKEN-VALUE-2","expires_at":"TOKEN-VALUE-2"}`)))
+		if !errors.Is(err, awsenv.ErrSecretFormat) || strings.Contains(err.Error(), "TOKEN-VALUE") {
+			t.Fatalf("err %v, want ErrSecretFormat without the value", err)
+		}
+	})
+	t.Run("a_missing_secret_is_an_error", func(t *testing.T) {
+		if _, err := tokens.Load(ctx, sm, "wxb-no-such-secret"); err == nil {
+			t.Fatal("want an error for a secret that does not exist")
+		}
+	})
 }

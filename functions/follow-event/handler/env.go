@@ -3,6 +3,7 @@ package handler
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -24,8 +25,9 @@ import (
 
 // FromEnv builds the follow-event function from its environment: WXB_TABLE,
 // WXB_APP_SECRET, WXB_PUSH_RETRY_QUEUE, the OA token secret and the
-// refresher (shared/tokens), and optionally WXB_PUSH_WINDOW and
-// WXB_WECHAT_API_BASE.
+// refresher (shared/tokens), and optionally WXB_PUSH_DLQ (the retry
+// queue's dead-letter queue), WXB_PUSH_RETRY_CONCURRENCY, WXB_PUSH_BUDGET,
+// WXB_PUSH_WINDOW and WXB_WECHAT_API_BASE.
 func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	vars, err := env.Require("WXB_TABLE", "WXB_APP_SECRET", "WXB_PUSH_RETRY_QUEUE", tokens.EnvOfficialAccountSecret)
 	if err != nil {
@@ -37,6 +39,12 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 		// about timing raise it so that a loaded machine does not queue.
 		if budget, err = time.ParseDuration(v); err != nil || budget <= 0 {
 			return nil, fmt.Errorf("WXB_PUSH_BUDGET: want a positive duration, got %q", v)
+		}
+	}
+	concurrency := DefaultConcurrency
+	if v := env.Get("WXB_PUSH_RETRY_CONCURRENCY"); v != "" {
+		if concurrency, err = strconv.Atoi(v); err != nil || concurrency <= 0 {
+			return nil, fmt.Errorf("WXB_PUSH_RETRY_CONCURRENCY: want a positive number, got %q", v)
 		}
 	}
 	window := push.DefaultWindow
@@ -69,16 +77,19 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	}
 	if cfg.Check(config.NeedBindKey) == nil {
 		proc.Bindings = binding.NewVerifier(cfg.BindKey, cfg.BindKeyPrevious)
+		proc.Uses = binding.NewUses(db, vars["WXB_TABLE"])
 	}
 	return &Handler{
-		Receiver:  receiver,
-		Processor: proc,
-		Claims:    idempotency.NewStore(db, vars["WXB_TABLE"], "push"),
-		Queue:     sqs.NewFromConfig(env.AWS),
-		QueueURL:  vars["WXB_PUSH_RETRY_QUEUE"],
-		Budget:    budget,
-		Log:       log,
-		Metrics:   metrics,
+		Receiver:      receiver,
+		Processor:     proc,
+		Claims:        idempotency.NewStore(db, vars["WXB_TABLE"], "push"),
+		Queue:         sqs.NewFromConfig(env.AWS),
+		QueueURL:      vars["WXB_PUSH_RETRY_QUEUE"],
+		DeadLetterURL: env.Get("WXB_PUSH_DLQ"),
+		Budget:        budget,
+		Concurrency:   concurrency,
+		Log:           log,
+		Metrics:       metrics,
 	}, nil
 }
 

@@ -6,6 +6,15 @@
 // A push is answered "success" only once its event is handled or durably
 // queued: WeChat stops retrying after that answer, so an event answered any
 // other way must not be lost and one answered "success" must not be either.
+// Everything before the answer, the dedup claim included, fits in Budget, so
+// that a slow DynamoDB or WeChat never keeps WeChat waiting past its 5 s.
+//
+// The retry consumer handles a batch's events concurrently, each within its
+// own bounded time. An event the invocation has no time left to start is
+// sent again as a new message carrying its attempt count, and the original
+// deleted: SQS counts every receive toward the dead-letter queue, and an
+// event never tried must not spend one (docs/operations.md, "The push retry
+// queue").
 package handler
 
 import (
@@ -20,28 +29,32 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"wxbridge/shared/backoff"
 	"wxbridge/shared/httpapi"
 	"wxbridge/shared/idempotency"
 	"wxbridge/shared/observe"
 	"wxbridge/shared/pushevent"
+	"wxbridge/shared/queue"
+	"wxbridge/shared/wechat"
 	"wxbridge/shared/wechat/push"
 )
 
-// Claims deduplicates WeChat's retries.
+// Claims deduplicates WeChat's retries (idempotency.Store).
 type Claims interface {
-	Claim(ctx context.Context, key string, lease time.Duration) (idempotency.State, error)
-	Complete(ctx context.Context, key, how string) error
-	Release(ctx context.Context, key string) error
+	Claim(ctx context.Context, key, outcome string, lease time.Duration) (*idempotency.Claim, error)
 }
 
-// Queue is where events go that could not be handled in time.
+// Queue is the retry queue (and its dead-letter queue): where events go
+// that could not be handled in time, and how the consumer hands them back.
 type Queue interface {
+	queue.Visibility
 	SendMessage(ctx context.Context, in *sqs.SendMessageInput, opts ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
 }
 
-// Processor applies one event.
+// Processor applies one event (pushevent.Processor).
 type Processor interface {
 	Process(ctx context.Context, e push.Event) (pushevent.Result, error)
+	ProcessLate(ctx context.Context, e push.Event) (pushevent.Result, error)
 }
 
 // Handler serves the push route and consumes the retry queue.
@@ -51,29 +64,71 @@ type Handler struct {
 	Claims    Claims
 	Queue     Queue
 	QueueURL  string
-	// Budget is how long a push may spend being handled before it is
-	// queued instead: WeChat gives up on an answer after 5 s.
-	Budget  time.Duration
-	Log     *slog.Logger
-	Metrics *observe.Metrics
+	// DeadLetterURL is the retry queue's dead-letter queue, where the
+	// consumer moves an event whose attempts, over all the messages that
+	// carried it, reach MaxAttempts. Empty: such an event is tried again
+	// and SQS's redrive moves it once its last message is received too
+	// often.
+	DeadLetterURL string
+	// Budget is how long a push may spend being claimed and handled before
+	// it is queued instead: WeChat gives up on an answer after 5 s.
+	Budget time.Duration
+	// Concurrency bounds the retry queue's events handled at once; it is
+	// the event source's batch size, so that a batch's events all start
+	// at once (template.yaml, WXB_PUSH_RETRY_CONCURRENCY).
+	Concurrency int
+	// MaxAttempts is how often a queued event is tried: the retry queue's
+	// maxReceiveCount in template.yaml.
+	MaxAttempts int
+	Log         *slog.Logger
+	Metrics     *observe.Metrics
 }
 
-// DefaultBudget leaves room, within WeChat's 5 s, to queue the event and
-// answer after handling it ran out of time.
-const DefaultBudget = 3 * time.Second
+// Defaults of the push path and the retry consumer; docs/operations.md
+// ("The push retry queue") explains how they fit template.yaml's timeout,
+// batch size and visibility timeout.
+const (
+	// DefaultBudget leaves room, within WeChat's 5 s, to queue the event
+	// and settle its claim after handling it ran out of time.
+	DefaultBudget = 3 * time.Second
+	// DefaultConcurrency is the retry event source's BatchSize.
+	DefaultConcurrency = 10
+	// DefaultMaxAttempts is the retry queue's maxReceiveCount.
+	DefaultMaxAttempts = 10
 
-// enqueueTimeout bounds the hand-over to the retry queue, so that a push is
-// always answered within WeChat's 5 s.
-const enqueueTimeout = time.Second
+	// enqueueTimeout bounds the hand-over to the retry queue, and
+	// settleTimeout marking a claim done or giving it back, so that a
+	// push is always answered within WeChat's 5 s: Budget + enqueue +
+	// settle is at most 4.5 s.
+	enqueueTimeout = time.Second
+	settleTimeout  = 500 * time.Millisecond
+
+	// retryBudget bounds one queued event's handling: user/info (the
+	// WeChat client's 5 s timeout), the token read and the identity
+	// store's writes.
+	retryBudget = 8 * time.Second
+	// minRetryBudget is the least time an event is started with: less,
+	// and it is handed back untried rather than started to time out.
+	minRetryBudget = 3 * time.Second
+	// handBackMargin is kept at the end of an invocation to hand events
+	// back (ChangeMessageVisibility or a new message).
+	handBackMargin = 2 * time.Second
+
+	// Queued events that failed again come back after a delay growing
+	// from retryBase to retryCeiling: 3 to 4 hours over 10 attempts, so
+	// that a configuration error (an IP whitelist, a permission) has time
+	// to be fixed before the event goes to the dead-letter queue.
+	retryBase    = 30 * time.Second
+	retryCeiling = time.Hour
+)
 
 // claimLease bounds how long a claim blocks WeChat's retries of an event
-// whose handler died: the budget and the hand-over, and a margin. WeChat
+// whose handler died: the budget, the hand-over and a margin. WeChat
 // retries within about 15 s, so a retry after a dead handler takes the
 // event over instead of finding it in flight until WeChat gives up.
-func (h *Handler) claimLease() time.Duration { return h.budget() + enqueueTimeout + 2*time.Second }
-
-// retryTimeout bounds one queued event's handling in the retry consumer.
-const retryTimeout = 8 * time.Second
+func (h *Handler) claimLease() time.Duration {
+	return h.budget() + enqueueTimeout + settleTimeout + 2*time.Second
+}
 
 // Handle is the Lambda entry point: an SQS batch from the retry queue or an
 // HTTP API request.
@@ -111,18 +166,17 @@ func queryOf(req events.APIGatewayV2HTTPRequest) push.Query {
 
 // HTTP serves GET (the console's URL check) and POST (a push).
 func (h *Handler) HTTP(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
-	log := h.Log.With("request_id", observe.RequestID(ctx))
 	switch req.RequestContext.HTTP.Method {
 	case http.MethodGet:
 		echo, err := h.Receiver.Echo(queryOf(req))
 		if err != nil {
-			log.Warn("url check refused", "outcome", "refused", "reason", err.Error())
+			h.Log.WarnContext(ctx, "url check refused", "outcome", "refused", "reason", err.Error())
 			return text(http.StatusForbidden, "signature mismatch"), nil
 		}
-		log.Info("url check", "outcome", "ok")
+		h.Log.InfoContext(ctx, "url check", "outcome", "ok")
 		return text(http.StatusOK, echo), nil
 	case http.MethodPost:
-		return h.push(ctx, req, log), nil
+		return h.push(ctx, req), nil
 	}
 	return text(http.StatusMethodNotAllowed, "GET or POST"), nil
 }
@@ -138,93 +192,124 @@ func refusal(err error) int {
 	return http.StatusBadRequest
 }
 
-func (h *Handler) push(ctx context.Context, req events.APIGatewayV2HTTPRequest, log *slog.Logger) events.APIGatewayV2HTTPResponse {
+func (h *Handler) push(ctx context.Context, req events.APIGatewayV2HTTPRequest) events.APIGatewayV2HTTPResponse {
 	body, err := httpapi.Body(req, push.MaxBody)
 	if err != nil {
-		log.Warn("push refused", "outcome", "refused", "reason", push.ErrTooLarge.Error())
+		h.Log.WarnContext(ctx, "push refused", "outcome", "refused", "reason", push.ErrTooLarge.Error())
 		h.Metrics.Count("PushRefused", "reason", "too_large")
 		return text(http.StatusRequestEntityTooLarge, "refused")
 	}
 	e, err := h.Receiver.Open(queryOf(req), body)
 	if err != nil {
-		log.Warn("push refused", "outcome", "refused", "reason", err.Error())
+		h.Log.WarnContext(ctx, "push refused", "outcome", "refused", "reason", err.Error())
 		h.Metrics.Count("PushRefused", "reason", fmt.Sprint(refusal(err)))
 		return text(refusal(err), "refused")
 	}
-	log = log.With("kind", e.Kind(), "create_time", e.CreateTime)
-	key := e.DedupKey()
-	state, err := h.Claims.Claim(ctx, key, h.claimLease())
+	ctx = observe.With(ctx, "kind", e.Kind(), "create_time", e.CreateTime)
+	// The claim and the handling share the budget: a slow table delays
+	// the answer no more than a slow WeChat does.
+	bctx, cancel := context.WithTimeout(ctx, h.budget())
+	defer cancel()
+	claim, err := h.Claims.Claim(bctx, e.DedupKey(), e.FollowState(), h.claimLease())
 	switch {
 	case err != nil:
-		// The store is out: the queue still takes the event, and handling
-		// is idempotent, so a duplicate that slips through does no harm.
-		log.Warn("dedup unavailable", "outcome", "dedup_unavailable", "error", err)
-		return h.handOver(ctx, e, "", log)
-	case state == idempotency.Done:
-		log.Info("push", "outcome", "duplicate")
+		// The store is out or slow: the queue still takes the event, and
+		// handling is idempotent, so a duplicate that slips through does
+		// no harm.
+		h.Log.WarnContext(ctx, "dedup unavailable", "outcome", "dedup_unavailable", "error", err)
+		return h.handOver(ctx, e, nil)
+	case claim.State == idempotency.Done:
+		h.Log.InfoContext(ctx, "push", "outcome", "duplicate")
 		h.Metrics.Count("PushDuplicates")
 		return text(http.StatusOK, "success")
-	case state == idempotency.InFlight:
+	case claim.State == idempotency.InFlight:
 		// An earlier delivery is still being handled; WeChat will retry
 		// and find it done.
-		log.Info("push", "outcome", "in_flight")
+		h.Log.InfoContext(ctx, "push", "outcome", "in_flight")
 		return text(http.StatusServiceUnavailable, "in progress")
 	}
-	pctx, cancel := context.WithTimeout(ctx, h.budget())
-	res, err := h.Processor.Process(pctx, e)
-	cancel()
+	process := h.Processor.Process
+	if claim.Again {
+		// Another event of this follower's second came first (a follow,
+		// an unfollow, a follow again): this one may be out of order.
+		process = h.Processor.ProcessLate
+	}
+	res, err := process(bctx, e)
 	switch {
 	case err == nil:
-		h.complete(ctx, key, "handled", log)
-		log.Info("push", "outcome", res.Action, "uid", res.UID)
+		h.settle(ctx, claim, "handled", res.Follow)
+		h.Log.InfoContext(ctx, "push", "outcome", res.Action, "uid", res.UID)
 		return text(http.StatusOK, "success")
 	case !pushevent.Retryable(err):
-		h.complete(ctx, key, "failed", log)
-		log.Error("push", "outcome", "failed", "error", err)
+		h.settle(ctx, claim, "failed", "")
+		h.Log.ErrorContext(ctx, "push", "outcome", "failed", "error", err)
 		h.Metrics.Count("PushFailed")
 		return text(http.StatusOK, "success")
 	}
-	log.Warn("push not handled in time, queueing", "outcome", "deferred", "error", err)
-	return h.handOver(ctx, e, key, log)
+	h.deferred(ctx, "push not handled in time, queueing", err)
+	return h.handOver(ctx, e, claim)
+}
+
+// deferred logs and counts an event put off by a retryable failure, by
+// class: the alarm on class config, quota or unknown says that follows are
+// waiting for a person to act (docs/operations.md, PushBlockedAlarm).
+func (h *Handler) deferred(ctx context.Context, msg string, err error, args ...any) {
+	class := wechat.ClassOf(err)
+	h.Metrics.Count("PushDeferred", "class", class.String())
+	h.Log.WarnContext(ctx, msg, append([]any{"outcome", "deferred", "class", class.String(), "error", err, "rid", wechat.RID(err)}, args...)...)
 }
 
 // handOver queues e for the retry consumer and answers success, or, if the
 // queue is out too, gives the claim back and lets WeChat retry.
-func (h *Handler) handOver(ctx context.Context, e push.Event, key string, log *slog.Logger) events.APIGatewayV2HTTPResponse {
-	if err := h.enqueue(ctx, e); err != nil {
-		log.Error("push", "outcome", "not_accepted", "error", err)
+func (h *Handler) handOver(ctx context.Context, e push.Event, claim *idempotency.Claim) events.APIGatewayV2HTTPResponse {
+	if err := h.send(ctx, h.QueueURL, queued{Event: e}); err != nil {
+		h.Log.ErrorContext(ctx, "push", "outcome", "not_accepted", "error", err)
 		h.Metrics.Count("PushNotAccepted")
-		if key != "" {
-			if rerr := h.Claims.Release(ctx, key); rerr != nil {
-				log.Warn("release claim", "outcome", "claim_not_released", "error", rerr)
+		if claim != nil {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+			defer cancel()
+			if rerr := claim.Release(sctx); rerr != nil {
+				h.Log.WarnContext(ctx, "release claim", "outcome", "claim_not_released", "error", rerr)
 			}
 		}
 		return text(http.StatusServiceUnavailable, "retry")
 	}
-	if key != "" {
-		h.complete(ctx, key, "queued", log)
+	if claim != nil {
+		h.settle(ctx, claim, "queued", "")
 	}
-	log.Info("push", "outcome", "queued")
+	h.Log.InfoContext(ctx, "push", "outcome", "queued")
 	h.Metrics.Count("PushQueued")
 	return text(http.StatusOK, "success")
 }
 
-func (h *Handler) complete(ctx context.Context, key, how string, log *slog.Logger) {
-	// A claim left unmarked only means a retry after its lease handles the
-	// event again, which is harmless.
-	if err := h.Claims.Complete(ctx, key, how); err != nil {
-		log.Warn("complete claim", "outcome", "claim_not_completed", "error", err)
+// settle marks the claim done. A claim left unmarked only means that a
+// WeChat retry after its lease handles the event again, which is harmless.
+func (h *Handler) settle(ctx context.Context, claim *idempotency.Claim, how, outcome string) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	if err := claim.Complete(sctx, how, outcome); err != nil {
+		h.Log.WarnContext(ctx, "complete claim", "outcome", "claim_not_completed", "error", err)
 	}
 }
 
-func (h *Handler) enqueue(ctx context.Context, e push.Event) error {
-	b, err := json.Marshal(e)
+// queued is a retry-queue message: the event, and the attempts it had in
+// the messages that carried it before this one. Its JSON is the event's
+// with "attempts" added, so a message holding only an event reads as one
+// with no attempts before.
+type queued struct {
+	push.Event
+	Attempts int `json:"attempts,omitempty"`
+}
+
+// send puts q on the queue at url, within enqueueTimeout.
+func (h *Handler) send(ctx context.Context, url string, q queued) error {
+	b, err := json.Marshal(q)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueTimeout)
 	defer cancel()
-	_, err = h.Queue.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &h.QueueURL, MessageBody: new(string(b))})
+	_, err = h.Queue.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: new(string(b))})
 	return err
 }
 
@@ -235,39 +320,99 @@ func (h *Handler) budget() time.Duration {
 	return DefaultBudget
 }
 
-// Retry handles queued events, reporting those that failed again so that
-// SQS redelivers them (and, after its receive limit, moves them to the
-// dead-letter queue).
+// Retry handles a batch of queued events, concurrently up to Concurrency,
+// and answers which must come back.
 func (h *Handler) Retry(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
-	var out events.SQSEventResponse
-	for _, m := range ev.Records {
-		log := h.Log.With("request_id", observe.RequestID(ctx), "message_id", m.MessageId)
-		var e push.Event
-		if err := json.Unmarshal([]byte(m.Body), &e); err != nil || e.FromUserName == "" {
-			log.Error("retry", "outcome", "dropped", "reason", "not an event")
-			continue
-		}
-		// Events were queued because WeChat or the store was slow: each gets
-		// a bounded time, and those the invocation has no time left for go
-		// back to the queue rather than die with it.
-		if d, ok := ctx.Deadline(); ok && time.Until(d) < retryTimeout+time.Second {
-			log.Warn("retry", "outcome", "again", "kind", e.Kind(), "reason", "no time left in this invocation")
-			out.BatchItemFailures = append(out.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: m.MessageId})
-			continue
-		}
-		ectx, cancel := context.WithTimeout(ctx, retryTimeout)
-		res, err := h.Processor.Process(ectx, e)
-		cancel()
-		switch {
-		case err == nil:
-			log.Info("retry", "outcome", res.Action, "kind", e.Kind(), "uid", res.UID)
-		case !pushevent.Retryable(err):
-			log.Error("retry", "outcome", "failed", "kind", e.Kind(), "error", err)
-			h.Metrics.Count("PushFailed")
-		default:
-			log.Warn("retry", "outcome", "again", "kind", e.Kind(), "error", err)
-			out.BatchItemFailures = append(out.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: m.MessageId})
-		}
+	b := queue.Batch{Queue: h.Queue, QueueURL: h.QueueURL, Concurrency: h.Concurrency, Log: h.Log}
+	if b.Concurrency <= 0 {
+		b.Concurrency = DefaultConcurrency
 	}
-	return out, nil
+	return b.Run(ctx, ev, h.retry), nil
+}
+
+// retry handles one queued event. Events come from the queue out of order
+// with the follower's later ones, so they are processed as late.
+func (h *Handler) retry(ctx context.Context, m queue.Message) error {
+	ctx = observe.With(ctx, "message_id", m.MessageId)
+	var q queued
+	if err := json.Unmarshal([]byte(m.Body), &q); err != nil || q.FromUserName == "" {
+		h.Log.ErrorContext(ctx, "retry", "outcome", "dropped", "reason", "not an event")
+		return nil
+	}
+	ctx = observe.With(ctx, "kind", q.Kind(), "create_time", q.CreateTime)
+	attempt := q.Attempts + m.Receives
+	if h.DeadLetterURL != "" && attempt > h.maxAttempts() {
+		// SQS counts receives per message; an event sent again untried
+		// starts a new count, so its own count decides here.
+		if err := h.send(ctx, h.DeadLetterURL, queued{Event: q.Event, Attempts: attempt - 1}); err != nil {
+			return fmt.Errorf("to the dead-letter queue: %w", err)
+		}
+		h.Log.ErrorContext(ctx, "retry", "outcome", "dead_letter", "attempts", attempt-1)
+		return nil
+	}
+	budget, ok := h.eventBudget(ctx)
+	if !ok {
+		return h.handBack(ctx, q, attempt-1)
+	}
+	ectx, cancel := context.WithTimeout(ctx, budget)
+	res, err := h.Processor.ProcessLate(ectx, q.Event)
+	cancel()
+	switch {
+	case err == nil:
+		h.Log.InfoContext(ctx, "retry", "outcome", res.Action, "uid", res.UID, "attempt", attempt)
+		return nil
+	case !pushevent.Retryable(err):
+		h.Log.ErrorContext(ctx, "retry", "outcome", "failed", "error", err, "attempt", attempt)
+		h.Metrics.Count("PushFailed")
+		return nil
+	}
+	delay := retryDelay(err, attempt)
+	h.deferred(ctx, "retry", err, "attempt", attempt, "delay", delay.String())
+	return queue.RetryAfter(delay, err)
+}
+
+// handBack sends an event the invocation has no time to start as a new
+// message carrying the attempts it had, and lets the original go: it was
+// not tried, so it must not spend one of its attempts. If the queue does
+// not take it, the original comes back after the visibility timeout
+// instead, spending an attempt rather than losing the event.
+func (h *Handler) handBack(ctx context.Context, q queued, attempts int) error {
+	q.Attempts = attempts
+	if err := h.send(ctx, h.QueueURL, q); err != nil {
+		return fmt.Errorf("hand back untried: %w", err)
+	}
+	h.Log.InfoContext(ctx, "retry", "outcome", "handed_back", "reason", "no time left in this invocation", "attempts", attempts)
+	h.Metrics.Count("PushHandedBack")
+	return nil
+}
+
+// eventBudget is how long an event starting now may take, or false if the
+// invocation has too little time left to start one.
+func (h *Handler) eventBudget(ctx context.Context) (time.Duration, bool) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return retryBudget, true
+	}
+	left := time.Until(deadline) - handBackMargin
+	if left < minRetryBudget {
+		return 0, false
+	}
+	return min(left, retryBudget), true
+}
+
+// retryDelay is when an event that failed its attempt-th try comes back:
+// after the quota day for an exhausted quota (45009), else growing with the
+// attempts, spread so that a burst does not come back as a burst.
+func retryDelay(err error, attempt int) time.Duration {
+	if wechat.ClassOf(err) == wechat.ClassQuota {
+		return backoff.Add(time.Until(wechat.QuotaDayEnd(time.Now())), 0.05)
+	}
+	return backoff.Spread(backoff.Exp(retryBase, retryCeiling, attempt), 0.25)
+}
+
+func (h *Handler) maxAttempts() int {
+	if h.MaxAttempts > 0 {
+		return h.MaxAttempts
+	}
+	return DefaultMaxAttempts
 }

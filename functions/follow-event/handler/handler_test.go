@@ -16,19 +16,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"wxbridge/infra/devkit/awstest"
 	"wxbridge/infra/devkit/sandbox"
+	"wxbridge/infra/devkit/testenv"
 	"wxbridge/shared/binding"
 	"wxbridge/shared/httpapi"
 	"wxbridge/shared/idempotency"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
 	"wxbridge/shared/pushevent"
-	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat"
 	"wxbridge/shared/wechat/push"
 )
@@ -64,33 +63,14 @@ type env struct {
 
 func newEnv(t testing.TB, mode push.Mode) *env {
 	t.Helper()
-	ctx := context.Background()
-	sb := sandbox.New(sandbox.DefaultConfig())
-	api := httptest.NewServer(sb)
-	t.Cleanup(api.Close)
-
-	// The OA token secret, written as the token-refresher writes it.
-	tok, err := wechat.New(wechat.Options{APIBase: api.URL}).StableToken(ctx, oaApp, sandbox.DevOfficialAccount.Secret, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := sb.Clock().Now()
-	secretID := awstest.Secret(t, tokens.Stored{AccessToken: tok.Token, ExpiresAt: now.Add(tok.ExpiresIn), RefreshedAt: now})
+	// The OA token secret is written as the token-refresher writes it.
+	te := testenv.New(t, testenv.Tokens(oaApp))
+	sb, wc, counter, table, db, sqsClient := te.Sandbox, te.WeChat, te.Counter, te.Table, te.DB, te.SQS
 	logs := &bytes.Buffer{}
-	log, metrics := observe.Logger(logs, "follow-event"), observe.NewMetrics(logs, "follow-event")
-	source := tokens.NewSource(tokens.Options{
-		Secrets: map[string]string{oaApp: secretID},
-		Reader:  secretsmanager.NewFromConfig(awstest.Config(nil)),
-		Now:     sb.Clock().Now,
-	})
-	wc := wechat.New(wechat.Options{APIBase: api.URL, Tokens: source})
-
-	counter := &awstest.Counter{}
-	table := awstest.Table(t)
-	db := dynamodb.NewFromConfig(awstest.Config(counter))
+	out := &syncWriter{w: logs} // the logger and the metrics write concurrently
+	log, metrics := observe.Logger(out, "follow-event"), observe.NewMetrics(out, "follow-event")
 	store := identity.NewStore(db, table)
-	queueURL := awstest.Queue(t, "PushRetryQueue")
-	sqsClient := sqs.NewFromConfig(awstest.Config(nil))
+	queueURL := te.Queue("PushRetryQueue")
 
 	key := ""
 	if mode != push.Plaintext {
@@ -104,7 +84,7 @@ func newEnv(t testing.TB, mode push.Mode) *env {
 	h := &Handler{
 		Receiver: receiver,
 		Processor: &pushevent.Processor{
-			AppID: oaApp, WeChat: wc, People: store, Bindings: binding.NewVerifier(bindKey), Log: log, Metrics: metrics,
+			AppID: oaApp, WeChat: wc, People: store, Bindings: binding.NewVerifier(bindKey), Uses: binding.NewUses(db, table), Log: log, Metrics: metrics,
 		},
 		Claims:   idempotency.NewStore(db, table, "push"),
 		Queue:    sqsClient,
@@ -348,8 +328,8 @@ func TestRetriedPushCostsOneConditionalWrite(t *testing.T) {
 		}
 		counts := e.counter.Counts()
 		if i == 1 {
-			if len(counts) != 1 || counts["PutItem"] != 1 || e.sb.Calls("/cgi-bin/user/info") != calls {
-				t.Fatalf("a duplicate cost %v and %d user/info calls, want one PutItem", counts, e.sb.Calls("/cgi-bin/user/info")-calls)
+			if len(counts) != 1 || counts["UpdateItem"] != 1 || e.sb.Calls("/cgi-bin/user/info") != calls {
+				t.Fatalf("a duplicate cost %v and %d user/info calls, want one conditional UpdateItem", counts, e.sb.Calls("/cgi-bin/user/info")-calls)
 			}
 			if e.items(t) != before {
 				t.Fatal("a duplicate wrote")
@@ -403,6 +383,7 @@ func deadEndpoint(t testing.TB) string {
 func deadConfig(t testing.TB) aws.Config {
 	cfg := awstest.Config(nil)
 	cfg.BaseEndpoint = aws.String(deadEndpoint(t))
+	cfg.RetryMaxAttempts = 1 // nothing answers however often it is asked
 	return cfg
 }
 
@@ -485,15 +466,20 @@ func TestQRSceneBindsExternalID(t *testing.T) {
 	if got := e.person(t, identity.ExternalKey("9001")); got.UnionID != follower.UnionID {
 		t.Fatalf("scan-bound person = %+v", got)
 	}
-	// A marketing scene binds nothing; a binding that conflicts is dropped
-	// and the follow still recorded.
+	// A marketing scene binds nothing; a binding that conflicts (a new
+	// token for an account bound to someone else) is dropped and the
+	// follow still recorded.
 	other := e.sb.CreatePerson(sandbox.PersonSpec{})
-	if d, _ := e.sb.Follow(ctx, other.ID, tok); !d.Delivered {
+	tok3, _ := binding.Sign(bindKey, "8812", e.sb.Clock().Now().Add(2*time.Hour))
+	if d, _ := e.sb.Follow(ctx, other.ID, tok3); !d.Delivered {
 		t.Fatalf("conflicting binding not acknowledged: %+v", d)
 	}
 	got := e.person(t, identity.OAKey(oaApp, other.OAOpenID))
 	if got.ExternalID != "" || !got.FollowsOA() {
 		t.Fatalf("conflicting binding: %+v", got)
+	}
+	if !strings.Contains(e.logs.String(), `"reason":"conflict"`) {
+		t.Errorf("the conflicting binding was not logged: %s", e.logs.String())
 	}
 	promo := e.sb.CreatePerson(sandbox.PersonSpec{})
 	e.follow(t, promo.ID, "promo-2026")
@@ -591,17 +577,31 @@ func mustCipher(t testing.TB) *push.Cipher {
 
 func TestURLCheck(t *testing.T) {
 	e := newEnv(t, push.Safe)
-	get := func(sig string) events.APIGatewayV2HTTPResponse {
-		req := events.APIGatewayV2HTTPRequest{RouteKey: "GET /wechat/push", QueryStringParameters: map[string]string{"signature": sig, "timestamp": "1", "nonce": "n", "echostr": "7439872398"}}
+	get := func(sig, ts string) events.APIGatewayV2HTTPResponse {
+		req := events.APIGatewayV2HTTPRequest{RouteKey: "GET /wechat/push", QueryStringParameters: map[string]string{"signature": sig, "timestamp": ts, "nonce": "n", "echostr": "7439872398"}}
 		req.RequestContext.HTTP.Method = "GET"
 		resp, _ := e.h.HTTP(context.Background(), req)
 		return resp
 	}
-	if r := get(push.Signature(pushToken, "1", "n")); r.StatusCode != 200 || r.Body != "7439872398" {
+	now := strconv.FormatInt(e.sb.Clock().Now().Unix(), 10)
+	if r := get(push.Signature(pushToken, now, "n"), now); r.StatusCode != 200 || r.Body != "7439872398" {
 		t.Fatalf("URL check = %d %q", r.StatusCode, r.Body)
 	}
-	if r := get(push.Signature("guess", "1", "n")); r.StatusCode != 403 || strings.Contains(r.Body, "7439872398") {
+	if r := get(push.Signature("guess", now, "n"), now); r.StatusCode != 403 || strings.Contains(r.Body, "7439872398") {
 		t.Fatalf("forged URL check = %d %q", r.StatusCode, r.Body)
+	}
+	// Every push's query carries a valid signature, timestamp and nonce:
+	// replayed later as a URL check, it must not echo an echostr of the
+	// replayer's choosing. The pushes' window applies.
+	old := strconv.FormatInt(e.sb.Clock().Now().Add(-push.DefaultWindow-time.Minute).Unix(), 10)
+	for _, ts := range []string{"1", old} {
+		e.logs.Reset()
+		if r := get(push.Signature(pushToken, ts, "n"), ts); r.StatusCode != 403 || strings.Contains(r.Body, "7439872398") {
+			t.Fatalf("URL check with timestamp %s = %d %q, want 403", ts, r.StatusCode, r.Body)
+		}
+		if !strings.Contains(e.logs.String(), "timestamp outside the accepted window") {
+			t.Errorf("the stale URL check was not logged with its reason: %s", e.logs.String())
+		}
 	}
 }
 
@@ -624,12 +624,12 @@ func TestLogsKeepSecrets(t *testing.T) {
 	}
 }
 
-// TestUserInfoRefusedStillRecordsTheFollow: when user/info will not answer
-// (48001, the account lacks the permission), retrying cannot help; the
+// TestUserInfoRefusingTheOpenIDStillRecordsTheFollow: when user/info
+// answers about the openid itself (40003), asking again cannot help; the
 // follow is recorded without the unionid instead of being lost.
-func TestUserInfoRefusedStillRecordsTheFollow(t *testing.T) {
+func TestUserInfoRefusingTheOpenIDStillRecordsTheFollow(t *testing.T) {
 	e := newEnv(t, push.Safe)
-	if err := e.sb.InjectFault(sandbox.Fault{Path: "/cgi-bin/user/info", ErrCode: 48001}); err != nil {
+	if err := e.sb.InjectFault(sandbox.Fault{Path: "/cgi-bin/user/info", ErrCode: 40003}); err != nil {
 		t.Fatal(err)
 	}
 	p := e.sb.CreatePerson(sandbox.PersonSpec{})
@@ -639,6 +639,9 @@ func TestUserInfoRefusedStillRecordsTheFollow(t *testing.T) {
 		t.Fatalf("follower = %+v, want followed without unionid", got)
 	}
 	if n := e.queued(t); n != 0 {
-		t.Fatalf("queued = %d: a configuration error was retried", n)
+		t.Fatalf("queued = %d: an answer about the openid itself was retried", n)
+	}
+	if !strings.Contains(e.logs.String(), `"outcome":"degraded"`) {
+		t.Errorf("the degraded follow was not logged: %s", e.logs.String())
 	}
 }

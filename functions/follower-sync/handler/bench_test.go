@@ -4,12 +4,163 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"wxbridge/infra/devkit/sandbox"
+	"wxbridge/shared/backfill"
 	"wxbridge/shared/identity"
+	"wxbridge/shared/observe"
+	"wxbridge/shared/pushevent"
+	"wxbridge/shared/wechat/push"
 )
+
+// TestBackfillWhileUsersLogInAndFollow runs a whole backfill of 1,000
+// followers of mixed kinds while some of them log in to the mini program
+// and follow events for listed followers are handled at the same moment:
+// one person per follower, one per unionid, exact counts. make bench runs
+// the same at 25,000 followers (BenchmarkBackfill25000).
+func TestBackfillWhileUsersLogInAndFollow(t *testing.T) {
+	backfillWhileUsersLogInAndFollow(t, 1000)
+}
+
+// BenchmarkBackfill25000 is TestBackfillWhileUsersLogInAndFollow at 25,000
+// followers (three full user/get pages and a half, 250 chunks), with the
+// same checks; it prints the wall time and DynamoDB requests.
+func BenchmarkBackfill25000(b *testing.B) {
+	const n = 25000
+	took, ddb := backfillWhileUsersLogInAndFollow(b, n)
+	fmt.Fprintf(os.Stdout, "\nbackfill of %d followers while 500 log in and %d follow: %s; DynamoDB requests %v\n\n", n, n*3/250, took.Round(time.Millisecond), ddb)
+	b.ReportMetric(took.Seconds(), "backfill-s")
+	b.ReportMetric(float64(n)/took.Seconds(), "followers/s")
+}
+
+// backfillWhileUsersLogInAndFollow backfills n followers (4% mini-program
+// users, 10% without unionid) with 4 pollers. Half of the mini-program
+// users log in before the run, the other half during it, while follow
+// events for 1.2% of the followers (the push of someone who followed as
+// wxbridge was installed) go through the follow-event's own code. It
+// checks the run's counts and that every follower is one person, and
+// returns how long the run took and its DynamoDB requests.
+func backfillWhileUsersLogInAndFollow(tb testing.TB, n int) (time.Duration, map[string]int) {
+	e := newEnv(tb)
+	fs, err := e.sb.CreateFollowers(sandbox.FollowersSpec{Count: n, MiniProgramShare: 0.04, WithoutUnionIDShare: 0.1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var mp, plain, noUnion []sandbox.Follower
+	for _, f := range fs {
+		switch {
+		case f.MiniProgram:
+			mp = append(mp, f)
+		case f.WithoutUnionID:
+			noUnion = append(noUnion, f)
+		default:
+			plain = append(plain, f)
+		}
+	}
+	wantMP, wantNoUnion := n*4/100, n/10
+	if len(mp) != wantMP || len(noUnion) != wantNoUnion || len(plain) != n-wantMP-wantNoUnion {
+		tb.Fatalf("kinds: %d mini-program, %d without unionid, %d others", len(mp), len(noUnion), len(plain))
+	}
+	// Half of the mini-program users logged in before the backfill.
+	before, during := mp[:len(mp)/2], mp[len(mp)/2:]
+	for _, f := range before {
+		e.loginAs(tb, f.ID)
+	}
+	run := e.start(tb)
+
+	// While it runs: the other half log in, and follow events arrive for
+	// listed followers, through the follow-event's own code.
+	proc := &pushevent.Processor{AppID: oaApp, WeChat: e.wc, People: e.people, Log: observe.Logger(e.logs, "follow-event")}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for _, f := range during {
+			e.loginAs(tb, f.ID)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for _, f := range plain[:n*3/250] {
+			ev := push.Event{ToUserName: "gh_sandbox", FromUserName: f.OAOpenID, CreateTime: time.Now().Unix(), MsgType: "event", Event: "subscribe"}
+			if _, err := proc.Process(context.Background(), ev); err != nil {
+				tb.Errorf("follow event: %v", err)
+			}
+		}
+	}()
+	began := time.Now()
+	e.drain(tb, 4)
+	wg.Wait()
+	took := time.Since(began)
+	ddb := e.counter.Counts()
+	tb.Logf("%d followers backfilled in %s; DynamoDB requests %v", n, took.Round(time.Millisecond), ddb)
+
+	got := e.status(tb)
+	if got.ID != run.ID || got.Status != backfill.Done || got.FinishedAt.IsZero() {
+		tb.Fatalf("run = %+v", got)
+	}
+	// Pages of 10,000, then the empty page that ends the list (25,000 =
+	// 10,000 + 10,000 + 5,000 + the empty one); chunks of 100.
+	want := backfill.Run{Total: n, Pages: (n+9999)/10000 + 1, Seen: n, Chunks: (n + 99) / 100, WithoutUnionID: wantNoUnion}
+	want.ChunksDone = want.Chunks
+	if got.Total != want.Total || got.Pages != want.Pages || got.Seen != want.Seen || got.Chunks != want.Chunks ||
+		got.ChunksDone != want.ChunksDone || got.WithoutUnionID != want.WithoutUnionID || got.Failed != 0 || got.Unfollowed != 0 {
+		tb.Errorf("counts = %+v, want %+v", got, want)
+	}
+	// Those who logged in during the run are linked or waiting depending
+	// on who came first; together the two are everyone with a unionid.
+	if got.Linked+got.Waiting != n-wantNoUnion || got.Linked < len(before) || got.Linked > len(mp) || got.Pending() != 0 {
+		tb.Errorf("linked %d, waiting %d, pending %d", got.Linked, got.Waiting, got.Pending())
+	}
+
+	// One person per follower: no duplicate from a login or a follow event
+	// racing the backfill, and one person per unionid.
+	people := e.livePeople(tb)
+	if len(people) != n {
+		tb.Errorf("%d people for %d followers", len(people), n)
+	}
+	byUnion := map[string]int{}
+	linked := 0
+	for _, p := range people {
+		if p.UnionID != "" {
+			byUnion[p.UnionID]++
+		}
+		if p.Linked() {
+			linked++
+		}
+		if oa, ok := p.OA[oaApp]; !ok || !oa.Subscribed || oa.SubscribedAt == nil {
+			tb.Fatalf("person %s has no followed OA identity: %+v", p.UID, p)
+		}
+	}
+	for u, c := range byUnion {
+		if c != 1 {
+			tb.Errorf("unionid %s on %d people", u, c)
+		}
+	}
+	if len(byUnion) != n-wantNoUnion || linked != len(mp) {
+		tb.Errorf("%d unionids, %d linked people; want %d and %d", len(byUnion), linked, n-wantNoUnion, len(mp))
+	}
+	for _, f := range append(mp[:3:3], mp[len(mp)-3:]...) {
+		a, err := e.people.Lookup(context.Background(), identity.MPKey(mpApp, f.MPOpenID))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		b, err := e.people.Lookup(context.Background(), identity.OAKey(oaApp, f.OAOpenID))
+		if err != nil || a.UID != b.UID {
+			tb.Errorf("%s: mini program on %s, official account on %s (%v)", f.ID, a.UID, b.UID, err)
+		}
+	}
+	for _, f := range noUnion[:3] {
+		p, err := e.people.Lookup(context.Background(), identity.OAKey(oaApp, f.OAOpenID))
+		if err != nil || p.UnionID != "" || p.Linked() {
+			tb.Errorf("%s without unionid: %+v %v", f.ID, p, err)
+		}
+	}
+	return took, ddb
+}
 
 // followerAPIs are the platform calls a backfill makes, by either method.
 var followerAPIs = []string{"/cgi-bin/user/get", "/cgi-bin/user/info/batchget", "/cgi-bin/user/info"}

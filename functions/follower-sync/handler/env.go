@@ -38,11 +38,13 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	log, metrics := observe.Logger(env.Out, "follower-sync"), observe.NewMetrics(env.Out, "follower-sync")
 	db := dynamodb.NewFromConfig(env.AWS)
 	q := sqs.NewFromConfig(env.AWS)
+	people := identity.NewStore(db, vars["WXB_TABLE"])
+	people.Metrics = metrics
 	return &Handler{
-		Syncer: &backfill.Syncer{
+		Jobs: &backfill.Syncer{
 			AppID:   cfg.OfficialAccount.AppID,
 			WeChat:  wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Tokens: tokens.FromEnv(env, cfg, log, metrics), Metrics: metrics}),
-			People:  identity.NewStore(db, vars["WXB_TABLE"]),
+			People:  people,
 			Store:   backfill.NewStore(db, vars["WXB_TABLE"]),
 			Queue:   backfill.Queue{Client: q, URL: vars[EnvQueue]},
 			Log:     log,

@@ -3,7 +3,6 @@ package handler
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,18 +13,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	loginhandler "wxbridge/functions/login/handler"
 	"wxbridge/infra/devkit/awstest"
 	"wxbridge/infra/devkit/sandbox"
+	"wxbridge/infra/devkit/testenv"
 	"wxbridge/shared/backfill"
 	"wxbridge/shared/config"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
-	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat"
 )
 
@@ -83,50 +81,27 @@ const sessionKey = "follower-sync-tests-session-key-0123456789abcdef"
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	ctx := context.Background()
-	sb := sandbox.New(sandbox.DefaultConfig())
-	api := httptest.NewServer(sb)
-	t.Cleanup(api.Close)
-
-	tok, err := wechat.New(wechat.Options{APIBase: api.URL}).StableToken(ctx, oaApp, sandbox.DevOfficialAccount.Secret, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := sb.Clock().Now()
-	secretID := awstest.Secret(t, tokens.Stored{AccessToken: tok.Token, ExpiresAt: now.Add(tok.ExpiresIn), RefreshedAt: now})
-	logs := &observe.Capture{}
-	log, metrics := observe.Logger(logs, "follower-sync"), observe.NewMetrics(logs, "follower-sync")
-	source := tokens.NewSource(tokens.Options{
-		Secrets: map[string]string{oaApp: secretID},
-		Reader:  secretsmanager.NewFromConfig(awstest.Config(nil)),
-		Now:     sb.Clock().Now,
-	})
-	wc := wechat.New(wechat.Options{APIBase: api.URL, Tokens: source})
-
-	counter := &awstest.Counter{}
-	table := awstest.Table(t)
-	db := dynamodb.NewFromConfig(awstest.Config(counter))
-	queueURL := awstest.Queue(t, "SyncQueue")
-	sqsClient := sqs.NewFromConfig(awstest.Config(nil))
-	people := identity.NewStore(db, table)
-	runs := backfill.NewStore(db, table)
+	te := testenv.New(t, testenv.Tokens(oaApp), testenv.Configure(func(c *config.Config) {
+		c.SigningKey, c.BindKey = sessionKey, ""
+	}))
+	log, metrics := te.Logger("follower-sync"), te.Metrics("follower-sync")
+	queueURL := te.Queue("SyncQueue")
+	people := identity.NewStore(te.DB, te.Table)
+	people.Metrics = metrics
+	runs := backfill.NewStore(te.DB, te.Table)
 	syncer := &backfill.Syncer{
-		AppID: oaApp, WeChat: wc, People: people, Store: runs,
-		Queue: backfill.Queue{Client: sqsClient, URL: queueURL}, Log: log, Metrics: metrics,
+		AppID: oaApp, WeChat: te.WeChat, People: people, Store: runs,
+		Queue: backfill.Queue{Client: te.SQS, URL: queueURL}, Log: log, Metrics: metrics,
 	}
-	d := &delays{client: sqsClient}
-	h := &Handler{Syncer: syncer, Queue: d, QueueURL: queueURL, Concurrency: 10, Log: log, Metrics: metrics}
+	d := &delays{client: te.SQS}
+	h := &Handler{Jobs: syncer, Queue: d, QueueURL: queueURL, Concurrency: 10, Log: log, Metrics: metrics}
 
-	lh, err := loginhandler.New(config.Config{
-		MiniProgram:     config.App{AppID: mpApp, Secret: sandbox.DevMiniProgram.Secret},
-		OfficialAccount: config.OfficialAccount{App: config.App{AppID: oaApp, Secret: sandbox.DevOfficialAccount.Secret}},
-		SigningKey:      sessionKey,
-	}, wechat.New(wechat.Options{APIBase: api.URL}), people, observe.Logger(logs, "login"), observe.NewMetrics(logs, "login"))
+	lh, err := loginhandler.New(te.Config, wechat.New(wechat.Options{APIBase: te.URL}), people, te.Logger("login"), te.Metrics("login"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{sb: sb, wc: wc, h: h, syncer: syncer, runs: runs, people: people, login: lh, db: db, table: table,
-		sqs: sqsClient, queueURL: queueURL, delays: d, logs: logs, counter: counter}
+	return &env{sb: te.Sandbox, wc: te.WeChat, h: h, syncer: syncer, runs: runs, people: people, login: lh, db: te.DB, table: te.Table,
+		sqs: te.SQS, queueURL: queueURL, delays: d, logs: te.Logs, counter: te.Counter}
 }
 
 // loginAs logs person id in through the login function, as the mini
@@ -186,10 +161,14 @@ func (e *env) handle(t testing.TB, ev events.SQSEvent) (failed int) {
 	for _, f := range resp.BatchItemFailures {
 		bad[f.ItemIdentifier] = true
 	}
+	var done []sqstypes.DeleteMessageBatchRequestEntry
 	for _, m := range ev.Records {
 		if !bad[m.MessageId] {
-			e.sqs.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &e.queueURL, ReceiptHandle: aws.String(m.ReceiptHandle)})
+			done = append(done, sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(m.MessageId), ReceiptHandle: aws.String(m.ReceiptHandle)})
 		}
+	}
+	if len(done) > 0 {
+		e.sqs.DeleteMessageBatch(context.Background(), &sqs.DeleteMessageBatchInput{QueueUrl: &e.queueURL, Entries: done})
 	}
 	return len(bad)
 }

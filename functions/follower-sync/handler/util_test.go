@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"wxbridge/shared/backfill"
 )
@@ -43,8 +44,12 @@ func (e *env) purge(t testing.TB) {
 		if len(out.Messages) == 0 && e.inFlight(t) == 0 {
 			return
 		}
+		var entries []sqstypes.DeleteMessageBatchRequestEntry
 		for _, m := range out.Messages {
-			e.sqs.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &e.queueURL, ReceiptHandle: m.ReceiptHandle})
+			entries = append(entries, sqstypes.DeleteMessageBatchRequestEntry{Id: m.MessageId, ReceiptHandle: m.ReceiptHandle})
+		}
+		if len(entries) > 0 {
+			e.sqs.DeleteMessageBatch(context.Background(), &sqs.DeleteMessageBatchInput{QueueUrl: &e.queueURL, Entries: entries})
 		}
 	}
 }

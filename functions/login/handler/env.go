@@ -7,6 +7,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"wxbridge/shared/awsenv"
+	"wxbridge/shared/binding"
 	"wxbridge/shared/config"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
@@ -26,8 +27,9 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	}
 	metrics := observe.NewMetrics(env.Out, "login")
 	wc := wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Metrics: metrics})
-	people := identity.NewStore(dynamodb.NewFromConfig(env.AWS), vars["WXB_TABLE"])
-	return New(cfg, wc, people, observe.Logger(env.Out, "login"), metrics)
+	db := dynamodb.NewFromConfig(env.AWS)
+	people := identity.NewStore(db, vars["WXB_TABLE"])
+	return New(cfg, wc, people, observe.Logger(env.Out, "login"), metrics, WithTokenUses(binding.NewUses(db, vars["WXB_TABLE"])))
 }
 
 // Build is the function's entry point for awsenv.Main and the devstack: the

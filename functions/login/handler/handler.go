@@ -37,6 +37,13 @@ type People interface {
 	Session(ctx context.Context, appid, openid string) (identity.MPSession, error)
 }
 
+// TokenUses spends binding tokens (binding.Uses): each binds one WeChat
+// user only.
+type TokenUses interface {
+	Spend(ctx context.Context, t binding.Token, holder string) (first bool, err error)
+	Unspend(ctx context.Context, t binding.Token, holder string) error
+}
+
 // Handler serves the login routes.
 type Handler struct {
 	app      config.App
@@ -45,14 +52,23 @@ type Handler struct {
 	people   People
 	sessions *session.Keys
 	bindings *binding.Verifier // nil when no bind key is configured
+	uses     TokenUses         // nil: bind tokens cannot be made single-use, so none is accepted
 	log      *slog.Logger
 	metrics  *observe.Metrics
 }
 
+// Option adds an optional dependency to a Handler.
+type Option func(*Handler)
+
+// WithTokenUses makes bind tokens single-use, recording in uses the WeChat
+// user each one bound. Without it, logins that carry a bind_token are
+// refused.
+func WithTokenUses(uses TokenUses) Option { return func(h *Handler) { h.uses = uses } }
+
 // New builds a Handler from the configuration secret. The mini program's
-// credentials and the session key are required; without a bind key,
-// logins that carry a bind_token are refused.
-func New(cfg config.Config, wc WeChat, people People, log *slog.Logger, metrics *observe.Metrics) (*Handler, error) {
+// credentials and the session key are required; without a bind key (or
+// WithTokenUses), logins that carry a bind_token are refused.
+func New(cfg config.Config, wc WeChat, people People, log *slog.Logger, metrics *observe.Metrics, opts ...Option) (*Handler, error) {
 	if err := cfg.Check(config.NeedMiniProgram, config.NeedSigningKey); err != nil {
 		return nil, err
 	}
@@ -64,37 +80,40 @@ func New(cfg config.Config, wc WeChat, people People, log *slog.Logger, metrics 
 	if cfg.Check(config.NeedBindKey) == nil {
 		h.bindings = binding.NewVerifier(cfg.BindKey, cfg.BindKeyPrevious)
 	}
+	for _, o := range opts {
+		o(h)
+	}
 	return h, nil
 }
 
 // Handle serves one request.
 func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 	route := httpapi.Route(req)
-	log := h.log.With("route", route, "request_id", observe.RequestID(ctx))
+	ctx = observe.With(ctx, "route", route)
 	var (
 		body any
 		err  error
 	)
 	switch route {
 	case "POST /mp/login":
-		body, err = h.login(ctx, req, log)
+		body, err = h.login(ctx, req)
 	case "POST /mp/profile":
-		body, err = h.profile(ctx, req, log)
+		body, err = h.profile(ctx, req)
 	case "GET /me":
 		body, err = h.me(ctx, req)
 	default:
 		err = httpapi.Fail(http.StatusNotFound, "not_found", "no route %s", route)
 	}
 	if err == nil {
-		log.Info("request", "outcome", "ok")
+		h.log.InfoContext(ctx, "request", "outcome", "ok")
 		return httpapi.JSON(http.StatusOK, body), nil
 	}
 	var he *httpapi.Error
 	if !errors.As(err, &he) {
-		log.Error("request", "outcome", "server_error", "error", err)
+		h.log.ErrorContext(ctx, "request", "outcome", "server_error", "error", err)
 		he = httpapi.Fail(http.StatusInternalServerError, "server_error", "something went wrong on our side; it has been logged")
 	} else {
-		log.Warn("request", "outcome", he.Code, "status", he.Status)
+		h.log.WarnContext(ctx, "request", "outcome", he.Code, "status", he.Status)
 	}
 	return httpapi.Respond(he), nil
 }
@@ -122,7 +141,7 @@ type LoginResponse struct {
 	Person    PersonView `json:"person"`
 }
 
-func (h *Handler) login(ctx context.Context, req events.APIGatewayV2HTTPRequest, log *slog.Logger) (any, error) {
+func (h *Handler) login(ctx context.Context, req events.APIGatewayV2HTTPRequest) (any, error) {
 	var in loginRequest
 	if err := httpapi.DecodeJSON(req, MaxBody, &in); err != nil {
 		return nil, err
@@ -135,39 +154,57 @@ func (h *Handler) login(ctx context.Context, req events.APIGatewayV2HTTPRequest,
 	}
 	// The binding is checked before the code is spent: a bad bind_token
 	// must not cost the user their login code.
-	externalID := ""
+	var tok binding.Token
 	if in.BindToken != "" {
-		if h.bindings == nil {
+		if h.bindings == nil || h.uses == nil {
 			return nil, httpapi.Fail(http.StatusBadRequest, "invalid_bind_token", "business binding is not configured")
 		}
-		id, err := h.bindings.Verify(in.BindToken)
-		if err != nil {
+		var err error
+		if tok, err = h.bindings.Check(in.BindToken); err != nil {
 			return nil, httpapi.Fail(http.StatusBadRequest, "invalid_bind_token", "bind_token is malformed, forged or expired")
 		}
-		externalID = id
 	}
 	ws, err := h.wechat.Code2Session(ctx, h.app.AppID, h.app.Secret, in.Code)
 	if err != nil {
-		return nil, h.wechatFailure(log, err)
+		return nil, h.wechatFailure(ctx, err)
 	}
-	res, err := h.people.Link(ctx, identity.Sighting{
-		MP:         &identity.MPSighting{AppID: h.app.AppID, OpenID: ws.OpenID, SessionKey: ws.SessionKey},
-		UnionID:    ws.UnionID,
-		ExternalID: externalID,
-	})
+	sighting := identity.Sighting{
+		MP:      &identity.MPSighting{AppID: h.app.AppID, OpenID: ws.OpenID, SessionKey: ws.SessionKey},
+		UnionID: ws.UnionID,
+	}
+	// Single use: only the user a token bound first may present it again
+	// (a retried login). It is spent before the link, so that two users
+	// presenting it at once cannot both be bound.
+	first, spender := false, holder(sighting)
+	if tok.ExternalID != "" {
+		if first, err = h.uses.Spend(ctx, tok, spender); err != nil {
+			if errors.Is(err, binding.ErrSpent) {
+				h.log.WarnContext(ctx, "binding refused", "outcome", "binding_refused", "reason", "token_used")
+				h.metrics.Count("BindingsRefused", "source", "login", "reason", "token_used")
+				return nil, httpapi.Fail(http.StatusBadRequest, "invalid_bind_token", "bind_token has already bound another WeChat user: ask for a new one")
+			}
+			return nil, err
+		}
+		sighting.ExternalID = tok.ExternalID
+	}
+	res, err := h.people.Link(ctx, sighting)
 	if err != nil {
+		if first && errors.Is(err, identity.ErrConflict) {
+			// Nothing was bound: the token stays for its rightful user,
+			// and the refused login leaves nothing written.
+			if uerr := h.uses.Unspend(ctx, tok, spender); uerr != nil {
+				h.log.WarnContext(ctx, "give the binding token back", "outcome", "token_kept", "error", uerr)
+			}
+		}
 		return nil, h.identityFailure(err)
 	}
 	h.metrics.Count("Logins", "outcome", string(res.Outcome))
-	if len(res.Merged) > 0 {
-		h.metrics.Count("Merges")
-	}
-	log.Info("login", "outcome", "logged_in", "uid", res.Person.UID, "link", res.Outcome, "unionid_known", ws.UnionID != "", "bound", externalID != "")
-	tok, s, err := h.sessions.Issue(session.Session{AppID: h.app.AppID, OpenID: ws.OpenID, UID: res.Person.UID})
+	h.log.InfoContext(ctx, "login", "outcome", "logged_in", "uid", res.Person.UID, "link", res.Outcome, "unionid_known", ws.UnionID != "", "bound", sighting.ExternalID != "")
+	bearer, s, err := h.sessions.Issue(session.Session{AppID: h.app.AppID, OpenID: ws.OpenID, UID: res.Person.UID})
 	if err != nil {
 		return nil, err
 	}
-	return LoginResponse{Session: tok, ExpiresAt: s.Expires, Person: viewOf(res.Person)}, nil
+	return LoginResponse{Session: bearer, ExpiresAt: s.Expires, Person: viewOf(res.Person)}, nil
 }
 
 type profileRequest struct {
@@ -181,7 +218,7 @@ type ProfileResponse struct {
 	UnionIDKnown bool       `json:"unionid_known"`
 }
 
-func (h *Handler) profile(ctx context.Context, req events.APIGatewayV2HTTPRequest, log *slog.Logger) (any, error) {
+func (h *Handler) profile(ctx context.Context, req events.APIGatewayV2HTTPRequest) (any, error) {
 	s, err := h.caller(req)
 	if err != nil {
 		return nil, err
@@ -230,10 +267,7 @@ func (h *Handler) profile(ctx context.Context, req events.APIGatewayV2HTTPReques
 		return nil, h.identityFailure(err)
 	}
 	h.metrics.Count("UnionIDReveals", "outcome", string(res.Outcome))
-	if len(res.Merged) > 0 {
-		h.metrics.Count("Merges")
-	}
-	log.Info("profile", "outcome", "unionid_revealed", "uid", res.Person.UID, "link", res.Outcome)
+	h.log.InfoContext(ctx, "profile", "outcome", "unionid_revealed", "uid", res.Person.UID, "link", res.Outcome)
 	return ProfileResponse{Person: viewOf(res.Person), UnionIDKnown: true}, nil
 }
 
@@ -303,11 +337,21 @@ func invalidSession() *httpapi.Error {
 	return httpapi.Fail(http.StatusUnauthorized, "invalid_session", "the session is invalid or expired: log in again")
 }
 
+// holder names the user of a login as binding tokens record who spent
+// them: by unionid when jscode2session gave it (the name a QR scan by the
+// same user gives), else by the mini-program openid.
+func holder(s identity.Sighting) string {
+	if s.UnionID != "" {
+		return identity.UnionKey(s.UnionID).String()
+	}
+	return identity.MPKey(s.MP.AppID, s.MP.OpenID).String()
+}
+
 // wechatFailure maps a failed jscode2session to an answer by its class.
-func (h *Handler) wechatFailure(log *slog.Logger, err error) error {
+func (h *Handler) wechatFailure(ctx context.Context, err error) error {
 	// The client counts WeChatErrors by api and errcode.
 	class := wechat.ClassOf(err)
-	log.Warn("jscode2session failed", "outcome", "wechat_error", "class", class.String(), "error", err, "rid", wechat.RID(err))
+	h.log.WarnContext(ctx, "jscode2session failed", "outcome", "wechat_error", "class", class.String(), "error", err, "rid", wechat.RID(err))
 	switch class {
 	case wechat.ClassCode:
 		return httpapi.Fail(http.StatusBadRequest, "invalid_code", "the login code is invalid, expired or already used: call wx.login again")
@@ -326,7 +370,6 @@ func (h *Handler) wechatFailure(log *slog.Logger, err error) error {
 func (h *Handler) identityFailure(err error) error {
 	switch {
 	case errors.Is(err, identity.ErrConflict):
-		h.metrics.Count("LinkConflicts")
 		return httpapi.Fail(http.StatusConflict, "binding_conflict", "this WeChat user is already bound to another account, or the account to another WeChat user")
 	case errors.Is(err, identity.ErrContention):
 		e := httpapi.Fail(http.StatusServiceUnavailable, "busy", "too many concurrent updates to this person: retry")

@@ -5,17 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"wxbridge/infra/devkit/awstest"
 	"wxbridge/infra/devkit/sandbox"
+	"wxbridge/infra/devkit/testenv"
 	"wxbridge/shared/binding"
 	"wxbridge/shared/config"
 	"wxbridge/shared/identity"
@@ -43,34 +42,26 @@ type env struct {
 
 func newEnv(t testing.TB, tweaks ...func(*sandbox.Config)) *env {
 	t.Helper()
-	sbc := sandbox.DefaultConfig()
+	opts := []testenv.Option{testenv.Tokens(), testenv.Configure(func(c *config.Config) {
+		c.OfficialAccount, c.SigningKey, c.BindKey = config.OfficialAccount{}, sessionKey, bindKey
+	})}
 	for _, f := range tweaks {
-		f(&sbc)
+		opts = append(opts, testenv.Sandbox(f))
 	}
-	sb := sandbox.New(sbc)
-	srv := httptest.NewServer(sb)
-	t.Cleanup(srv.Close)
-
+	te := testenv.New(t, opts...)
 	// The configuration goes through a real secret, as in Lambda.
-	secretID := awstest.Secret(t, config.Config{
-		MiniProgram: config.App{AppID: sandbox.DevMiniProgram.AppID, Secret: sandbox.DevMiniProgram.Secret},
-		SigningKey:  sessionKey,
-		BindKey:     bindKey,
-	})
-	cfg, err := config.Load(context.Background(), secretsmanager.NewFromConfig(awstest.Config(nil)), secretID)
+	cfg, err := config.Load(context.Background(), te.Secrets, te.ConfigSecret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	counter := &awstest.Counter{}
-	table := awstest.Table(t)
-	db := dynamodb.NewFromConfig(awstest.Config(counter))
+	db, table := te.DB, te.Table
 	store := identity.NewStore(db, table)
 	logs := &bytes.Buffer{}
-	h, err := New(cfg, wechat.New(wechat.Options{APIBase: srv.URL}), store, observe.Logger(logs, "login"), observe.NewMetrics(logs, "login"))
+	h, err := New(cfg, wechat.New(wechat.Options{APIBase: te.URL}), store, observe.Logger(logs, "login"), observe.NewMetrics(logs, "login"), WithTokenUses(binding.NewUses(db, table)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{h: h, sb: sb, store: store, db: db, table: table, logs: logs, counter: counter}
+	return &env{h: h, sb: te.Sandbox, store: store, db: db, table: table, logs: logs, counter: te.Counter}
 }
 
 func (e *env) call(t testing.TB, route, body, bearer string) (int, map[string]any, events.APIGatewayV2HTTPResponse) {
@@ -248,15 +239,57 @@ func TestBinding(t *testing.T) {
 	if me["external_id"] != "8812" {
 		t.Fatalf("me = %v, want external_id 8812", me)
 	}
-	// The same business account cannot be claimed by a second WeChat user.
+	// Alice's retried login with the same token is fine.
+	if status, out := e.login(t, alice.ID, tok); status != 200 || uidOf(out) == "" {
+		t.Fatalf("the same user presenting the token again = %d %v", status, out)
+	}
+	// The same business account cannot be claimed by a second WeChat user:
+	// with a token of its own, the account is bound elsewhere.
 	bob := e.sb.CreatePerson(sandbox.PersonSpec{})
 	before := e.items(t)
-	status, out = e.login(t, bob.ID, tok)
+	own, _ := binding.Sign(bindKey, "8812", time.Now().Add(20*time.Minute))
+	status, out = e.login(t, bob.ID, own)
 	if status != 409 || out["error"] != "binding_conflict" {
 		t.Fatalf("second binding = %d %v, want 409 binding_conflict", status, out)
 	}
 	if after := e.items(t); after != before {
 		t.Errorf("a refused binding wrote: %d items, then %d", before, after)
+	}
+}
+
+// TestBindTokenIsSingleUse (issue 12, defect 2): a bind token that bound
+// one WeChat user binds nobody else: a second user presenting it (a token
+// leaked, a link forwarded) is refused as an invalid bind token, writes
+// nothing, and the refusal is logged and counted, whether or not logins
+// reveal the unionid (the token's first user is then named by unionid or
+// by mini-program openid).
+func TestBindTokenIsSingleUse(t *testing.T) {
+	for _, reveal := range []bool{true, false} {
+		t.Run(map[bool]string{true: "unionid_known", false: "unionid_unknown"}[reveal], func(t *testing.T) {
+			e := newEnv(t)
+			e.sb.SetRevealUnionID(reveal)
+			alice, mallory := e.sb.CreatePerson(sandbox.PersonSpec{}), e.sb.CreatePerson(sandbox.PersonSpec{})
+			tok, _ := binding.Sign(bindKey, "8812", time.Now().Add(10*time.Minute))
+			if status, out := e.login(t, alice.ID, tok); status != 200 {
+				t.Fatalf("alice = %d %v", status, out)
+			}
+			before := e.items(t)
+			status, out := e.login(t, mallory.ID, tok)
+			if status != 400 || out["error"] != "invalid_bind_token" {
+				t.Fatalf("mallory with alice's token = %d %v, want 400 invalid_bind_token", status, out)
+			}
+			if after := e.items(t); after != before {
+				t.Errorf("the refused login wrote: %d items, then %d", before, after)
+			}
+			got, err := e.store.Lookup(context.Background(), identity.ExternalKey("8812"))
+			if err != nil || got.MP[sandbox.DevMiniProgram.AppID].OpenID != alice.MPOpenID {
+				t.Fatalf("8812 = %+v, %v; want alice's person", got, err)
+			}
+			logs := e.logs.String()
+			if !strings.Contains(logs, `"reason":"token_used"`) || !strings.Contains(logs, `"BindingsRefused":1`) {
+				t.Errorf("the refusal was not logged and counted: %s", logs)
+			}
+		})
 	}
 }
 

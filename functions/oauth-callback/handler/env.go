@@ -33,9 +33,11 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	}
 	db := dynamodb.NewFromConfig(env.AWS)
 	metrics := observe.NewMetrics(env.Out, "oauth-callback")
+	people := identity.NewStore(db, vars["WXB_TABLE"])
+	people.Metrics = metrics // merges a sign-in causes
 	return New(cfg, Options{Origins: origins, PublicURL: env.Get("WXB_PUBLIC_URL")}, Deps{
 		WeChat:   wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), OpenBase: env.Get("WXB_WECHAT_OPEN_BASE"), Metrics: metrics}),
-		People:   identity.NewStore(db, vars["WXB_TABLE"]),
+		People:   people,
 		States:   oauthstate.NewLedger(db, vars["WXB_TABLE"]),
 		Profiles: profiles.NewStore(db, vars["WXB_TABLE"]),
 		Log:      observe.Logger(env.Out, "oauth-callback"),

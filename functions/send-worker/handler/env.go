@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -21,7 +22,7 @@ import (
 // FromEnv builds the send-worker from its environment: WXB_TABLE,
 // WXB_APP_SECRET, WXB_SEND_QUEUE, the token secrets and the refresher
 // (shared/tokens), and optionally WXB_SEND_CONCURRENCY,
-// WXB_SEND_MAX_ATTEMPTS and WXB_WECHAT_API_BASE.
+// WXB_SEND_MAX_ATTEMPTS, WXB_SEND_RECIPIENT_WAIT and WXB_WECHAT_API_BASE.
 func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	vars, err := env.Require("WXB_TABLE", "WXB_APP_SECRET", "WXB_SEND_QUEUE")
 	if err != nil {
@@ -32,6 +33,10 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 		return nil, err
 	}
 	attempts, err := positive(env, "WXB_SEND_MAX_ATTEMPTS", DefaultMaxAttempts)
+	if err != nil {
+		return nil, err
+	}
+	wait, err := duration(env, "WXB_SEND_RECIPIENT_WAIT", notify.DefaultRecipientWait)
 	if err != nil {
 		return nil, err
 	}
@@ -51,6 +56,8 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 		WeChat:          wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Tokens: tokens.FromEnv(env, cfg, log, metrics), Metrics: metrics}),
 		OfficialAccount: cfg.OfficialAccount.AppID,
 		MiniProgram:     cfg.MiniProgram.AppID,
+		RecipientWait:   wait,
+		Unrecorded:      notify.NewUnrecorded(),
 		Log:             log,
 		Metrics:         metrics,
 	}
@@ -76,6 +83,19 @@ func positive(env awsenv.Env, name string, def int) (int, error) {
 		return 0, fmt.Errorf("%s: want a positive integer, got %q", name, v)
 	}
 	return n, nil
+}
+
+// duration reads an optional positive Go duration variable.
+func duration(env awsenv.Env, name string, def time.Duration) (time.Duration, error) {
+	v := env.Get(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s: want a positive duration such as 15m, got %q", name, v)
+	}
+	return d, nil
 }
 
 // Build is the function's entry point for awsenv.Main and the devstack: the

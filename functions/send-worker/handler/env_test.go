@@ -21,6 +21,7 @@ import (
 	followevent "wxbridge/functions/follow-event/handler"
 	"wxbridge/infra/devkit/awstest"
 	"wxbridge/infra/devkit/sandbox"
+	"wxbridge/infra/devkit/testenv"
 	"wxbridge/shared/httpapi"
 	"wxbridge/shared/idempotency"
 	"wxbridge/shared/identity"
@@ -61,45 +62,32 @@ type env struct {
 	apiURL   string
 	sqs      *sqs.Client
 	queueURL string
+	table    string
 	logs     *observe.Capture
 	counter  *awstest.Counter // DynamoDB requests of the worker
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	ctx := context.Background()
-	sb := sandbox.New(sandbox.DefaultConfig())
-	api := httptest.NewServer(sb)
-	t.Cleanup(api.Close)
-
-	secrets := map[string]string{}
-	now := sb.Clock().Now()
-	for _, app := range []sandbox.App{sandbox.DevMiniProgram, sandbox.DevOfficialAccount} {
-		tok, err := wechat.New(wechat.Options{APIBase: api.URL}).StableToken(ctx, app.AppID, app.Secret, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		secrets[app.AppID] = awstest.Secret(t, tokens.Stored{AccessToken: tok.Token, ExpiresAt: now.Add(tok.ExpiresIn), RefreshedAt: now})
-	}
-	source := tokens.NewSource(tokens.Options{Secrets: secrets, Reader: secretsmanager.NewFromConfig(awstest.Config(nil)), Now: sb.Clock().Now})
+	// Both apps' token secrets, written as the token-refresher writes them.
+	te := testenv.New(t)
+	sb, api, source, secrets := te.Sandbox, te.Server, te.Tokens, te.TokenSecrets
 	// Many sends at once: more idle connections than net/http's default 2.
 	hc := &httpClient
 	wc := wechat.New(wechat.Options{APIBase: api.URL, Tokens: source, HTTPClient: hc})
 
-	logs := &observe.Capture{}
-	log, metrics := observe.Logger(logs, "send-worker"), observe.NewMetrics(logs, "send-worker")
-	table := awstest.Table(t)
-	counter := &awstest.Counter{}
-	db := dynamodb.NewFromConfig(awstest.Config(counter))
+	logs := te.Logs
+	log, metrics := te.Logger("send-worker"), te.Metrics("send-worker")
+	table, counter, db := te.Table, te.Counter, te.DB
 	store := identity.NewStore(db, table)
 	ledger := notify.NewLedger(db, table)
 	ledger.Now = sb.Clock().Now
 	sender := &notify.Sender{
 		People: store, Ledger: ledger, WeChat: wc, OfficialAccount: oaApp, MiniProgram: mpApp,
-		Log: log, Metrics: metrics, Now: sb.Clock().Now,
+		Unrecorded: notify.NewUnrecorded(), Log: log, Metrics: metrics, Now: sb.Clock().Now,
 	}
-	queueURL := awstest.Queue(t, "SendQueue")
-	sqsClient := sqs.NewFromConfig(awstest.Config(nil))
+	queueURL := te.Queue("SendQueue")
+	sqsClient := te.SQS
 	h := &Handler{Sender: sender, Queue: sqsClient, QueueURL: queueURL, Log: log, Metrics: metrics, Now: sb.Clock().Now}
 
 	// follow-event, with its own view of the table (its requests are not
@@ -118,7 +106,7 @@ func newEnv(t testing.TB) *env {
 		},
 		Claims:   idempotency.NewStore(plainDB, table, "push"),
 		Queue:    sqsClient,
-		QueueURL: awstest.Queue(t, "PushRetryQueue"),
+		QueueURL: te.Queue("PushRetryQueue"),
 		// Follows must link at once here: on a loaded machine the default
 		// 3 s budget would queue some (nothing drains that queue here).
 		Budget:  time.Minute,
@@ -132,7 +120,7 @@ func newEnv(t testing.TB) *env {
 	}
 	return &env{
 		sb: sb, h: h, sender: sender, ledger: ledger, store: store, client: notify.NewClient(sqsClient, queueURL), wc: wc, source: source, secrets: secrets, apiURL: api.URL,
-		sqs: sqsClient, queueURL: queueURL, logs: logs, counter: counter,
+		sqs: sqsClient, queueURL: queueURL, table: table, logs: logs, counter: counter,
 	}
 }
 
@@ -210,7 +198,7 @@ func (e *env) poll(t testing.TB) round {
 	ctx := context.Background()
 	out, err := e.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl: &e.queueURL, MaxNumberOfMessages: 10, VisibilityTimeout: 360,
-		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount},
+		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
 	})
 	if err != nil {
 		t.Fatal(err)

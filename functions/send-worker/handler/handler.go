@@ -1,37 +1,36 @@
 // Package handler is the send-worker function: it consumes the send queue
-// in SQS batches, sends each job through notify.Sender (concurrently, with
-// a bound), and answers with a partial batch response: jobs that must be
-// tried again are reported as failures after their visibility is set to
-// the delay they need; everything else is deleted. Only a job that crashes
-// the worker again and again reaches the dead-letter queue.
+// in SQS batches (queue.Batch), sends each job through notify.Sender
+// (concurrently, with a bound), and answers with a partial batch response:
+// jobs that must be tried again (queue.Retry) are reported as failures
+// after their visibility is set to the delay they need; everything else is
+// deleted. Only a job that crashes the worker again and again reaches the
+// dead-letter queue.
 package handler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"wxbridge/shared/notify"
 	"wxbridge/shared/observe"
+	"wxbridge/shared/queue"
 )
 
 // Queue is the SQS call the worker makes itself (the event source mapping
-// receives and deletes).
-type Queue interface {
-	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
-}
+// receives and deletes): setting a retried job's delay.
+type Queue = queue.Visibility
 
 // Sender sends one job.
 type Sender interface {
 	Send(ctx context.Context, job notify.Job, at notify.Attempt) notify.Result
-	Reject(ctx context.Context, jobID string, why error) notify.Result
+	Reject(ctx context.Context, jobID string, why error, at notify.Attempt) notify.Result
 }
 
 // Handler consumes the send queue.
@@ -69,69 +68,44 @@ func (h *Handler) now() time.Time {
 	return time.Now()
 }
 
-// Handle sends a batch. A job whose goroutine never reports (a panic) is a
-// batch item failure: it comes back after the queue's visibility timeout
-// and counts toward the dead-letter queue's receive limit.
+// Handle sends a batch through queue.Batch: concurrently up to
+// Concurrency, answering a partial batch response in which a job that must
+// come back later is a failure with its visibility set to its delay.
 func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
-	n := len(ev.Records)
-	failed := make([]bool, n)
-	for i := range failed {
-		failed[i] = true
-	}
-	limit := h.Concurrency
-	if limit <= 0 {
-		limit = DefaultConcurrency
-	}
-	sem := make(chan struct{}, limit)
-	var wg sync.WaitGroup
-	for i, m := range ev.Records {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			defer func() {
-				if p := recover(); p != nil {
-					h.Log.Error("send", "request_id", observe.RequestID(ctx), "message_id", m.MessageId, "outcome", "crashed", "panic", fmt.Sprint(p))
-					h.Metrics.Count("SendCrashes")
-				}
-			}()
-			failed[i] = h.one(ctx, m)
-		}()
-	}
-	wg.Wait()
-	var out events.SQSEventResponse
-	for i, f := range failed {
-		if f {
-			out.BatchItemFailures = append(out.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: ev.Records[i].MessageId})
-		}
-	}
-	return out, nil
+	b := queue.Batch{Queue: h.Queue, QueueURL: h.QueueURL, Concurrency: cmp.Or(h.Concurrency, DefaultConcurrency), Log: h.Log}
+	return b.Run(ctx, ev, h.one), nil
 }
 
-// one handles one message and reports whether it must come back.
-func (h *Handler) one(ctx context.Context, m events.SQSMessage) bool {
-	log := h.Log.With("request_id", observe.RequestID(ctx), "message_id", m.MessageId)
-	receives, _ := strconv.Atoi(m.Attributes["ApproximateReceiveCount"])
-	receives = max(receives, 1)
-	job, err := notify.Parse([]byte(m.Body))
+// errCrashed makes a message that crashed the worker come back after the
+// queue's visibility timeout, counting toward the dead-letter queue.
+var errCrashed = errors.New("send-worker: crashed")
+
+// one handles one message: nil when done with it, *queue.Retry to have it
+// back after a delay.
+func (h *Handler) one(ctx context.Context, m queue.Message) (err error) {
+	ctx = observe.With(ctx, "message_id", m.MessageId)
+	defer func() {
+		if p := recover(); p != nil {
+			h.Log.ErrorContext(ctx, "send", "outcome", "crashed", "panic", fmt.Sprint(p))
+			h.Metrics.Count("SendCrashes")
+			err = errCrashed
+		}
+	}()
+	at := notify.Attempt{Lease: h.lease(ctx), Receives: m.Receives, FirstReceived: firstReceived(m), Last: m.Receives >= cmp.Or(h.MaxAttempts, DefaultMaxAttempts)}
+	job, perr := notify.Parse([]byte(m.Body))
 	var res notify.Result
 	switch {
-	case err != nil && job.ID == "":
+	case perr != nil && job.ID == "":
 		// Nothing to record it against; it can never become valid.
-		log.Error("send", "outcome", "dropped", "reason", err.Error())
+		h.Log.ErrorContext(ctx, "send", "outcome", "dropped", "reason", perr.Error())
 		h.Metrics.Count("Sends", "outcome", "dropped", "class", "invalid")
-		return false
-	case err != nil:
-		res = h.Sender.Reject(ctx, job.ID, err)
+		return nil
+	case perr != nil:
+		res = h.Sender.Reject(ctx, job.ID, perr, at)
 	default:
-		maxAttempts := h.MaxAttempts
-		if maxAttempts <= 0 {
-			maxAttempts = DefaultMaxAttempts
-		}
-		res = h.Sender.Send(ctx, job, notify.Attempt{Lease: h.lease(ctx), Last: receives >= maxAttempts})
+		res = h.Sender.Send(ctx, job, at)
 	}
-	attrs := []any{"job_id", res.JobID, "uid", res.UID, "receives", receives}
+	attrs := []any{"job_id", res.JobID, "uid", res.UID, "receives", m.Receives}
 	if res.Channel != "" {
 		attrs = append(attrs, "channel", res.Channel)
 	}
@@ -147,27 +121,32 @@ func (h *Handler) one(ctx context.Context, m events.SQSMessage) bool {
 	if res.Err != nil {
 		attrs = append(attrs, "error", res.Err.Error())
 	}
-	if res.Retry == notify.NoRetry {
-		outcome := string(res.Status)
-		if res.Duplicate {
-			outcome = "duplicate"
-		}
-		level := slog.LevelInfo
-		if res.Status == notify.Failed || res.Err != nil {
-			level = slog.LevelWarn
-		}
-		log.Log(ctx, level, "send", append(attrs, "outcome", outcome, "msgid", res.MsgID)...)
-		h.Metrics.Count("Sends", "outcome", outcome, "class", classOf(res))
-		return false
+	if res.Retry != nil {
+		h.Log.WarnContext(ctx, "send", append(attrs, "outcome", "retry", "retry_in", res.Retry.After.Round(time.Second).String())...)
+		h.Metrics.Count("Sends", "outcome", "retry", "class", classOf(res))
+		return res.Retry
 	}
-	delay := notify.RetryDelay(res.Retry, receives, res.Wait, h.now())
-	if err := h.delay(ctx, m, delay); err != nil {
-		// The message still comes back, after the queue's own timeout.
-		attrs = append(attrs, "visibility_error", err.Error())
+	outcome := string(res.Status)
+	if res.Duplicate {
+		outcome = "duplicate"
 	}
-	log.Warn("send", append(attrs, "outcome", "retry", "retry_in", delay.Round(time.Second).String())...)
-	h.Metrics.Count("Sends", "outcome", "retry", "class", classOf(res))
-	return true
+	level := slog.LevelInfo
+	if res.Status == notify.Failed || res.Status == notify.Unknown || res.Err != nil {
+		level = slog.LevelWarn
+	}
+	h.Log.Log(ctx, level, "send", append(attrs, "outcome", outcome, "msgid", res.MsgID)...)
+	h.Metrics.Count("Sends", "outcome", outcome, "class", classOf(res))
+	return nil
+}
+
+// firstReceived is when SQS first delivered m (the event's
+// ApproximateFirstReceiveTimestamp, Unix ms); zero when absent.
+func firstReceived(m queue.Message) time.Time {
+	ms, err := strconv.ParseInt(m.Attributes["ApproximateFirstReceiveTimestamp"], 10, 64)
+	if err != nil || ms <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }
 
 // classOf is the Sends metric's class dimension: the failure's class
@@ -186,15 +165,4 @@ func (h *Handler) lease(ctx context.Context) time.Time {
 		return d.Add(leaseMargin)
 	}
 	return h.now().Add(DefaultLease)
-}
-
-func (h *Handler) delay(ctx context.Context, m events.SQSMessage, d time.Duration) error {
-	if m.ReceiptHandle == "" {
-		return errors.New("no receipt handle")
-	}
-	secs := int32(min(d, 12*time.Hour-time.Minute) / time.Second)
-	_, err := h.Queue.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
-		QueueUrl: &h.QueueURL, ReceiptHandle: &m.ReceiptHandle, VisibilityTimeout: secs,
-	})
-	return err
 }

@@ -3,7 +3,6 @@ package handler_test
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"wxbridge/functions/token-refresher/handler"
 	"wxbridge/infra/devkit/awstest"
 	"wxbridge/infra/devkit/sandbox"
+	"wxbridge/infra/devkit/testenv"
 	"wxbridge/shared/awsenv"
 	"wxbridge/shared/observe"
 	"wxbridge/shared/tokens"
@@ -65,19 +65,17 @@ next:
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	sb := sandbox.New(sandbox.DefaultConfig())
-	srv := httptest.NewServer(sb)
-	t.Cleanup(srv.Close)
+	// The stack creates the token secrets holding "{}"; so do the tests.
+	te := testenv.New(t, testenv.Tokens())
 	e := &env{
-		t:     t,
-		sb:    sb,
-		url:   srv.URL,
-		table: awstest.Table(t),
-		db:    dynamodb.NewFromConfig(awstest.Config(nil)),
-		sm:    secretsmanager.NewFromConfig(awstest.Config(nil)),
-		// The stack creates the token secrets holding "{}"; so do the tests.
-		secrets: map[string]string{mp.AppID: awstest.Secret(t, struct{}{}), oa.AppID: awstest.Secret(t, struct{}{})},
-		logs:    &observe.Capture{},
+		t:       t,
+		sb:      te.Sandbox,
+		url:     te.URL,
+		table:   te.Table,
+		db:      te.DB,
+		sm:      te.Secrets,
+		secrets: te.TokenSecrets,
+		logs:    te.Logs,
 	}
 	for _, a := range []sandbox.App{mp, oa} {
 		e.apps = append(e.apps, handler.App{AppID: a.AppID, Secret: a.Secret, TokenSecret: e.secrets[a.AppID]})

@@ -1,16 +1,21 @@
 // Package handler is the token-refresher: the only code in wxbridge that
 // calls WeChat's token endpoints. It keeps each app's access token in that
 // app's Secrets Manager secret (tokens.Stored), refreshing it on a schedule
-// in stable_token's normal mode and, when a function reports a refused
-// token, forcing a refresh within the platform's budget. Every other
-// function reads the secrets through tokens.Source.
+// in stable_token's normal mode, at once for a function that found no token
+// yet and, when a function reports a refused token, forcing a refresh within
+// the platform's budget. Every other function reads the secrets through
+// tokens.Source.
 //
-// The handler takes a tokens.RefreshRequest so that the same code runs in
-// Lambda (schedule and asynchronous invoke), the devstack and the tests.
+// The rules (when a token needs refreshing, the force budget, the per-app
+// lease) live in shared/tokens beside the Source; this package carries them
+// out and makes the platform calls. The handler takes a
+// tokens.RefreshRequest so that the same code runs in Lambda (schedule and
+// asynchronous invoke), the devstack and the tests.
 package handler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,7 +28,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"wxbridge/shared/awsenv"
+	"wxbridge/shared/backoff"
 	"wxbridge/shared/config"
+	"wxbridge/shared/ddb"
 	"wxbridge/shared/observe"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat"
@@ -67,10 +74,11 @@ type Options struct {
 	Apps    []App
 	WeChat  WeChat
 	Secrets Secrets
-	DB      Table  // the lease and force-budget items
-	Table   string // table name
-	// Now defaults to time.Now; Sleep to a timer. The 24-hour simulation
-	// runs both on the sandbox's clock.
+	DB      tokens.LedgerAPI // the lease and force-budget items
+	Table   string           // table name
+	// Now defaults to time.Now; Sleep (the wait for the platform's
+	// rollover) to backoff.Sleep. The 24-hour simulation runs both on the
+	// sandbox's clock.
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Log defaults to discarding; Metrics may be nil.
@@ -84,7 +92,7 @@ type Handler struct {
 	apps    []App
 	wechat  WeChat
 	secrets Secrets
-	ledger  *ledger
+	ledger  *tokens.Ledger
 	now     func() time.Time
 	sleep   func(ctx context.Context, d time.Duration) error
 	log     *slog.Logger
@@ -104,21 +112,12 @@ func New(o Options) (*Handler, error) {
 		h.now = time.Now
 	}
 	if h.sleep == nil {
-		h.sleep = func(ctx context.Context, d time.Duration) error {
-			t := time.NewTimer(d)
-			defer t.Stop()
-			select {
-			case <-t.C:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
+		h.sleep = backoff.Sleep
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	h.ledger = &ledger{db: o.DB, table: o.Table, now: h.now}
+	h.ledger = tokens.NewLedger(o.DB, o.Table, h.now)
 	return h, nil
 }
 
@@ -151,16 +150,24 @@ const (
 	OutcomeError           = "error"            // Secrets Manager or DynamoDB failed
 )
 
+// outcomeOf names the runs that end with the decision alone.
+var outcomeOf = map[tokens.Action]string{tokens.Keep: OutcomeFresh, tokens.Replaced: OutcomeAlreadyReplaced}
+
+// leaseWait is how long a forced-refresh request waits for the lease (the
+// run holding it may not replace the refused token); the functions that
+// asked wait about as long for the new token.
+const leaseWait = 10 * time.Second
+
 // ErrUnknownApp reports a request for an app the refresher does not manage.
 var ErrUnknownApp = errors.New("token-refresher: unknown appid")
 
-// Handle runs a refresh: of every app for the schedule's empty request, of
-// one app (forced if the refused token is still stored) for a request
-// naming one. It returns an error when some app ended failed or error, so
-// that Lambda's error metric counts it; the refresher never retries by
-// itself, the next scheduled run does.
+// Handle runs a refresh: of every app for the schedule's empty request; of
+// one app for a request naming one (from a function that found no token
+// yet, or only an expired one: a normal run), forced if the request names a
+// refused token that is still stored. It returns an error when some app
+// ended failed or error, so that Lambda's error metric counts it; the
+// refresher never retries by itself, the next scheduled run does.
 func (h *Handler) Handle(ctx context.Context, req tokens.RefreshRequest) (Result, error) {
-	log := h.log.With("request_id", observe.RequestID(ctx))
 	targets := h.apps
 	if req.AppID != "" {
 		targets = nil
@@ -170,7 +177,7 @@ func (h *Handler) Handle(ctx context.Context, req tokens.RefreshRequest) (Result
 			}
 		}
 		if targets == nil {
-			log.Error("token refresh", "appid", req.AppID, "outcome", OutcomeError, "error", ErrUnknownApp)
+			h.log.ErrorContext(ctx, "token refresh", "appid", req.AppID, "outcome", OutcomeError, "error", ErrUnknownApp)
 			return Result{}, fmt.Errorf("%w: %q", ErrUnknownApp, req.AppID)
 		}
 	}
@@ -179,7 +186,7 @@ func (h *Handler) Handle(ctx context.Context, req tokens.RefreshRequest) (Result
 	res := Result{Apps: make([]AppResult, len(targets))}
 	var wg sync.WaitGroup
 	for i, a := range targets {
-		wg.Go(func() { res.Apps[i] = h.run(ctx, log.With("appid", a.AppID), a, req.Refused) })
+		wg.Go(func() { res.Apps[i] = h.run(observe.With(ctx, "appid", a.AppID), a, req.Refused) })
 	}
 	wg.Wait()
 	var errs []error
@@ -203,93 +210,97 @@ func (h *Handler) Handle(ctx context.Context, req tokens.RefreshRequest) (Result
 // (the token is fresh, or the refused one is already replaced) with one
 // read; only a run that will call the platform takes the app's lease, reads
 // again under it and decides again, so that overlapping runs make one call.
-func (h *Handler) run(ctx context.Context, log *slog.Logger, a App, refused string) AppResult {
+func (h *Handler) run(ctx context.Context, a App, refused string) AppResult {
 	res := AppResult{AppID: a.AppID}
-	for waited := false; ; waited = true {
-		st, err := h.load(ctx, a)
-		if err != nil {
-			return h.finish(log, res, OutcomeError, "read token secret", err)
+	st, err := h.load(ctx, a)
+	if err != nil {
+		return h.finish(ctx, res, OutcomeError, "read token secret", err)
+	}
+	res.ExpiresAt, res.refreshedAt = st.ExpiresAt, st.RefreshedAt
+	d := tokens.Decide(st, refused, h.now())
+	if d.Action == tokens.Wait {
+		h.log.InfoContext(ctx, "token refresh waits for the platform's rollover", "outcome", "waiting", "token", tokens.Fingerprint(st.AccessToken), "wait", d.Wait.String())
+		if err := h.sleep(ctx, d.Wait); err != nil {
+			return h.finish(ctx, res, OutcomeError, "waiting for the rollover", err)
+		}
+		if st, err = h.load(ctx, a); err != nil {
+			return h.finish(ctx, res, OutcomeError, "read token secret", err)
 		}
 		res.ExpiresAt, res.refreshedAt = st.ExpiresAt, st.RefreshedAt
-		d := decide(st, refused, h.now())
-		switch {
-		case d.act == actNone:
-			return h.finish(log, res, d.outcome, d.reason, nil)
-		case d.act == actWait && !waited:
-			log.Info("token refresh waits for the platform's rollover", "outcome", "waiting", "token", tokens.Fingerprint(st.AccessToken), "wait", d.wait.String())
-			if err := h.sleep(ctx, d.wait); err != nil {
-				return h.finish(log, res, OutcomeError, "waiting for the rollover", err)
-			}
-			continue
-		}
-		// A forced-refresh request waits for the lease, since the run
-		// holding it may not replace the refused token; a scheduled run
-		// leaves the work to the holder.
-		lease, err := h.ledger.acquire(ctx, a.AppID, refused != "")
-		if err != nil {
-			return h.finish(log, res, OutcomeError, "lease", err)
-		}
-		if lease == nil {
-			return h.finish(log, res, OutcomeBusy, "another run holds the lease", nil)
-		}
-		defer h.ledger.release(ctx, lease)
-		if st, err = h.load(ctx, a); err != nil {
-			return h.finish(log, res, OutcomeError, "read token secret", err)
-		}
-		d = decide(st, refused, h.now())
-		if d.act == actWait {
-			// The wait is over and ends inside the rollover; a clock that
-			// disagrees costs at most one call answered with the same token.
-			d = decision{act: actNormal, reason: "token enters the rollover"}
-		}
-		return h.apply(ctx, log, a, st, d, res)
+		d = tokens.Decide(st, refused, h.now()).Waited()
 	}
+	if outcome, ok := outcomeOf[d.Action]; ok {
+		return h.finish(ctx, res, outcome, d.Reason, nil)
+	}
+	// A forced-refresh request waits for the lease, since the run holding
+	// it may not replace the refused token; other runs leave the work to
+	// the holder, which will store a token.
+	wait := time.Duration(0)
+	if refused != "" {
+		wait = leaseWait
+	}
+	lease, err := h.ledger.Lease(ctx, a.AppID, wait)
+	if errors.Is(err, ddb.ErrHeld) {
+		return h.finish(ctx, res, OutcomeBusy, "another run holds the lease", nil)
+	}
+	if err != nil {
+		return h.finish(ctx, res, OutcomeError, "lease", err)
+	}
+	defer func() {
+		// A lease not given back only delays the next run until it runs
+		// out; one lost means this run outlasted it.
+		if err := h.ledger.Release(ctx, lease); err != nil {
+			h.log.WarnContext(ctx, "token refresh: releasing the lease", "outcome", "lease_not_released", "error", err)
+		}
+	}()
+	if st, err = h.load(ctx, a); err != nil {
+		return h.finish(ctx, res, OutcomeError, "read token secret", err)
+	}
+	return h.apply(ctx, a, st, tokens.Decide(st, refused, h.now()).Waited(), res)
 }
 
-// load reads a's stored token. A secret without a value yet (as created by
+// load reads a's stored token. A secret without a token yet (as created by
 // the stack) reads as no token.
 func (h *Handler) load(ctx context.Context, a App) (tokens.Stored, error) {
-	var st tokens.Stored
-	err := awsenv.SecretJSON(ctx, h.secrets, a.TokenSecret, &st)
-	return st, err
+	return tokens.Load(ctx, h.secrets, a.TokenSecret)
 }
 
 // apply carries out decision d about a's stored token st.
-func (h *Handler) apply(ctx context.Context, log *slog.Logger, a App, st tokens.Stored, d decision, res AppResult) AppResult {
+func (h *Handler) apply(ctx context.Context, a App, st tokens.Stored, d tokens.Decision, res AppResult) AppResult {
 	res.ExpiresAt, res.refreshedAt = st.ExpiresAt, st.RefreshedAt
-	switch d.act {
-	case actNone:
-		return h.finish(log, res, d.outcome, d.reason, nil)
-	case actForce:
-		if err := h.ledger.spendForce(ctx, a.AppID); err != nil {
-			var be *budgetError
+	if outcome, ok := outcomeOf[d.Action]; ok {
+		return h.finish(ctx, res, outcome, d.Reason, nil)
+	}
+	force := d.Action == tokens.Force
+	if force {
+		if err := h.ledger.SpendForce(ctx, a.AppID); err != nil {
+			var be *tokens.BudgetError
 			if !errors.As(err, &be) {
-				return h.finish(log, res, OutcomeError, "force budget", err)
+				return h.finish(ctx, res, OutcomeError, "force budget", err)
 			}
 			// Something keeps invalidating this app's tokens (a leak, or
 			// another system forcing refreshes): a human should look.
-			log.Error("token refresh", "alarm", "force_budget", "outcome", OutcomeForceRefused,
+			h.log.ErrorContext(ctx, "token refresh", "alarm", "force_budget", "outcome", OutcomeForceRefused,
 				"token", tokens.Fingerprint(st.AccessToken), "reason", be.Error())
-			h.metrics.Count("TokenForceRefused", "appid", a.AppID, "reason", be.kind)
+			h.metrics.Count("TokenForceRefused", "appid", a.AppID, "reason", be.Limit)
 			res.Outcome, res.Reason = OutcomeForceRefused, be.Error()
 			return res
 		}
 	}
-	force := d.act == actForce
 	sent := h.now()
 	at, err := h.wechat.StableToken(ctx, a.AppID, a.Secret, force)
 	if err != nil {
-		h.alarm(log, a, err, force)
+		h.alarm(ctx, a, err, force)
 		// Record the failure next to the token: functions that find the
 		// token unusable then report this answer (errcode, rid) to their
 		// callers instead of a bare "no token".
 		if f := tokens.FailureOf(err, sent); !f.Same(st.Failure) {
 			st.Failure = f
 			if werr := h.store(ctx, a, st); werr != nil {
-				log.Error("token refresh: recording the failure", "outcome", "failure_not_recorded", "error", werr)
+				h.log.ErrorContext(ctx, "token refresh: recording the failure", "outcome", "failure_not_recorded", "error", werr)
 			}
 		}
-		return h.finish(log, res, OutcomeFailed, err.Error(), nil)
+		return h.finish(ctx, res, OutcomeFailed, err.Error(), nil)
 	}
 	outcome := OutcomeRefreshed
 	if force {
@@ -299,27 +310,27 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, a App, st tokens.
 	if at.Token == st.AccessToken && st.Failure == nil {
 		// The platform has not rolled over yet; the stored expiry stays
 		// (both count down from the same issue).
-		return h.finish(log, res, OutcomeUnchanged, d.reason, nil)
+		return h.finish(ctx, res, OutcomeUnchanged, d.Reason, nil)
 	}
 	if err := h.store(ctx, a, next); err != nil {
 		// A forced token that cannot be stored leaves functions with a
 		// dead one; they will ask again and the budget decides.
-		log.Error("token refresh", "outcome", OutcomeError, "alarm", "token_not_stored", "forced", force, "error", err)
+		h.log.ErrorContext(ctx, "token refresh", "outcome", OutcomeError, "alarm", "token_not_stored", "forced", force, "error", err)
 		res.Outcome, res.Reason = OutcomeError, "write token secret: "+err.Error()
 		return res
 	}
 	res.ExpiresAt, res.refreshedAt = next.ExpiresAt, next.RefreshedAt
-	log.Info("token refresh", "outcome", outcome, "reason", d.reason,
+	h.log.InfoContext(ctx, "token refresh", "outcome", outcome, "reason", d.Reason,
 		"token", tokens.Fingerprint(next.AccessToken), "replaced", tokens.Fingerprint(st.AccessToken),
 		"expires_at", next.ExpiresAt, "expires_in", at.ExpiresIn.String())
-	res.Outcome, res.Reason = outcome, d.reason
+	res.Outcome, res.Reason = outcome, d.Reason
 	return res
 }
 
 // alarm reports a failed token-endpoint call. IP whitelist (40164), IP risk
 // (89503), a bad AppSecret (40125) and quota (45009) are configuration
 // alarms: nothing changes until someone fixes the account or the egress IP.
-func (h *Handler) alarm(log *slog.Logger, a App, err error, forced bool) {
+func (h *Handler) alarm(ctx context.Context, a App, err error, forced bool) {
 	class := wechat.ClassOf(err)
 	code := 0
 	var we *wechat.Error
@@ -327,26 +338,26 @@ func (h *Handler) alarm(log *slog.Logger, a App, err error, forced bool) {
 		code = we.Code
 	}
 	if class == wechat.ClassConfig || class == wechat.ClassQuota {
-		log.Error("token refresh", "alarm", "configuration", "outcome", OutcomeFailed, "forced", forced,
+		h.log.ErrorContext(ctx, "token refresh", "alarm", "configuration", "outcome", OutcomeFailed, "forced", forced,
 			"errcode", code, "rid", wechat.RID(err), "class", class.String(), "error", err)
 		h.metrics.Count("TokenConfigAlarm", "appid", a.AppID, "errcode", strconv.Itoa(code))
 		return
 	}
-	log.Warn("token refresh", "outcome", OutcomeFailed, "forced", forced,
+	h.log.WarnContext(ctx, "token refresh", "outcome", OutcomeFailed, "forced", forced,
 		"errcode", code, "rid", wechat.RID(err), "class", class.String(), "error", err)
 }
 
 // finish logs an outcome that needs no more than its reason.
-func (h *Handler) finish(log *slog.Logger, res AppResult, outcome, reason string, err error) AppResult {
+func (h *Handler) finish(ctx context.Context, res AppResult, outcome, reason string, err error) AppResult {
 	res.Outcome, res.Reason = outcome, reason
 	switch {
 	case err != nil:
 		res.Reason = reason + ": " + err.Error()
-		log.Error("token refresh", "outcome", outcome, "reason", reason, "error", err)
+		h.log.ErrorContext(ctx, "token refresh", "outcome", outcome, "reason", reason, "error", err)
 	case outcome == OutcomeFailed:
 		// alarm has logged it.
 	default:
-		log.Info("token refresh", "outcome", outcome, "reason", reason, "expires_at", res.ExpiresAt)
+		h.log.InfoContext(ctx, "token refresh", "outcome", outcome, "reason", reason, "expires_at", res.ExpiresAt)
 	}
 	return res
 }
@@ -357,32 +368,20 @@ func (h *Handler) finish(log *slog.Logger, res AppResult, outcome, reason string
 const storeAttempts = 3
 
 func (h *Handler) store(ctx context.Context, a App, st tokens.Stored) error {
-	b, err := jsonString(st)
+	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
 	for i := 1; ; i++ {
 		_, err = h.secrets.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
-			SecretId: aws.String(a.TokenSecret), SecretString: aws.String(b),
+			SecretId: aws.String(a.TokenSecret), SecretString: aws.String(string(b)),
 		})
 		if err == nil || i == storeAttempts || ctx.Err() != nil {
 			return err
 		}
-		if serr := h.sleepReal(ctx, time.Duration(i)*200*time.Millisecond); serr != nil {
+		// In real time, unlike h.sleep, which waits on the platform's clock.
+		if backoff.Sleep(ctx, time.Duration(i)*200*time.Millisecond) != nil {
 			return err
 		}
-	}
-}
-
-// sleepReal pauses in real time, for retries against AWS (as opposed to
-// h.sleep, which waits for the platform's clock).
-func (h *Handler) sleepReal(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

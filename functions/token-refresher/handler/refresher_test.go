@@ -174,7 +174,7 @@ func TestForceBudget(t *testing.T) {
 		e := newEnv(t)
 		// Midday Beijing time, so that the test's 11 minutes stay in one
 		// platform day.
-		e.sb.Clock().Set(time.Date(2026, 3, 2, 12, 0, 0, 0, time.FixedZone("CST", 8*3600)))
+		e.sb.Clock().Set(time.Date(2026, 3, 2, 12, 0, 0, 0, wechat.Beijing))
 		e.run(e.h)
 		for i := range 20 {
 			e.sb.Clock().Advance(31 * time.Second)

@@ -110,10 +110,11 @@ func (s *Sandbox) postMiniProgram(w http.ResponseWriter, r *http.Request) {
 }
 
 type faultJSON struct {
-	Path      string `json:"path"`
-	ErrCode   int    `json:"errcode"`
-	Count     int    `json:"count"`
-	LatencyMS int    `json:"latency_ms"`
+	Path       string `json:"path"`
+	ErrCode    int    `json:"errcode"`
+	Count      int    `json:"count"`
+	LatencyMS  int    `json:"latency_ms"`
+	LostAnswer bool   `json:"lost_answer,omitempty"`
 }
 
 func (s *Sandbox) postFault(w http.ResponseWriter, r *http.Request) {
@@ -123,10 +124,11 @@ func (s *Sandbox) postFault(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := s.InjectFault(Fault{
-		Path:    f.Path,
-		ErrCode: f.ErrCode,
-		Count:   f.Count,
-		Latency: time.Duration(f.LatencyMS) * time.Millisecond,
+		Path:       f.Path,
+		ErrCode:    f.ErrCode,
+		Count:      f.Count,
+		Latency:    time.Duration(f.LatencyMS) * time.Millisecond,
+		LostAnswer: f.LostAnswer,
 	})
 	if err != nil {
 		controlError(w, http.StatusBadRequest, err.Error())

@@ -150,6 +150,10 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fault := s.recordCall(r.URL.Path)
+	if fault.LostAnswer {
+		s.loseAnswer(w, r, fault.Latency)
+		return
+	}
 	if fault.Latency > 0 {
 		t := time.NewTimer(fault.Latency)
 		select {
@@ -170,20 +174,34 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // (every call while Count is 0) wait Latency, then answer ErrCode instead of
 // being served. Either may be zero: a fault with only Latency delays calls
 // that are then served normally.
+//
+// With LostAnswer, the calls are served (a message reaches the inbox, a
+// token is issued, a code is used up) but their answers are lost: the
+// connection is held for Latency, then closed without a response. The
+// client sees its connection drop (or its own timeout, if shorter) and
+// cannot tell whether the call took effect.
 type Fault struct {
-	Path    string
-	ErrCode int
-	Count   int
-	Latency time.Duration
+	Path       string
+	ErrCode    int
+	Count      int
+	Latency    time.Duration
+	LostAnswer bool
 }
 
 // ErrEmptyFault reports a fault that would change nothing.
-var ErrEmptyFault = errors.New("sandbox: fault needs a path starting with / and an errcode or a latency")
+var ErrEmptyFault = errors.New("sandbox: fault needs a path starting with / and an errcode, a latency or a lost answer")
+
+// ErrLostAnswerErrCode reports a fault that both loses the answer and sets
+// an errcode: a lost answer has no errcode for the client to see.
+var ErrLostAnswerErrCode = errors.New("sandbox: a lost answer takes no errcode: the call is served and its answer dropped")
 
 // InjectFault arms f for f.Path, replacing any fault armed there before.
 func (s *Sandbox) InjectFault(f Fault) error {
-	if !strings.HasPrefix(f.Path, "/") || (f.ErrCode == 0 && f.Latency <= 0) || f.Count < 0 {
+	if !strings.HasPrefix(f.Path, "/") || (f.ErrCode == 0 && f.Latency <= 0 && !f.LostAnswer) || f.Count < 0 {
 		return ErrEmptyFault
+	}
+	if f.LostAnswer && f.ErrCode != 0 {
+		return ErrLostAnswerErrCode
 	}
 	s.mu.Lock()
 	s.faults[f.Path] = &f

@@ -164,9 +164,20 @@ func (e Event) At() time.Time { return time.Unix(e.CreateTime, 0) }
 
 // DedupKey identifies the event across WeChat's retries: messages by MsgId,
 // events by sender, time, event and key.
+//
+// A subscribe and an unsubscribe of one follower in one second share a key
+// (CreateTime has whole seconds, and a follow, an unfollow and a follow
+// again can fall in one): the key stands for the follower's follow state at
+// that second, and FollowState names the state each event asks for. A
+// deduplicator keeps the state the key settled on, so that WeChat's retry
+// of the first follow is a duplicate while the follow after the unfollow is
+// not.
 func (e Event) DedupKey() string {
 	if e.MsgType != "event" && e.MsgID != "" {
 		return "msg#" + e.MsgID
+	}
+	if e.FollowState() != "" {
+		return "evt#" + e.FromUserName + "#" + strconv.FormatInt(e.CreateTime, 10) + "#follow"
 	}
 	key := "evt#" + e.FromUserName + "#" + strconv.FormatInt(e.CreateTime, 10) + "#" + e.Event + "#" + e.EventKey
 	if e.MsgID != "" {
@@ -175,6 +186,15 @@ func (e Event) DedupKey() string {
 		key += "#" + e.MsgID
 	}
 	return key
+}
+
+// FollowState is the follow state a subscribe or unsubscribe event asks for
+// (Subscribe or Unsubscribe), and "" for every other push.
+func (e Event) FollowState() string {
+	if k := e.Kind(); e.MsgType == "event" && (k == Subscribe || k == Unsubscribe) {
+		return k
+	}
+	return ""
 }
 
 // envelope is the XML as received: plaintext fields, Encrypt, or both.
@@ -215,9 +235,14 @@ type Receiver struct {
 	Now    func() time.Time
 }
 
-// Echo answers the console's URL check: the echostr, only if the signature
-// matches.
+// Echo answers the console's URL check: the echostr, only if the timestamp
+// is within the window and the signature matches. The window matters: every
+// push carries a signature, timestamp and nonce in its query, so without it
+// any old push URL would make us echo whatever echostr it is sent with.
 func (r *Receiver) Echo(q Query) (string, error) {
+	if err := r.fresh(q.Timestamp); err != nil {
+		return "", err
+	}
 	if q.EchoStr == "" || !verify(q.Signature, r.Token, q.Timestamp, q.Nonce) {
 		return "", ErrSignature
 	}

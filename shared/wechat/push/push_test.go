@@ -195,13 +195,25 @@ func TestOpenRejects(t *testing.T) {
 
 func TestEcho(t *testing.T) {
 	r := receiver(t, Plaintext)
-	q := Query{Timestamp: "1", Nonce: "n", EchoStr: "12345", Signature: Signature(token, "1", "n")}
+	ts := strconv.FormatInt(now.Unix(), 10)
+	q := Query{Timestamp: ts, Nonce: "n", EchoStr: "12345", Signature: Signature(token, ts, "n")}
 	if got, err := r.Echo(q); err != nil || got != "12345" {
 		t.Fatalf("Echo = %q, %v", got, err)
 	}
-	q.Signature = Signature("other", "1", "n")
-	if _, err := r.Echo(q); !errors.Is(err, ErrSignature) {
+	forged := q
+	forged.Signature = Signature("other", ts, "n")
+	if _, err := r.Echo(forged); !errors.Is(err, ErrSignature) {
 		t.Fatalf("forged Echo err = %v", err)
+	}
+	// Every push carries a valid (signature, timestamp, nonce) in its
+	// query: an old one must not make us echo an echostr of someone's
+	// choosing, just as an old push is not accepted.
+	for name, at := range map[string]time.Time{"old": now.Add(-DefaultWindow - time.Second), "future": now.Add(DefaultWindow + time.Second), "epoch": time.Unix(1, 0)} {
+		ts := strconv.FormatInt(at.Unix(), 10)
+		replay := Query{Timestamp: ts, Nonce: "n", EchoStr: "attacker", Signature: Signature(token, ts, "n")}
+		if got, err := r.Echo(replay); !errors.Is(err, ErrStale) || got != "" {
+			t.Errorf("%s timestamp: Echo = %q, %v; want ErrStale", name, got, err)
+		}
 	}
 }
 
@@ -215,6 +227,18 @@ func TestDedupKey(t *testing.T) {
 	later.CreateTime++
 	if e.DedupKey() == later.DedupKey() {
 		t.Fatal("a later event must have another key")
+	}
+	// A follow, an unfollow and a follow again in one second share the key
+	// of that second's follow state; each asks for its own state.
+	unfollow := e
+	unfollow.Event, unfollow.EventKey, unfollow.Ticket = Unsubscribe, "", ""
+	if unfollow.DedupKey() != e.DedupKey() || e.FollowState() != Subscribe || unfollow.FollowState() != Unsubscribe {
+		t.Fatalf("follow-state keys: %s (%s), %s (%s)", e.DedupKey(), e.FollowState(), unfollow.DedupKey(), unfollow.FollowState())
+	}
+	scan := e
+	scan.Event = Scan
+	if scan.DedupKey() == e.DedupKey() || scan.FollowState() != "" {
+		t.Fatalf("a SCAN shares the follow key: %s", scan.DedupKey())
 	}
 	msg := Event{MsgType: "text", MsgID: "1234567890123456", FromUserName: "o", CreateTime: 1}
 	if !strings.HasPrefix(msg.DedupKey(), "msg#") {
