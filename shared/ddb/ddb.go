@@ -22,7 +22,9 @@ func Key(pk string) Item { return Item{"pk": S(pk)} }
 func S(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
 
 // N is a number attribute.
-func N(n int64) types.AttributeValue { return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)} }
+func N(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+}
 
 // Bool is a boolean attribute.
 func Bool(b bool) types.AttributeValue { return &types.AttributeValueMemberBOOL{Value: b} }

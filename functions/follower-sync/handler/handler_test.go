@@ -278,7 +278,7 @@ func TestInterruptedBeforeTheNextPage(t *testing.T) {
 // backoff, the errors are recorded, and the run still ends exact.
 func TestQuotaErrorsMidRun(t *testing.T) {
 	e := newEnv(t)
-	const n = 3000
+	const n = 1500 // 15 chunks: more than a batch of 10
 	if _, err := e.sb.CreateFollowers(sandbox.FollowersSpec{Count: n, WithoutUnionIDShare: 0.5}); err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +311,7 @@ func TestQuotaErrorsMidRun(t *testing.T) {
 	}
 	e.drain(t, 3)
 	got := e.status(t)
-	if got.Status != backfill.Done || got.Seen != n || got.Waiting != 1500 || got.WithoutUnionID != 1500 || got.Failed != 0 || got.Retries < 3 {
+	if got.Status != backfill.Done || got.Seen != n || got.Waiting != n/2 || got.WithoutUnionID != n/2 || got.Failed != 0 || got.Retries < 3 {
 		t.Fatalf("run = %+v", got)
 	}
 	var quota, frequent, busy int
@@ -360,9 +360,9 @@ func TestPermanentErrorsAreCountedAsFailed(t *testing.T) {
 	}
 }
 
-// TestListingRefusedFailsTheRun: user/get refused for good (40003, a
-// next_openid the platform does not know) ends the run as failed at once
-// and frees the account for a new one.
+// TestListingRefusedFailsTheRun: user/get refused for good (40003 here
+// stands for any answer that is final, wechat.Retryable false) ends the
+// run as failed at once and frees the account for a new one.
 func TestListingRefusedFailsTheRun(t *testing.T) {
 	e := newEnv(t)
 	e.sb.CreateFollowers(sandbox.FollowersSpec{Count: 10})

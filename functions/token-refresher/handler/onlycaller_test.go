@@ -16,12 +16,16 @@ import (
 
 // mayCallTokenEndpoints are the only directories whose non-test code may
 // call WeChat's token endpoints: the client that wraps them, the sandbox
-// that plays them, and this function. Everything else gets tokens through
-// shared/tokens, so that only the refresher's egress IP must be whitelisted
-// and no second caller can invalidate the stored token.
+// that plays them, the shared test environment (development only: it fills
+// the token secrets from the sandbox as the refresher would, and no Lambda
+// links infra/devkit), and this function. Everything else, in particular
+// shared/tokens with the refresher's rules, gets tokens through the token
+// secrets, so that only the refresher's egress IP must be whitelisted and
+// no second caller can invalidate the stored token.
 var mayCallTokenEndpoints = []string{
 	"shared/wechat",
 	"infra/devkit/sandbox",
+	"infra/devkit/testenv",
 	"functions/token-refresher",
 	"functions/token-refresher/handler",
 }
@@ -151,5 +155,32 @@ func f(c C, s S) {
 	write("functions/broken/c.go", "package broken\nfunc {")
 	if _, err := tokenEndpointCalls(root, mayCallTokenEndpoints); err == nil || errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("an unparsable file must fail the check, got %v", err)
+	}
+}
+
+// The allow-list above trusts infra/devkit because no Lambda links it: no
+// non-test file under functions/ or shared/ imports anything under infra/.
+func TestLambdasDoNotLinkTheDevKit(t *testing.T) {
+	root := moduleRoot(t)
+	fset := token.NewFileSet()
+	for _, top := range []string{"functions", "shared"} {
+		err := filepath.WalkDir(filepath.Join(root, top), func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			f, err := parser.ParseFile(fset, path, nil, parser.ImportsOnly)
+			if err != nil {
+				return fmt.Errorf("cannot check %s: %w", path, err)
+			}
+			for _, imp := range f.Imports {
+				if p, _ := strconv.Unquote(imp.Path.Value); strings.HasPrefix(p, "wxbridge/infra/") {
+					t.Errorf("%s imports %s: Lambdas must not link development code", fset.Position(imp.Pos()), p)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
