@@ -65,12 +65,17 @@ func ConditionFailed(err error) (Item, bool) {
 }
 
 // LostRace reports whether err means another writer got there first: a
-// condition that no longer held (ConditionalCheckFailed), or a transaction
-// cancelled because one of its conditions failed or it collided with
-// another transaction. The caller re-reads and decides again; any other
-// error is a failure.
+// condition that no longer held (ConditionalCheckFailed), a single-item
+// write refused because a transaction was writing the item at that moment
+// (TransactionConflictException), or a transaction cancelled because one of
+// its conditions failed or it collided with another transaction. The caller
+// re-reads and decides again; any other error is a failure.
 func LostRace(err error) bool {
 	if _, ok := ConditionFailed(err); ok {
+		return true
+	}
+	var conflict *types.TransactionConflictException
+	if errors.As(err, &conflict) {
 		return true
 	}
 	var tce *types.TransactionCanceledException

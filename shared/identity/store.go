@@ -386,19 +386,10 @@ func (st *Store) commit(ctx context.Context, ops []types.TransactWriteItem) erro
 	if err == nil {
 		return nil
 	}
-	if ddb.LostRace(err) || duringTransaction(err) {
+	if ddb.LostRace(err) {
 		return errRace
 	}
 	return fmt.Errorf("identity: write: %w", err)
-}
-
-// duringTransaction reports a single-item write refused because a
-// transaction was writing the item at that moment
-// (TransactionConflictException): a lost race too. ddb.LostRace does not
-// count it yet; this goes once it does.
-func duringTransaction(err error) bool {
-	var tc *types.TransactionConflictException
-	return errors.As(err, &tc)
 }
 
 // Lookup returns the person holding key k: one marker read and one person

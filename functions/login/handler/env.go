@@ -29,6 +29,7 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	wc := wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Metrics: metrics})
 	db := dynamodb.NewFromConfig(env.AWS)
 	people := identity.NewStore(db, vars["WXB_TABLE"])
+	people.Metrics = metrics // merges and binding conflicts, counted where they happen
 	return New(cfg, wc, people, observe.Logger(env.Out, "login"), metrics, WithTokenUses(binding.NewUses(db, vars["WXB_TABLE"])))
 }
 

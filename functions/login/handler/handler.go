@@ -171,6 +171,7 @@ func (h *Handler) login(ctx context.Context, req events.APIGatewayV2HTTPRequest)
 	sighting := identity.Sighting{
 		MP:      &identity.MPSighting{AppID: h.app.AppID, OpenID: ws.OpenID, SessionKey: ws.SessionKey},
 		UnionID: ws.UnionID,
+		Source:  identity.SourceLogin,
 	}
 	// Single use: only the user a token bound first may present it again
 	// (a retried login). It is spent before the link, so that two users
@@ -262,6 +263,7 @@ func (h *Handler) profile(ctx context.Context, req events.APIGatewayV2HTTPReques
 	res, err := h.people.Link(ctx, identity.Sighting{
 		MP:      &identity.MPSighting{AppID: s.AppID, OpenID: s.OpenID},
 		UnionID: data.UnionID,
+		Source:  identity.SourceOpenData,
 	})
 	if err != nil {
 		return nil, h.identityFailure(err)
