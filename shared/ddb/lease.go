@@ -55,14 +55,28 @@ type Lease struct {
 	Owner string
 	Until time.Time
 	// Before is the item as it was before the lease was taken (nil when
-	// it did not exist): a lease over one that ran out is a takeover.
+	// it did not exist, or when BeforeUnknown): a lease over one that ran
+	// out is a takeover.
 	Before Item
+	// BeforeUnknown reports a take whose answer was lost after DynamoDB
+	// had committed it (a 500 or a timeout, which AWS documents may have
+	// succeeded): the SDK's retry of the same request found the item held
+	// by this very take. The lease is ours, but the item as it was before
+	// went with the lost answer. A caller that reads Before must then
+	// assume the worst of what it may have been; Taken returns the item as
+	// the take left it (its current item) to help.
+	BeforeUnknown bool
 }
 
 // Taken asks for t's lease with one conditional update: the item is free
 // when it does not exist, or when its lease has run out (or it never had
 // one) and t.While holds. When it is not free, Taken returns ErrHeld and
 // the item as it is, which tells who holds it and until when.
+//
+// An item held by this very take (t's owner, until t.Until) is a take
+// that DynamoDB committed while its answer was lost and the request was
+// retried: Taken returns the lease, with BeforeUnknown, and the item as
+// it is now.
 func Taken(ctx context.Context, db LeaseAPI, t Take) (*Lease, Item, error) {
 	owner := t.Owner
 	if owner == "" {
@@ -94,6 +108,9 @@ func Taken(ctx context.Context, db LeaseAPI, t Take) (*Lease, Item, error) {
 		ReturnValuesOnConditionCheckFailure: "ALL_OLD",
 	})
 	if cur, ok := ConditionFailed(err); ok {
+		if String(cur, LeaseOwner) == owner && Int(cur, LeaseUntil) == t.Until.UnixMilli() {
+			return &Lease{Table: t.Table, Key: t.Key, Owner: owner, Until: t.Until, BeforeUnknown: true}, cur, nil
+		}
 		return nil, cur, ErrHeld
 	}
 	if err != nil {
@@ -107,8 +124,9 @@ func Taken(ctx context.Context, db LeaseAPI, t Take) (*Lease, Item, error) {
 }
 
 // Takeover reports whether the lease was taken over from a holder whose
-// lease had run out (the holder may have died halfway through its work).
-func (l *Lease) Takeover() bool { return Int(l.Before, LeaseUntil) > 0 }
+// lease had run out (the holder may have died halfway through its work),
+// or may have been (BeforeUnknown).
+func (l *Lease) Takeover() bool { return l.BeforeUnknown || Int(l.Before, LeaseUntil) > 0 }
 
 // End is an update made by the holder as it lets go of the lease: it
 // removes the lease attributes, so the item is free (unless While-style

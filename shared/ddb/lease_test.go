@@ -98,6 +98,34 @@ func TestLease(t *testing.T) {
 		}
 	})
 
+	// The very same take again (what the SDK sends when the first one's
+	// answer was lost after it committed) gets the lease back, says that
+	// the item before it is unknown, and hands over the item as it is;
+	// the same owner with another deadline is another take, and held.
+	t.Run("the_same_take_again_is_ours_with_before_unknown", func(t *testing.T) {
+		first := ddb.Take{Table: table, Key: ddb.Key("again"), Owner: "me", Until: now.Add(time.Minute), Now: now,
+			Set: "#s = :claimed", Names: map[string]string{"#s": "status"}, Values: ddb.Item{":claimed": ddb.S("claimed")}}
+		l, _, err := ddb.Taken(ctx, db, first)
+		if err != nil || l.BeforeUnknown || l.Takeover() {
+			t.Fatalf("first take = %v, before unknown %v, takeover %v", err, l != nil && l.BeforeUnknown, l != nil && l.Takeover())
+		}
+		again, cur, err := ddb.Taken(ctx, db, first)
+		if err != nil || !again.BeforeUnknown || again.Before != nil || !again.Takeover() || again.Owner != "me" {
+			t.Fatalf("the same take again = %v, %+v; want the lease, BeforeUnknown, no Before, a possible takeover", err, again)
+		}
+		if ddb.String(cur, "status") != "claimed" || ddb.String(cur, ddb.LeaseOwner) != "me" {
+			t.Fatalf("current item after the same take again: %v", cur)
+		}
+		later := first
+		later.Until = first.Until.Add(time.Second)
+		if _, _, err := ddb.Taken(ctx, db, later); !errors.Is(err, ddb.ErrHeld) {
+			t.Fatalf("the same owner with another deadline = %v, want ErrHeld", err)
+		}
+		if err := again.Release(ctx, db, ddb.End{}); err != nil {
+			t.Fatalf("release: %v", err)
+		}
+	})
+
 	t.Run("released_by_delete_is_free_again", func(t *testing.T) {
 		l, _, err := take("deleted", now, "")
 		if err != nil {

@@ -10,6 +10,7 @@ package identity
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -85,6 +86,11 @@ type OAIdentity struct {
 	SubscribedAt   *time.Time `dynamodbav:"subscribed_at,omitempty"`
 	UnsubscribedAt *time.Time `dynamodbav:"unsubscribed_at,omitempty"`
 	Scene          string     `dynamodbav:"subscribe_scene,omitempty"`
+	// SeenAt orders what is learnt within the second of the last change,
+	// on wxbridge's clock: when user/info was asked for the recorded state
+	// (Follow.Seen), or when an event's own word was recorded (user/info
+	// asked after that answers after the event).
+	SeenAt *time.Time `dynamodbav:"follow_seen_at,omitempty"`
 }
 
 // Keys lists every identity key the person holds.
@@ -172,8 +178,15 @@ type OASighting struct {
 // Follow is a subscribe or unsubscribe seen at a time.
 type Follow struct {
 	Subscribed bool
-	At         time.Time
-	Scene      string
+	// At is when the platform changed the state (a push's CreateTime, in
+	// whole seconds). Follow state moves forward in At only.
+	At    time.Time
+	Scene string
+	// Seen, when set, says the state is the platform's answer (user/info's
+	// subscribe) to a call made at Seen, rather than an event's own word.
+	// Only such an answer, asked after the recorded state was last known
+	// to hold, changes the state within the second of the last change.
+	Seen time.Time
 }
 
 // ErrInvalid reports a sighting that names no identity or a malformed one.
@@ -316,7 +329,7 @@ func decide(s Sighting, owners map[Key]string, people map[string]Person, newUID 
 			c.write, c.outcome = true, Merged
 		}
 	}
-	changed, err := apply(&p, s, at)
+	changed, err := apply(&p, s, at, now)
 	if err != nil {
 		var ce *ConflictError
 		if errors.As(err, &ce) {
@@ -378,7 +391,7 @@ func absorb(p *Person, other Person) error {
 }
 
 // apply records what the sighting says on p and reports whether p changed.
-func apply(p *Person, s Sighting, at time.Time) (bool, error) {
+func apply(p *Person, s Sighting, at, now time.Time) (bool, error) {
 	changed := false
 	if s.UnionID != "" {
 		before := p.UnionID
@@ -416,9 +429,11 @@ func apply(p *Person, s Sighting, at time.Time) (bool, error) {
 			id = OAIdentity{OpenID: s.OA.OpenID, FirstSeen: at}
 			changed = true
 		}
-		if f := s.OA.Follow; f != nil && followIsNewer(id, f) {
-			id = followed(id, *f)
-			changed = true
+		if f := s.OA.Follow; f != nil {
+			var moved bool
+			if id, moved = followChange(id, *f, now); moved {
+				changed = true
+			}
 		}
 		if p.OA == nil {
 			p.OA = map[string]OAIdentity{}
@@ -428,26 +443,67 @@ func apply(p *Person, s Sighting, at time.Time) (bool, error) {
 	return changed, nil
 }
 
-// followIsNewer keeps follow state monotonic in platform time: WeChat
-// retries pushes and backfill reads old state, so an event older than the
-// last one applied is ignored.
-func followIsNewer(id OAIdentity, f *Follow) bool {
-	last := time.Time{}
-	if id.SubscribedAt != nil {
-		last = *id.SubscribedAt
+// followChange applies f to id when it is news, and reports whether id changed.
+//
+// Follow state is monotonic in platform time: WeChat retries pushes and
+// backfill reads old state, so a change older than the last one applied is
+// ignored. Platform time has whole seconds, so times compare by the second
+// (a sub-second time, such as a send's 43004 at wxbridge's now, must not
+// outrank an event of its second), and a follow, an unfollow and a follow
+// again can share one: within it, the order things arrive in says nothing.
+// A different state of the last change's second is taken only from a
+// platform answer asked after the recorded state was last known to hold
+// (Seen after SeenAt); anything else leaves the tie to the caller, who
+// settles it by asking user/info.
+func followChange(id OAIdentity, f Follow, now time.Time) (OAIdentity, bool) {
+	at, last := f.At.Unix(), lastFollowChange(id)
+	switch {
+	case at > last:
+		return followed(id, f, now), true
+	case at < last, f.Seen.IsZero(), !f.Seen.After(followSeen(id)):
+		return id, false
+	case id.Subscribed == f.Subscribed:
+		// Asked again later: older answers can no longer flip it.
+		id.SeenAt = &f.Seen
+		return id, true
 	}
-	if id.UnsubscribedAt != nil && id.UnsubscribedAt.After(last) {
-		last = *id.UnsubscribedAt
-	}
-	if f.At.Before(last) {
-		return false
-	}
-	return !(f.At.Equal(last) && id.Subscribed == f.Subscribed)
+	return followed(id, f, now), true
 }
 
-func followed(id OAIdentity, f Follow) OAIdentity {
-	at := f.At
-	id.Subscribed = f.Subscribed
+// lastFollowChange is the second of id's last follow change.
+func lastFollowChange(id OAIdentity) int64 {
+	last := int64(math.MinInt64)
+	for _, t := range []*time.Time{id.SubscribedAt, id.UnsubscribedAt} {
+		if t != nil {
+			last = max(last, t.Unix())
+		}
+	}
+	return last
+}
+
+// followSeen is when id's follow state was last known to hold: SeenAt, or
+// for state recorded before SeenAt existed, its last change.
+func followSeen(id OAIdentity) time.Time {
+	if id.SeenAt != nil {
+		return *id.SeenAt
+	}
+	var seen time.Time
+	for _, t := range []*time.Time{id.SubscribedAt, id.UnsubscribedAt} {
+		if t != nil && t.After(seen) {
+			seen = *t
+		}
+	}
+	return seen
+}
+
+// followed records f on id. An event's own word is seen when it is
+// recorded (now): user/info asked after that answers after the event.
+func followed(id OAIdentity, f Follow, now time.Time) OAIdentity {
+	at, seen := f.At, f.Seen
+	if seen.IsZero() {
+		seen = now
+	}
+	id.Subscribed, id.SeenAt = f.Subscribed, &seen
 	if f.Subscribed {
 		id.SubscribedAt = &at
 		if f.Scene != "" {

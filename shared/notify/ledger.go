@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -200,12 +201,16 @@ func (l *Ledger) claim(ctx context.Context, jobID, uid string, until time.Time, 
 	case err != nil:
 		return Claim{}, fmt.Errorf("notify: claim %s: %w", jobID, err)
 	}
-	old, err := decodeEntry(lease.Before)
+	before := lease.Before
+	if lease.BeforeUnknown {
+		before = beforeClaim(cur, now, first)
+	}
+	old, err := decodeEntry(before)
 	if err != nil {
 		return Claim{}, err
 	}
 	had := map[string]bool{}
-	for name := range lease.Before {
+	for name := range before {
 		had[name] = true
 	}
 	c := Claim{State: Claimed, Token: lease.Owner, At: now, Attempt: old.Attempts + 1, Takeover: lease.Takeover(), had: had, lease: lease}
@@ -213,6 +218,26 @@ func (l *Ledger) claim(ctx context.Context, jobID, uid string, until time.Time, 
 		c.Uncertain, c.UncertainSince = old.Trying, time.UnixMilli(old.TriedAt)
 	}
 	return c, nil
+}
+
+// beforeClaim rebuilds what a claim needs of the entry as it was before
+// the claim, from the entry as the claim left it (after), for a claim
+// whose answer was lost after DynamoDB committed it (ddb.Lease's
+// BeforeUnknown). The claim added one attempt and kept every outcome
+// field. It set trying and tried_at only if no earlier attempt had: a
+// trying mark whose tried_at is this claim's own time (now) and whose
+// channel is first was written by this claim, not left by an earlier
+// attempt whose outcome is unknown (two claims of one job cannot fall in
+// the same millisecond: the earlier one had to send and let go first).
+// Any other mark is an earlier attempt's, and is honoured.
+func beforeClaim(after ddb.Item, now time.Time, first Channel) ddb.Item {
+	before := maps.Clone(after)
+	before["attempts"] = ddb.N(ddb.Int(after, "attempts") - 1)
+	if first != "" && ddb.String(after, "trying") == string(first) && ddb.Int(after, "tried_at") == now.UnixMilli() {
+		delete(before, "trying")
+		delete(before, "tried_at")
+	}
+	return before
 }
 
 func decodeEntry(item ddb.Item) (Entry, error) {

@@ -1,13 +1,19 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -241,5 +247,104 @@ func TestRetryDelay(t *testing.T) {
 	late := time.Date(2026, 11, 20, 15, 55, 0, 0, time.UTC)
 	if d := QuotaDelay(late); d < minQuotaWait || d > 2*minQuotaWait {
 		t.Fatalf("quota at 23:55 CST: %s", d)
+	}
+}
+
+// loseClaimAnswer forwards the first claim (an UpdateItem carrying
+// ":inprogress") to DynamoDB, then answers 500 as if the answer had been
+// lost after the write committed; the SDK retries the same request. moto
+// cannot play this, and awsfault fails requests before they reach moto.
+type loseClaimAnswer struct{ fired atomic.Int32 }
+
+func (c *loseClaimAnswer) RoundTrip(r *http.Request) (*http.Response, error) {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err != nil || !strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".UpdateItem") ||
+		!bytes.Contains(body, []byte(`":inprogress"`)) || !c.fired.CompareAndSwap(0, 1) {
+		return resp, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	const lost = `{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error"}`
+	return &http.Response{StatusCode: 500, Status: "500 Internal Server Error", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Type": {"application/x-amz-json-1.0"}}, Body: io.NopCloser(strings.NewReader(lost)),
+		ContentLength: int64(len(lost)), Request: r}, nil
+}
+
+// TestClaimWhoseAnswerIsLost: a claim committed while its answer was lost
+// (the SDK's retry finds the job held by this very claim) is the caller's,
+// and tells the trying mark it wrote itself from one an earlier attempt
+// left: only the latter is uncertain. Attempts and the earlier outcome
+// fields are what they would be had the answer come back.
+func TestClaimWhoseAnswerIsLost(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	before := now.Add(-time.Minute)
+	for _, tc := range []struct {
+		name      string
+		earlier   func(l *Ledger, id string) // what happened to the job before
+		first     Channel                    // the claim's channel; "": Claim
+		uncertain Channel
+		since     time.Time
+		attempt   int
+	}{
+		{name: "fresh_job", earlier: func(*Ledger, string) {}, first: Subscribe, attempt: 1},
+		{name: "after_a_known_failure", earlier: func(l *Ledger, id string) {
+			c, _ := l.claim(ctx, id, "p1", before.Add(time.Second), Template)
+			if err := l.Release(ctx, id, c, result{Channel: Template, ErrCode: -1, Class: "transient", Reason: "busy"}); err != nil {
+				t.Fatal(err)
+			}
+		}, first: Subscribe, attempt: 2},
+		{name: "after_an_unanswered_attempt_on_another_channel", earlier: func(l *Ledger, id string) {
+			c, _ := l.claim(ctx, id, "p1", before.Add(time.Second), Template)
+			if err := l.release(ctx, id, c, result{Channel: Template, Class: "transient", Reason: "no answer"}, true); err != nil {
+				t.Fatal(err)
+			}
+		}, first: Subscribe, uncertain: Template, since: before, attempt: 2},
+		{name: "after_an_unanswered_attempt_on_the_same_channel", earlier: func(l *Ledger, id string) {
+			c, _ := l.claim(ctx, id, "p1", before.Add(time.Second), Subscribe)
+			if err := l.release(ctx, id, c, result{Channel: Subscribe, Class: "transient", Reason: "no answer"}, true); err != nil {
+				t.Fatal(err)
+			}
+		}, first: Subscribe, uncertain: Subscribe, since: before, attempt: 2},
+		{name: "claim_without_a_channel_after_an_unanswered_attempt", earlier: func(l *Ledger, id string) {
+			c, _ := l.claim(ctx, id, "p1", before.Add(time.Second), Template)
+			if err := l.release(ctx, id, c, result{Channel: Template, Class: "transient", Reason: "no answer"}, true); err != nil {
+				t.Fatal(err)
+			}
+		}, uncertain: Template, since: before, attempt: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			table := awstest.Table(t)
+			plain := NewLedger(dynamodb.NewFromConfig(awstest.Config(nil)), table)
+			plain.Now = func() time.Time { return before }
+			tc.earlier(plain, "j")
+			lost := &loseClaimAnswer{}
+			cfg := awstest.Config(nil)
+			cfg.HTTPClient = &http.Client{Transport: lost}
+			l := NewLedger(dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+				o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.MaxBackoff = 10 * time.Millisecond })
+			}), table)
+			l.Now = func() time.Time { return now }
+			c, err := l.claim(ctx, "j", "p1", now.Add(time.Minute), tc.first)
+			if lost.fired.Load() != 1 {
+				t.Fatal("setup: the claim's answer was not lost")
+			}
+			if err != nil || c.State != Claimed {
+				t.Fatalf("claim whose answer was lost: %+v %v", c, err)
+			}
+			if c.Uncertain != tc.uncertain || c.Attempt != tc.attempt ||
+				(tc.uncertain != "" && !c.UncertainSince.Equal(time.UnixMilli(tc.since.UnixMilli()))) {
+				t.Fatalf("claim = uncertain %q since %v, attempt %d; want %q since %v, attempt %d",
+					c.Uncertain, c.UncertainSince, c.Attempt, tc.uncertain, tc.since, tc.attempt)
+			}
+			if err := l.Settle(ctx, "j", c, result{Status: Sent, Channel: Subscribe}); err != nil {
+				t.Fatal(err)
+			}
+			if e, _, _ := l.Get(ctx, "j"); e.Status != Sent || e.ErrCode != 0 || e.Class != "" || e.Reason != "" || e.Trying != "" || e.Attempts != tc.attempt {
+				t.Fatalf("settled entry: %+v", e)
+			}
+		})
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"time"
@@ -224,6 +223,7 @@ func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, step
 			}
 			since = t
 		}
+		asked := s.now()
 		msgid, err := s.sendOn(ctx, job, st)
 		if err == nil {
 			r := result{Status: Sent, Channel: st.channel, MsgID: msgid}
@@ -246,7 +246,7 @@ func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, step
 			return s.unanswered(ctx, job.ID, uid, c, failure, since, at, err)
 		}
 		if errors.Is(err, wechat.ErrNotFollowing) && uid != "" {
-			s.unfollowed(ctx, st.openid)
+			s.unfollowed(ctx, st.openid, asked)
 		}
 		switch {
 		case class == wechat.ClassUserState:
@@ -320,22 +320,15 @@ func (s *Sender) resendIn(since time.Time, receives int) (time.Duration, bool) {
 // outcomeUnknown reports whether err leaves open whether WeChat performed
 // the send: the request may have reached the platform, but no answer came
 // back (a timeout, a dropped connection, an unreadable or incomplete
-// answer). A WeChat errcode answer (even -1, "busy"), a failure before the
-// request went out (no access token) or a connection never made is known
-// to have sent nothing.
+// answer). A WeChat errcode answer (even -1, "busy") and a failure before
+// the request left the process (no access token, a connection never made:
+// wechat.ErrNotSent) are known to have sent nothing.
 func outcomeUnknown(err error) bool {
-	if wechat.ClassOf(err) != wechat.ClassTransient {
+	if wechat.ClassOf(err) != wechat.ClassTransient || errors.Is(err, wechat.ErrNotSent) {
 		return false
 	}
 	var we *wechat.Error
-	if errors.As(err, &we) {
-		return false
-	}
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return false
-	}
-	return true
+	return !errors.As(err, &we)
 }
 
 // resolve finds the person a recipient names. An openid wxbridge has not
@@ -428,11 +421,14 @@ func (s *Sender) sendOn(ctx context.Context, job Job, st step) (string, error) {
 	return "", fmt.Errorf("notify: unknown channel %q", st.channel)
 }
 
-// unfollowed records what a 43004 says: the person does not follow the
-// official account (any more). A failure only costs a wasted call next time.
-func (s *Sender) unfollowed(ctx context.Context, openid string) {
+// unfollowed records what a 43004 to a send made at asked says: the person
+// does not follow the official account (any more). It is the platform's
+// answer to a call made at asked (identity.Follow.Seen), so it outranks a
+// follow of the same second recorded before the call. A failure only costs
+// a wasted call next time.
+func (s *Sender) unfollowed(ctx context.Context, openid string, asked time.Time) {
 	_, err := s.People.Link(ctx, identity.Sighting{OA: &identity.OASighting{
-		AppID: s.OfficialAccount, OpenID: openid, Follow: &identity.Follow{Subscribed: false, At: s.now()},
+		AppID: s.OfficialAccount, OpenID: openid, Follow: &identity.Follow{Subscribed: false, At: asked, Seen: asked},
 	}})
 	if err != nil {
 		s.Log.WarnContext(ctx, "follow state not updated after 43004", "outcome", "not_updated", "error", err)

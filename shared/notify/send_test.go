@@ -15,9 +15,20 @@ type fixedToken struct{}
 func (fixedToken) Token(context.Context, string) (string, error)           { return "t", nil }
 func (fixedToken) Refused(context.Context, string, string) (string, error) { return "t", nil }
 
+// noToken is a token source with none to hand out (the refresher has not
+// run): its error is transient, like shared/tokens'.
+type noToken struct{}
+
+type noTokenError struct{}
+
+func (noTokenError) Error() string                                      { return "no usable access token" }
+func (noTokenError) Class() wechat.Class                                { return wechat.ClassTransient }
+func (noToken) Token(context.Context, string) (string, error)           { return "", noTokenError{} }
+func (noToken) Refused(context.Context, string, string) (string, error) { return "", noTokenError{} }
+
 // TestOutcomeUnknown: only a request that may have reached WeChat without
-// an answer coming back leaves the outcome open; an errcode answer or a
-// connection never made says nothing was sent.
+// an answer coming back leaves the outcome open; an errcode answer, a
+// connection never made or no access token says nothing was sent.
 func TestOutcomeUnknown(t *testing.T) {
 	closed := httptest.NewServer(http.NotFoundHandler())
 	closed.Close()
@@ -26,20 +37,24 @@ func TestOutcomeUnknown(t *testing.T) {
 		handler http.HandlerFunc
 		url     string
 		unknown bool
+		tokens  wechat.TokenSource
 	}{
 		{"errcode_answer", func(w http.ResponseWriter, r *http.Request) {
 			w.Write([]byte(`{"errcode":-1,"errmsg":"system error rid: 1-2-3"}`))
-		}, "", false},
+		}, "", false, nil},
 		{"user_state_answer", func(w http.ResponseWriter, r *http.Request) {
 			w.Write([]byte(`{"errcode":43101,"errmsg":"user refuse to accept the msg"}`))
-		}, "", false},
-		{"connection_refused", nil, closed.URL, false},
+		}, "", false, nil},
+		{"connection_refused", nil, closed.URL, false, nil},
+		{"no_access_token", func(w http.ResponseWriter, r *http.Request) {
+			t.Error("a request went out without a token")
+		}, "", false, noToken{}},
 		{"connection_dropped_after_the_request", func(w http.ResponseWriter, r *http.Request) {
 			conn, _, _ := http.NewResponseController(w).Hijack()
 			conn.Close()
-		}, "", true},
-		{"gateway_error", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) }, "", true},
-		{"unreadable_answer", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`<html>`)) }, "", true},
+		}, "", true, nil},
+		{"gateway_error", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) }, "", true, nil},
+		{"unreadable_answer", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`<html>`)) }, "", true, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,7 +64,11 @@ func TestOutcomeUnknown(t *testing.T) {
 				defer srv.Close()
 				url = srv.URL
 			}
-			wc := wechat.New(wechat.Options{APIBase: url, Tokens: fixedToken{}})
+			var src wechat.TokenSource = fixedToken{}
+			if tc.tokens != nil {
+				src = tc.tokens
+			}
+			wc := wechat.New(wechat.Options{APIBase: url, Tokens: src})
 			err := wc.SendSubscribe(context.Background(), "wxapp", wechat.SubscribeMessage{ToUser: "o1", TemplateID: "t1"})
 			if err == nil {
 				t.Fatal("no error")

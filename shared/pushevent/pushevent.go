@@ -10,6 +10,16 @@
 // unavailable: such an event fails retryably and waits (in follow-event's
 // retry queue) until user/info answers. Only an answer about the openid
 // itself (40003) records the follow without it.
+//
+// Follow state ends where the platform says, whatever the order pushes
+// arrive in. Push times have whole seconds, so a follow, an unfollow and a
+// follow again can share one; the identity store then takes a different
+// state of that second only from a user/info answer asked after the
+// recorded state was last known to hold (identity.Follow.Seen). An event
+// whose change lost such a tie asks user/info again and records its
+// answer; one that cannot ask (user/info down) waits in the retry queue,
+// and one that user/info will not answer about (40003) changes nothing it
+// cannot confirm.
 package pushevent
 
 import (
@@ -81,10 +91,9 @@ func (p *Processor) Process(ctx context.Context, e push.Event) (Result, error) {
 
 // ProcessLate applies an event that may be out of order with the
 // follower's other events of the same second: one from the retry queue, or
-// a follow-state event whose second has seen another already. Follow state
-// is kept in platform time, which has whole seconds, so within one second
-// the last event applied wins; for a late event the platform's current
-// state (user/info's subscribe) decides instead of the event.
+// a follow-state event whose second has seen another already. The
+// platform's current state (user/info's subscribe) decides instead of the
+// event, and the event waits (fails retryably) while user/info cannot say.
 func (p *Processor) ProcessLate(ctx context.Context, e push.Event) (Result, error) {
 	return p.apply(ctx, e, true)
 }
@@ -92,12 +101,10 @@ func (p *Processor) ProcessLate(ctx context.Context, e push.Event) (Result, erro
 func (p *Processor) apply(ctx context.Context, e push.Event, late bool) (Result, error) {
 	p.Metrics.Count("PushEvents", "kind", e.Kind())
 	switch e.Kind() {
-	case push.Subscribe:
-		return p.subscribe(ctx, e, strings.TrimPrefix(e.EventKey, "qrscene_"))
+	case push.Subscribe, push.Unsubscribe:
+		return p.followState(ctx, e, late)
 	case push.Scan:
 		return p.scan(ctx, e)
-	case push.Unsubscribe:
-		return p.unsubscribe(ctx, e, late)
 	}
 	if e.Kind() == push.TemplateFinish && p.Reports != nil && e.MsgID != "" {
 		return p.report(ctx, e)
@@ -130,67 +137,130 @@ func (p *Processor) report(ctx context.Context, e push.Event) (Result, error) {
 	return Result{Action: "reported"}, nil
 }
 
-// follower asks user/info about the event's follower. ok is false when the
-// platform answered about the openid itself (40003, class user_state):
-// asking again will not help, and the event is applied on its own word.
-// Any other failure is returned, to be retried: a follow applied without
-// the unionid would make the follower a second, unlinked person.
-func (p *Processor) follower(ctx context.Context, e push.Event) (info wechat.Follower, ok bool, err error) {
+// follower asks user/info about the event's follower, and says when it
+// asked: the answer is the platform's state at that time or later. seen is
+// zero when the platform answered about the openid itself (40003, class
+// user_state): asking again will not help, and the event is applied on its
+// own word. Any other failure is returned, to be retried: a follow applied
+// without the unionid would make the follower a second, unlinked person.
+func (p *Processor) follower(ctx context.Context, e push.Event) (info wechat.Follower, seen time.Time, err error) {
+	seen = time.Now()
 	info, err = p.WeChat.Follower(ctx, p.AppID, e.FromUserName)
 	switch {
 	case err == nil:
-		return info, true, nil
+		return info, seen, nil
 	case wechat.ClassOf(err) == wechat.ClassUserState:
 		p.Log.ErrorContext(ctx, "user/info refused the openid, event applied without it", "outcome", "degraded", "error", err, "rid", wechat.RID(err))
 		p.Metrics.Count("PushDegraded", "kind", e.Kind())
-		return wechat.Follower{}, false, nil
+		return wechat.Follower{}, time.Time{}, nil
 	}
-	return wechat.Follower{}, false, fmt.Errorf("user/info: %w", err)
+	return wechat.Follower{}, time.Time{}, fmt.Errorf("user/info: %w", err)
 }
 
-func (p *Processor) subscribe(ctx context.Context, e push.Event, scene string) (Result, error) {
-	info, ok, err := p.follower(ctx, e)
-	if err != nil {
-		return Result{}, err
-	}
-	// user/info answers subscribe=0, without unionid, when the follower
-	// has unfollowed since: the follow is then recorded as the state the
-	// platform ends in, so that it never wins a tie with an unfollow of
-	// the same second applied before it (later unfollows win anyway).
-	following := !ok || info.Follows()
-	s := identity.Sighting{
-		OA:      &identity.OASighting{AppID: p.AppID, OpenID: e.FromUserName, Follow: &identity.Follow{Subscribed: following, At: e.At(), Scene: info.SubscribeScene}},
-		UnionID: info.UnionID,
-	}
-	res, err := p.link(ctx, s, scene)
-	res.Follow = followState(following)
-	return res, err
-}
+// settleAttempts bounds how often a follow-state event asks user/info
+// again because its change lost its second to one recorded meanwhile.
+const settleAttempts = 3
 
-// unsubscribe marks the follower unsubscribed. A late unfollow asks the
-// platform first: a follow again in the same second may be recorded already.
-func (p *Processor) unsubscribe(ctx context.Context, e push.Event, late bool) (Result, error) {
-	var info wechat.Follower
-	if late {
-		var err error
-		if info, _, err = p.follower(ctx, e); err != nil {
+// followState applies a subscribe or an unsubscribe. A follow always asks
+// user/info (for the unionid), and so does a late event; an unfollow in
+// order is taken on its own word. user/info's subscribe=0 (without
+// unionid) for a follow means the follower has unfollowed since: the
+// follow is recorded as the state the platform ends in.
+//
+// When the change loses a tie within its second (another state of that
+// second was recorded, and this one cannot be shown to be newer), the
+// event asks user/info again and records that answer, which is newer than
+// anything recorded before it was asked.
+func (p *Processor) followState(ctx context.Context, e push.Event, late bool) (Result, error) {
+	scene := strings.TrimPrefix(e.EventKey, "qrscene_")
+	ask := late || e.Kind() == push.Subscribe
+	bound := false
+	for attempt := 1; ; attempt++ {
+		var info wechat.Follower
+		var seen time.Time
+		if ask {
+			var err error
+			if info, seen, err = p.follower(ctx, e); err != nil {
+				return Result{}, err
+			}
+		}
+		following := info.Follows()
+		if seen.IsZero() {
+			following = e.Kind() == push.Subscribe // the event's own word
+		}
+		s := identity.Sighting{
+			OA:      &identity.OASighting{AppID: p.AppID, OpenID: e.FromUserName, Follow: &identity.Follow{Subscribed: following, At: e.At(), Scene: info.SubscribeScene, Seen: seen}},
+			UnionID: info.UnionID,
+		}
+		res, person, err := p.record(ctx, e, s, scene)
+		if err != nil {
 			return Result{}, err
 		}
+		res.Follow = followState(following)
+		if bound = bound || res.Action == "bound"; bound {
+			res.Action = "bound"
+		}
+		switch {
+		case !tieLost(person, s):
+			return res, nil
+		case ask && seen.IsZero():
+			// user/info will not answer about this openid: nothing can
+			// confirm the event, so it changes nothing recorded.
+			return res, nil
+		case attempt == settleAttempts:
+			return Result{}, errUnsettled
+		}
+		p.Log.InfoContext(ctx, "follow state of this second recorded meanwhile, asking user/info", "outcome", "settling_tie", "attempt", attempt)
+		// The binding, if any, was recorded the first time.
+		ask, scene = true, ""
 	}
-	following := info.Follows()
-	res, err := p.People.Link(ctx, identity.Sighting{
-		OA:      &identity.OASighting{AppID: p.AppID, OpenID: e.FromUserName, Follow: &identity.Follow{Subscribed: following, At: e.At(), Scene: info.SubscribeScene}},
-		UnionID: info.UnionID,
-	})
+}
+
+// record links the sighting of a follow-state event: a follow through
+// link (it may carry a binding scene), an unfollow as it is.
+func (p *Processor) record(ctx context.Context, e push.Event, s identity.Sighting, scene string) (Result, identity.Person, error) {
+	if e.Kind() == push.Subscribe {
+		return p.link(ctx, s, scene)
+	}
+	res, err := p.People.Link(ctx, s)
 	if err != nil {
-		return Result{}, err
+		return Result{}, identity.Person{}, err
 	}
 	action := "unsubscribed"
-	if following {
+	if s.OA.Follow.Subscribed {
 		action = "linked"
 	}
-	return Result{Action: action, UID: res.Person.UID, Follow: followState(following)}, nil
+	return Result{Action: action, UID: res.Person.UID}, res.Person, nil
 }
+
+// tieLost reports whether the follow change of s lost a tie: person holds
+// a different follow state changed in the same second.
+func tieLost(person identity.Person, s identity.Sighting) bool {
+	oa, ok := person.OA[s.OA.AppID]
+	if !ok || oa.Subscribed == s.OA.Follow.Subscribed {
+		return false
+	}
+	for _, t := range []*time.Time{oa.SubscribedAt, oa.UnsubscribedAt} {
+		if t != nil && t.Unix() > s.OA.Follow.At.Unix() {
+			return false // a later second: the event is simply old
+		}
+	}
+	return true
+}
+
+// errUnsettled is a follow-state event whose change kept losing its second
+// to changes recorded while user/info was being asked: it waits and tries
+// again from the retry queue.
+var errUnsettled error = unsettledError{}
+
+type unsettledError struct{}
+
+func (unsettledError) Error() string {
+	return "pushevent: the follower's state of this second keeps changing; try again later"
+}
+
+// Class makes the wait transient for wechat.Retryable and the alarms.
+func (unsettledError) Class() wechat.Class { return wechat.ClassTransient }
 
 func followState(following bool) string {
 	if following {
@@ -210,19 +280,21 @@ func (p *Processor) scan(ctx context.Context, e push.Event) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("user/info: %w", err)
 	}
-	return p.link(ctx, identity.Sighting{OA: &identity.OASighting{AppID: p.AppID, OpenID: e.FromUserName}, UnionID: info.UnionID}, e.EventKey)
+	res, _, err := p.link(ctx, identity.Sighting{OA: &identity.OASighting{AppID: p.AppID, OpenID: e.FromUserName}, UnionID: info.UnionID}, e.EventKey)
+	return res, err
 }
 
 // link links s, binding the external_id scene carries if it is a valid
-// binding token this follower may spend. A binding that is refused is
-// logged and counted, and the follow itself is still recorded.
-func (p *Processor) link(ctx context.Context, s identity.Sighting, scene string) (Result, error) {
+// binding token this follower may spend, and returns the person as
+// recorded. A binding that is refused is logged and counted, and the
+// follow itself is still recorded.
+func (p *Processor) link(ctx context.Context, s identity.Sighting, scene string) (Result, identity.Person, error) {
 	tok, binds := p.bindingOf(scene)
 	first := false
 	if binds {
 		var err error
 		if s.ExternalID, first, err = p.bind(ctx, tok, s); err != nil {
-			return Result{}, err
+			return Result{}, identity.Person{}, err
 		}
 	}
 	res, err := p.People.Link(ctx, s)
@@ -238,14 +310,14 @@ func (p *Processor) link(ctx context.Context, s identity.Sighting, scene string)
 		res, err = p.People.Link(ctx, s)
 	}
 	if err != nil {
-		return Result{}, err
+		return Result{}, identity.Person{}, err
 	}
 	p.Metrics.Count("Links", "source", "push", "outcome", string(res.Outcome))
 	action := "linked"
 	if s.ExternalID != "" {
 		action = "bound"
 	}
-	return Result{Action: action, UID: res.Person.UID}, nil
+	return Result{Action: action, UID: res.Person.UID}, res.Person, nil
 }
 
 // bind spends tok for the follower of s and returns the external_id it

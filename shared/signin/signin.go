@@ -2,8 +2,9 @@
 // browser with the platform's web OAuth: the official account's H5
 // sign-in today. Begin checks what the page asked for (scope, return_to on
 // an allowed origin), signs a state that binds return_to, ties the
-// sign-in to the browser that started it with a cookie scoped to the
-// callback, and names the platform's authorize page. Finish checks the
+// sign-in to the browser that started it with a cookie of the callback's
+// host (keyed, and __Host- over https, so that no other host of the domain
+// can plant it), and names the platform's authorize page. Finish checks the
 // state, the browser and single use, exchanges the code, reads the profile
 // when the grant allows, links the visitor's identity and says where the
 // browser goes back, with a session or an error in the URL fragment.
@@ -105,13 +106,14 @@ type Flow struct {
 	origins  Origins
 	states   *oauthstate.Keys
 	sessions *session.Keys
+	binding  bindingKeys
 	d        Deps
 }
 
 // New returns the sign-in flow of app. Pages on origins may receive
-// sessions. States and sessions are signed with keys derived from
-// signingKey (wxbridge's own, config.Config.SigningKey); previousKey, if
-// set, still verifies them during a rotation.
+// sessions. States, binding cookies and sessions are signed with keys
+// derived from signingKey (wxbridge's own, config.Config.SigningKey);
+// previousKey, if set, still verifies them during a rotation.
 func New(app App, origins Origins, signingKey, previousKey string, d Deps) (*Flow, error) {
 	if app.AppID == "" || app.Secret == "" || len(app.Scopes) == 0 || app.Sighting == nil {
 		return nil, errors.New("signin: the app needs an appid, a secret, scopes and the identity it links")
@@ -127,7 +129,7 @@ func New(app App, origins Origins, signingKey, previousKey string, d Deps) (*Flo
 	if err != nil {
 		return nil, err
 	}
-	return &Flow{app: app, origins: origins, states: states, sessions: sessions, d: d}, nil
+	return &Flow{app: app, origins: origins, states: states, sessions: sessions, binding: newBindingKeys(signingKey, previousKey), d: d}, nil
 }
 
 // SetClock replaces the clock that states are issued and checked by.
@@ -151,7 +153,8 @@ type Start struct {
 	// Authorize is the platform's page to send the browser to.
 	Authorize string
 	// Binding is the cookie to set on the browser: the callback accepts
-	// the sign-in only from a browser that holds it.
+	// the sign-in only from a browser that holds it. It is a __Host-
+	// cookie on the callback's host when the callback is https.
 	Binding *http.Cookie
 	// Scope is the scope asked for, the default filled in.
 	Scope string
@@ -160,7 +163,7 @@ type Start struct {
 // Begin starts a sign-in that asks for scope ("" for the app's default)
 // and comes back to returnTo. callback is the absolute URL the platform
 // sends the browser to; the browser must be on its host now (see Site),
-// since the binding cookie is set for that host and the callback's path.
+// since the binding cookie is set for that host.
 func (f *Flow) Begin(ctx context.Context, scope, returnTo, callback string) (Start, error) {
 	if scope == "" {
 		scope = f.app.Scopes[0]
@@ -186,7 +189,7 @@ func (f *Flow) Begin(ctx context.Context, scope, returnTo, callback string) (Sta
 		return Start{}, err
 	}
 	f.d.Metrics.Count("OAuthStarted", "scope", scope)
-	return Start{Authorize: target, Binding: binding(st, cb, f.states.Now()), Scope: scope}, nil
+	return Start{Authorize: target, Binding: f.binding.cookie(st, cb, f.states.Now()), Scope: scope}, nil
 }
 
 // Return is what the platform's redirect brings to the callback.
@@ -195,6 +198,9 @@ type Return struct {
 	// Cookies are the request's cookies, "name=value" each (as API
 	// Gateway puts them in the event; "a=1; b=2" is read too).
 	Cookies []string
+	// Callback is the callback's absolute URL, as Begin was given it: its
+	// scheme says which binding cookie to look for. "" reads as https.
+	Callback string
 }
 
 // Back is where a finished sign-in sends the browser: ReturnTo with the
@@ -244,7 +250,13 @@ func (f *Flow) Finish(ctx context.Context, r Return) (Back, error) {
 	if err := f.origins.Check(r.ReturnTo); err != nil {
 		return Back{}, err
 	}
-	if !bound(r.Cookies, st.Nonce) {
+	// Over plain http no cookie can carry the __Host- prefix; any other
+	// callback, or none named, is https.
+	secure := true
+	if u, err := url.Parse(r.Callback); err == nil && u.Scheme == "http" {
+		secure = false
+	}
+	if !f.binding.bound(r.Cookies, st.Nonce, secure) {
 		return Back{}, refuse("foreign_state", "This sign-in was started in another browser. Go back to the page and try again.")
 	}
 	if err := f.d.States.Use(ctx, st); errors.Is(err, oauthstate.ErrReplayed) {

@@ -95,7 +95,7 @@ func (f *fixture) begin(t *testing.T, scope, returnTo string) begun {
 }
 
 func (f *fixture) finish(b begun, code string) (Back, error) {
-	return f.flow.Finish(context.Background(), Return{State: b.state, Code: code, ReturnTo: b.returnTo, Cookies: []string{b.cookie}})
+	return f.flow.Finish(context.Background(), Return{State: b.state, Code: code, ReturnTo: b.returnTo, Cookies: []string{b.cookie}, Callback: callback})
 }
 
 func (f *fixture) consent(t *testing.T, p sandbox.Person, scope string, snapshot bool) string {
@@ -148,9 +148,12 @@ func TestBegin(t *testing.T) {
 		_, err := f.flow.Begin(context.Background(), wechat.ScopeBase, "https://evil.example/", callback)
 		refusedFor(t, err, "invalid_return_to")
 	})
-	t.Run("binding_follows_the_callback", func(t *testing.T) {
+	t.Run("binding_is_a_host_cookie", func(t *testing.T) {
+		// A base path or not, over https the cookie is __Host-: on the
+		// callback's host only, which the browser enforces (Path=/, Secure,
+		// no Domain).
 		s, err := f.flow.Begin(context.Background(), wechat.ScopeBase, h5+"/", callback)
-		if err != nil || s.Binding.Path != "/wx/oauth/callback" || !s.Binding.Secure || !strings.HasPrefix(s.Binding.Name, "wxb_oauth_") {
+		if err != nil || s.Binding.Path != "/" || !s.Binding.Secure || s.Binding.Domain != "" || !strings.HasPrefix(s.Binding.Name, "__Host-wxb_oauth_") {
 			t.Fatalf("binding = %v, %v", s.Binding, err)
 		}
 	})

@@ -1,12 +1,7 @@
 package signin
 
 import (
-	"net/http"
-	"net/url"
 	"testing"
-	"time"
-
-	"wxbridge/shared/oauthstate"
 )
 
 func TestSiteBase(t *testing.T) {
@@ -43,42 +38,6 @@ func TestSiteBase(t *testing.T) {
 	for _, bad := range []string{"ftp://api.example.com", "https://api.example.com/?x=1", "https://api.example.com/#x", "api.example.com/wx", "https://u:p@api.example.com"} {
 		if _, err := NewSite(bad); err == nil {
 			t.Errorf("NewSite(%q) accepted", bad)
-		}
-	}
-}
-
-// TestBinding: the cookie is scoped to the callback's own path (a base
-// path included) and sent back only there, and only over https when the
-// callback is https.
-func TestBinding(t *testing.T) {
-	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
-	st := oauthstate.State{Nonce: "00112233445566778899aabb", Expires: now.Add(oauthstate.TTL)}
-	for _, c := range []struct{ callback, path string }{
-		{"https://abc123.execute-api.us-east-1.amazonaws.com/oauth/callback", "/oauth/callback"},
-		{"https://api.example.com/wx/oauth/callback", "/wx/oauth/callback"},
-		{"http://127.0.0.1:8080/oauth/callback", "/oauth/callback"},
-	} {
-		u, _ := url.Parse(c.callback)
-		ck := binding(st, u, now)
-		back, err := http.ParseSetCookie(ck.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if back.Name != "wxb_oauth_"+st.Nonce || back.Path != c.path || back.Domain != "" || !back.HttpOnly ||
-			back.SameSite != http.SameSiteLaxMode || back.Secure != (u.Scheme == "https") || back.MaxAge != int(oauthstate.TTL.Seconds()) {
-			t.Errorf("%s: cookie %s", c.callback, ck)
-		}
-	}
-	for cookies, want := range map[string]bool{
-		"wxb_oauth_00112233445566778899aabb=1":                       true,
-		"a=1; wxb_oauth_00112233445566778899aabb=1; b=2":             true,
-		"wxb_oauth_00112233445566778899aabb=0":                       false,
-		"wxb_oauth_ffffffffffffffffffffffff=1":                       false,
-		"xwxb_oauth_00112233445566778899aabb=1":                      false,
-		"wxb_oauth_00112233445566778899aabb=1x; wxb_oauth_0011223=1": false,
-	} {
-		if got := bound([]string{cookies}, st.Nonce); got != want {
-			t.Errorf("bound(%q) = %v", cookies, got)
 		}
 	}
 }

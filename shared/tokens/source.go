@@ -243,10 +243,11 @@ func (s *Source) Token(ctx context.Context, appid string) (string, error) {
 // token (why is the error noToken). If the refresher may simply not have
 // run yet, first asks it for a run of the app (no force budget is spent on
 // an app without a token) and waits, within ctx and the Source's Wait, for
-// the token to appear: every concurrent caller shares one request and one
-// wait, and after a wait that ended without a token callers get noToken at
-// once until askSpacing has passed, so a refresher that cannot deliver is
-// neither flooded nor waited for over and over.
+// the token to appear, or for the refresher's recorded failure, which
+// ends the wait at once and is the answer: every concurrent caller shares
+// one request and one wait, and after a wait that ended without a token
+// callers get noToken at once until askSpacing has passed, so a refresher
+// that cannot deliver is neither flooded nor waited for over and over.
 func (s *Source) first(ctx context.Context, a *app, noToken error) (string, error) {
 	if s.refresher == nil {
 		return "", noToken
@@ -410,8 +411,10 @@ func (s *Source) Refused(ctx context.Context, appid, token string) (string, erro
 // recover looks for a usable token other than bad ("" when there was no
 // token at all): re-read the secret; if it still holds bad (or nothing
 // usable), ask the refresher once; poll the secret with growing pauses
-// until it changes or the wait is over. Its log lines carry the request id
-// of the caller that started it.
+// until it changes or the wait is over. A wait for a first token also ends
+// as soon as the secret records a failure of the refresher, with that
+// failure as the answer. Its log lines carry the request id of the caller
+// that started it.
 func (s *Source) recover(ctx context.Context, a *app, bad string, f *flight) {
 	ctx, cancel := context.WithTimeout(ctx, s.wait)
 	defer cancel()
@@ -419,6 +422,7 @@ func (s *Source) recover(ctx context.Context, a *app, bad string, f *flight) {
 		s.metrics.Count("TokenRefused", "appid", a.id)
 	}
 	asked := false
+	var failed *Failure // the refresher's recorded failure that ended the wait
 	for attempt := 1; ; attempt++ {
 		rf, err := s.read(ctx, a)
 		if err != nil {
@@ -427,6 +431,16 @@ func (s *Source) recover(ctx context.Context, a *app, bad string, f *flight) {
 		}
 		if rf.err == nil && rf.st.AccessToken != bad && rf.st.Usable(s.now()) {
 			f.token = rf.st.AccessToken
+			break
+		}
+		if bad == "" && rf.err == nil && rf.st.Failure != nil {
+			// The wait for a first token began with no failure recorded
+			// (refresherMayHelp), so this one is the refresher's answer
+			// since: 40164 on a fresh deploy, within milliseconds. No token
+			// will come before the schedule's next run; waiting out the
+			// rest of the wait would only hold every caller that long.
+			failed = rf.st.Failure
+			f.err = unusable(a.id, rf.st)
 			break
 		}
 		if !asked {
@@ -449,6 +463,11 @@ func (s *Source) recover(ctx context.Context, a *app, bad string, f *flight) {
 	a.recovery = nil
 	switch {
 	case f.err == nil:
+	case failed != nil:
+		a.missedAt = now
+		s.log.WarnContext(ctx, "no token: the token-refresher failed", "outcome", "refresher_failed", "appid", a.id,
+			"class", failed.Class, "errcode", failed.ErrCode, "rid", failed.RID)
+		s.metrics.Count("TokenRecoveryFailed", "appid", a.id)
 	case bad == "":
 		a.missedAt = now
 		s.log.WarnContext(ctx, "no token from the token-refresher in time", "outcome", "no_token", "appid", a.id, "waited", s.wait.String())

@@ -469,6 +469,38 @@ func TestFirstToken(t *testing.T) {
 		}
 	})
 
+	// The refresher asked for a first token fails at once (40164): the
+	// wait ends when the failure is recorded, not at its bound, and every
+	// waiting caller gets that answer with the platform's rid.
+	t.Run("a_failure_recorded_during_the_wait_ends_it", func(t *testing.T) {
+		f := newFixture(t)
+		inv := &tokens.Local{Run: func(context.Context, tokens.RefreshRequest) error {
+			time.Sleep(50 * time.Millisecond)
+			f.store(tokens.Stored{Failure: &tokens.Failure{At: f.clock.Now(), API: "/cgi-bin/stable_token", ErrCode: 40164, RID: "r-40164", Class: "config"}})
+			return nil
+		}}
+		src := f.source(inv, 5*time.Second)
+		began := time.Now()
+		_, errs := concurrently(20, func() (string, error) { return src.Token(ctx, appid) })
+		took := time.Since(began)
+		for _, err := range errs {
+			var we *wechat.Error
+			if !errors.Is(err, tokens.ErrNoToken) || wechat.ClassOf(err) != wechat.ClassConfig || !errors.As(err, &we) || we.Code != 40164 || we.RID != "r-40164" {
+				t.Fatalf("err %v (class %s), want the recorded 40164 with its rid", err, wechat.ClassOf(err))
+			}
+		}
+		if took > time.Second {
+			t.Fatalf("callers waited %s for a token the refresher had failed to get", took)
+		}
+		inv.Wait()
+		if n := len(inv.Requests()); n != 1 {
+			t.Fatalf("%d requests, want 1", n)
+		}
+		if logs := f.logs.String(); !strings.Contains(logs, `"outcome":"refresher_failed"`) || !strings.Contains(logs, `"rid":"r-40164"`) {
+			t.Errorf("the failure that ended the wait was not logged with its rid: %s", logs)
+		}
+	})
+
 	// Once the refresher has tried and failed, even transiently (-1), its
 	// answer stands until the schedule's next run: otherwise every process
 	// seeing it would have the platform asked again every few seconds.

@@ -9,9 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -290,8 +292,13 @@ func (c *Client) url(api string, q url.Values) string {
 // omits errcode (some APIs send errcode 0 and errmsg "ok").
 func (c *Client) do(req *http.Request, api string, q url.Values, out any) error {
 	req.Header.Set("Accept", "application/json")
+	var conn connTrace
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), conn.hooks()))
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		if conn.neverGot() {
+			return notSent(sendError(api, q, err))
+		}
 		return sendError(api, q, err)
 	}
 	defer resp.Body.Close()
@@ -324,6 +331,26 @@ func (c *Client) do(req *http.Request, api string, q url.Values, out any) error 
 	}
 	return nil
 }
+
+// connTrace follows a request's search for a connection. net/http's
+// Transport calls GetConn as it starts looking for one, and GotConn before
+// it writes a byte of the request on the one it got (for each try, HTTP/1
+// and HTTP/2, in the goroutine of the call): a request that looked for a
+// connection and never got one was never written (a refused connection, a
+// DNS or TLS failure, a deadline while dialing). A RoundTripper that is not
+// net/http's calls neither hook, and its failures are never taken for
+// unsent.
+type connTrace struct{ looked, got atomic.Bool }
+
+func (t *connTrace) hooks() *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		GetConn: func(string) { t.looked.Store(true) },
+		GotConn: func(httptrace.GotConnInfo) { t.got.Store(true) },
+	}
+}
+
+// neverGot reports a request that never got a connection to be written on.
+func (t *connTrace) neverGot() bool { return t.looked.Load() && !t.got.Load() }
 
 // sendError turns a failed round trip into a transportError. *url.Error is
 // unwrapped and dropped because its text is the full request URL; the cause

@@ -246,6 +246,20 @@ var (
 	ErrQuota = &Error{Code: 45009}
 )
 
+// ErrNotSent marks a failure that happened before the request left this
+// process (no access token to send it with, no connection to send it on):
+// the platform cannot have acted on it, whatever the failure's class
+// (ClassOf still reports the cause's). Compare with errors.Is.
+var ErrNotSent = errors.New("wechat: request not sent")
+
+// notSentError is err marked with ErrNotSent.
+type notSentError struct{ err error }
+
+func notSent(err error) error                { return &notSentError{err} }
+func (e *notSentError) Error() string        { return e.err.Error() }
+func (e *notSentError) Unwrap() error        { return e.err }
+func (e *notSentError) Is(target error) bool { return target == ErrNotSent }
+
 // Beijing is the zone of WeChat's quota day: quotas reset at midnight
 // Beijing time (China has no daylight saving time).
 var Beijing = time.FixedZone("CST", 8*60*60)

@@ -27,17 +27,18 @@ var ErrNoTokenSource = errors.New("wechat: client has no token source")
 
 // withToken runs call with appid's access token in q["access_token"]. On a
 // token-class answer it asks the source for a fresher token and retries
-// once, so callers never see a token that went stale under them.
+// once, so callers never see a token that went stale under them. Without a
+// token nothing is sent: that failure is marked ErrNotSent.
 func (c *Client) withToken(ctx context.Context, appid string, q url.Values, call func(q url.Values) error) error {
 	if c.tokens == nil {
-		return ErrNoTokenSource
+		return notSent(ErrNoTokenSource)
 	}
 	if q == nil {
 		q = url.Values{}
 	}
 	tok, err := c.tokens.Token(ctx, appid)
 	if err != nil {
-		return fmt.Errorf("wechat: access token for %s: %w", appid, err)
+		return notSent(fmt.Errorf("wechat: access token for %s: %w", appid, err))
 	}
 	q.Set("access_token", tok)
 	err = call(q)

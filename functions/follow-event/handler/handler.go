@@ -223,10 +223,15 @@ func (h *Handler) push(ctx context.Context, req events.APIGatewayV2HTTPRequest) 
 		h.Metrics.Count("PushDuplicates")
 		return text(http.StatusOK, "success")
 	case claim.State == idempotency.InFlight:
-		// An earlier delivery is still being handled; WeChat will retry
-		// and find it done.
+		// A claim on this key is held: an earlier delivery still being
+		// handled, or one whose handler died or could not mark it done
+		// (its lease runs for seconds, and WeChat's retries may all come
+		// within them). For a follow-state key it may also be another
+		// event of the follower's second. Refusing would lose the event
+		// once WeChat gives up, so it is queued: handled late, it asks
+		// user/info and changes nothing already recorded.
 		h.Log.InfoContext(ctx, "push", "outcome", "in_flight")
-		return text(http.StatusServiceUnavailable, "in progress")
+		return h.handOver(ctx, e, nil)
 	}
 	process := h.Processor.Process
 	if claim.Again {

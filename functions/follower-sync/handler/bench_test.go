@@ -16,13 +16,13 @@ import (
 	"wxbridge/shared/wechat/push"
 )
 
-// TestBackfillWhileUsersLogInAndFollow runs a whole backfill of 1,000
+// TestBackfillWhileUsersLogInAndFollow runs a whole backfill of 500
 // followers of mixed kinds while some of them log in to the mini program
 // and follow events for listed followers are handled at the same moment:
 // one person per follower, one per unionid, exact counts. make bench runs
 // the same at 25,000 followers (BenchmarkBackfill25000).
 func TestBackfillWhileUsersLogInAndFollow(t *testing.T) {
-	backfillWhileUsersLogInAndFollow(t, 1000)
+	backfillWhileUsersLogInAndFollow(t, 500)
 }
 
 // BenchmarkBackfill25000 is TestBackfillWhileUsersLogInAndFollow at 25,000

@@ -22,7 +22,8 @@ import (
 // at its execute-api address, at a custom domain, at a custom domain with
 // a base path (an API mapping), and through a proxy in front. A browser
 // with a real cookie jar follows every redirect at the real addresses, so
-// a cookie comes back only where a browser would send it (host and Path).
+// a cookie comes back only where a browser would send it (host, Path,
+// Secure), and is kept only if a browser would keep it (name prefixes).
 
 const apiID = "abc123"
 
@@ -104,10 +105,11 @@ func (n internet) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // visitThrough follows a sign-in from start like a browser on n, with its
-// own cookie jar, consenting as p at the platform's authorize page.
+// own cookie jar (one that keeps browsers' rules for prefixed cookies),
+// consenting as p at the platform's authorize page.
 func (e *env) visitThrough(t *testing.T, n internet, start string, p sandbox.Person) visit {
 	t.Helper()
-	jar, _ := cookiejar.New(nil)
+	jar := newBrowserJar()
 	var v visit
 	c := &http.Client{Jar: jar, Transport: n, CheckRedirect: func(req *http.Request, via []*http.Request) error {
 		if len(via) > 10 {
@@ -218,24 +220,30 @@ func TestSignInAtEveryAddress(t *testing.T) {
 	}
 }
 
-// TestBindingCookieStaysOnThePublicAddress: with a base path, the cookie
-// is scoped to <base path>/oauth/callback on the public host, so it is sent
-// to the callback there and nowhere else.
-func TestBindingCookieStaysOnThePublicAddress(t *testing.T) {
+// TestBindingCookieIsHostOnly: with a base path, the cookie is a __Host-
+// cookie of the public host (Secure, Path=/, no Domain, as the prefix
+// requires), so a browser sends it to that host over https and to no other
+// host of the domain, and refuses such a cookie from any of them.
+func TestBindingCookieIsHostOnly(t *testing.T) {
 	e := newEnv(t)
 	h := e.newHandler(t, Options{Origins: []string{e.h5.URL}, PublicURL: "https://api.example.com/wx"})
 	g := gateway{host: "api.example.com", stage: "$default", basePath: "/wx", h: func() *Handler { return h }}
-	jar, _ := cookiejar.New(nil)
+	jar := newBrowserJar()
 	c := &http.Client{Jar: jar, Transport: internet{g.host: g.handler()}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Get("https://api.example.com/wx/oauth/authorize?" + url.Values{"return_to": {e.h5.URL + "/"}}.Encode())
 	if err != nil || resp.StatusCode != http.StatusFound {
 		t.Fatalf("authorize: %v %v", resp, err)
 	}
 	resp.Body.Close()
+	set := resp.Cookies()
+	if len(set) != 1 || !strings.HasPrefix(set[0].Name, "__Host-wxb_oauth_") || set[0].Path != "/" || set[0].Domain != "" ||
+		!set[0].Secure || !set[0].HttpOnly || set[0].SameSite != http.SameSiteLaxMode || set[0].Value == "1" {
+		t.Fatalf("Set-Cookie %q, want one __Host- binding cookie", resp.Header.Values("Set-Cookie"))
+	}
 	sent := func(u string) bool {
 		pu, _ := url.Parse(u)
 		for _, ck := range jar.Cookies(pu) {
-			if strings.HasPrefix(ck.Name, "wxb_oauth_") {
+			if ck.Name == set[0].Name && ck.Value == set[0].Value {
 				return true
 			}
 		}
@@ -244,12 +252,39 @@ func TestBindingCookieStaysOnThePublicAddress(t *testing.T) {
 	for u, want := range map[string]bool{
 		"https://api.example.com/wx/oauth/callback?code=x": true,
 		"http://api.example.com/wx/oauth/callback":         false, // Secure
-		"https://api.example.com/oauth/callback":           false,
-		"https://api.example.com/wx/oauth/authorize":       false,
 		"https://" + executeAPI + "/oauth/callback":        false,
+		"https://h5.example.com/":                          false, // a sibling host
+		"https://example.com/":                             false, // the parent domain
 	} {
 		if got := sent(u); got != want {
 			t.Errorf("cookie sent to %s: %v, want %v", u, got, want)
 		}
 	}
+}
+
+// browserJar is a cookie jar that also keeps the rules browsers apply to
+// prefixed cookie names (RFC 6265bis, "Cookie Name Prefixes"), which
+// net/http/cookiejar does not: a __Host- cookie is taken only from an
+// https page, Secure, with Path=/ and without a Domain attribute; a
+// __Secure- cookie only Secure from an https page. Current browsers match
+// the prefixes case-insensitively.
+type browserJar struct{ http.CookieJar }
+
+func newBrowserJar() browserJar {
+	j, _ := cookiejar.New(nil)
+	return browserJar{j}
+}
+
+func (b browserJar) SetCookies(u *url.URL, cookies []*http.Cookie) {
+	var kept []*http.Cookie
+	for _, c := range cookies {
+		name := strings.ToLower(c.Name)
+		switch {
+		case strings.HasPrefix(name, "__host-") && (u.Scheme != "https" || !c.Secure || c.Domain != "" || c.Path != "/"):
+		case strings.HasPrefix(name, "__secure-") && (u.Scheme != "https" || !c.Secure):
+		default:
+			kept = append(kept, c)
+		}
+	}
+	b.CookieJar.SetCookies(u, kept)
 }

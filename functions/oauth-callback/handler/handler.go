@@ -179,8 +179,14 @@ func (h *Handler) callback(ctx context.Context, req events.APIGatewayV2HTTPReque
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, nil, err
 	}
+	// The callback is where /oauth/authorize sent the platform back to:
+	// its scheme names the binding cookie to look for.
+	callback := ""
+	if base, _, err := h.site.Base(arrival(req)); err == nil {
+		callback = base + CallbackPath
+	}
 	back, err := h.flow.Finish(ctx, signin.Return{
-		State: q.Get("state"), Code: q.Get("code"), ReturnTo: q.Get("return_to"), Cookies: req.Cookies,
+		State: q.Get("state"), Code: q.Get("code"), ReturnTo: q.Get("return_to"), Cookies: req.Cookies, Callback: callback,
 	})
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, nil, err
