@@ -77,6 +77,7 @@ type Claim struct {
 	lease   *ddb.Lease
 	outcome string
 	before  ddb.Item
+	unknown bool // what the key held before this claim is not known
 }
 
 // Claim takes key for lease, asking for outcome ("" for a key whose work is
@@ -110,8 +111,12 @@ func (s *Store) Claim(ctx context.Context, key, outcome string, lease time.Durat
 		return nil, fmt.Errorf("idempotency: claim: %w", err)
 	}
 	return &Claim{
-		State:   Claimed,
-		Again:   l.Before != nil && ddb.String(l.Before, attrOutcome) != outcome,
+		State: Claimed,
+		// A take whose answer was lost and retried cannot see what the key
+		// held before: it may have settled on another outcome, so the caller
+		// settles this one from the authority too.
+		Again:   l.BeforeUnknown || (l.Before != nil && ddb.String(l.Before, attrOutcome) != outcome),
+		unknown: l.BeforeUnknown,
 		store:   s,
 		lease:   l,
 		outcome: outcome,
@@ -158,7 +163,12 @@ func (c *Claim) Release(ctx context.Context) error {
 		return ErrNotClaimed
 	}
 	end := ddb.End{Delete: true}
-	if ddb.String(c.before, attrStatus) == statusDone {
+	switch {
+	case c.unknown:
+		// What it held before is not known: keep the record, only let go of
+		// the lease, so that the next claim is free.
+		end = ddb.End{}
+	case ddb.String(c.before, attrStatus) == statusDone:
 		end = ddb.End{Set: "#s = :done", Names: map[string]string{"#s": attrStatus, "#o": attrOutcome}, Values: ddb.Item{":done": ddb.S(statusDone)}}
 		if was := ddb.String(c.before, attrOutcome); was != "" {
 			end.Set += ", #o = :outcome"

@@ -6,8 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"wxbridge/infra/devkit/awsfault"
 	"wxbridge/infra/devkit/awstest"
 )
 
@@ -120,5 +123,48 @@ func TestConcurrentClaimsHaveOneWinner(t *testing.T) {
 	wg.Wait()
 	if counts[Claimed] != 1 || counts[InFlight] != 39 {
 		t.Fatalf("outcomes = %v, want one claim and 39 in flight", counts)
+	}
+}
+
+// A claim whose answer is lost is retried by the SDK and meets its own
+// lease: it holds the key, flagged Again (what the key held before is not
+// known), and giving it back keeps the record so the next claim is free.
+func TestClaimWhoseAnswerIsLost(t *testing.T) {
+	ctx := context.Background()
+	p, err := awsfault.Start(awstest.Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	cfg := awstest.Config(nil)
+	cfg.BaseEndpoint = aws.String(p.URL())
+	cfg.Retryer = func() aws.Retryer {
+		return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxBackoff = 5 * time.Millisecond })
+	}
+	s := NewStore(dynamodb.NewFromConfig(cfg), awstest.Table(t), "test")
+
+	settled, err := s.Claim(ctx, "k", "follow", time.Minute)
+	if err != nil || settled.State != Claimed {
+		t.Fatalf("first claim = %+v, %v", settled, err)
+	}
+	if err := settled.Complete(ctx, "handled", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Add(awsfault.Rule{Service: awsfault.DynamoDB, Operation: "UpdateItem", Count: 1, Error: awsfault.LostAnswer}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Claim(ctx, "k", "unfollow", time.Minute)
+	if err != nil || c.State != Claimed {
+		t.Fatalf("claim whose answer was lost = %+v, %v; want Claimed", c, err)
+	}
+	if !c.Again {
+		t.Fatal("a claim that cannot see what the key held is not flagged Again")
+	}
+	if err := c.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next, err := s.Claim(ctx, "k", "unfollow", time.Minute)
+	if err != nil || next.State != Claimed {
+		t.Fatalf("claim after the release = %+v, %v; want Claimed", next, err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"slices"
@@ -51,6 +52,11 @@ const (
 	// Timeout answers nothing: the request is held until the client gives
 	// up (or MaxHold passes), then its connection is closed.
 	Timeout = "timeout"
+	// LostAnswer performs the request (DynamoDB writes the item, SQS takes
+	// the message), then throws the service's answer away and answers its
+	// HTTP 500 instead: the SDK retries a call that already happened, as
+	// when an answer is lost on the way back in AWS.
+	LostAnswer = "lost_answer"
 )
 
 // MaxHold bounds how long a Timeout rule holds a request whose client never
@@ -164,11 +170,11 @@ func check(r Rule) error {
 		return fmt.Errorf("%w: service %q: want dynamodb, sqs or secretsmanager", ErrRule, r.Service)
 	case r.Count < 0:
 		return fmt.Errorf("%w: count %d: want 0 (every matching request) or more", ErrRule, r.Count)
-	case r.Error == Timeout:
+	case r.Error == Timeout, r.Error == LostAnswer:
 		return nil
 	}
 	if _, ok := failureOf(r.Service, r.Error); !ok {
-		return fmt.Errorf("%w: error %q for %s: want InternalServerError, ThrottlingException, timeout or (dynamodb only) ProvisionedThroughputExceededException", ErrRule, r.Error, r.Service)
+		return fmt.Errorf("%w: error %q for %s: want InternalServerError, ThrottlingException, timeout, lost_answer or (dynamodb only) ProvisionedThroughputExceededException", ErrRule, r.Error, r.Service)
 	}
 	return nil
 }
@@ -220,11 +226,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := identify(r, body)
 	if rule, ok := p.claim(c); ok {
-		if rule.Error == Timeout {
+		switch rule.Error {
+		case Timeout:
 			p.hold(w, r)
 			return
+		case LostAnswer:
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+			p.rp.ServeHTTP(httptest.NewRecorder(), r) // performed; its answer is lost
 		}
-		f, _ := failureOf(c.service, rule.Error)
+		f, _ := failureOf(c.service, InternalServerError)
+		if rule.Error != LostAnswer {
+			f, _ = failureOf(c.service, rule.Error)
+		}
 		f.answer(w, c)
 		return
 	}

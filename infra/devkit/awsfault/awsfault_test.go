@@ -399,3 +399,27 @@ func TestControl(t *testing.T) {
 	}
 	do("PUT", "", 405)
 }
+
+func TestLostAnswer(t *testing.T) {
+	ctx := context.Background()
+	table := awstest.Table(t)
+	p := start(t)
+	db := dynamodb.NewFromConfig(once(p))
+	add(t, p, awsfault.Rule{Service: "dynamodb", Operation: "PutItem", Count: 1, Error: awsfault.LostAnswer})
+	_, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: &table, Item: key("lost#1"),
+		ConditionExpression: aws.String("attribute_not_exists(pk)")})
+	var api smithy.APIError
+	if !errors.As(err, &api) || api.ErrorCode() != "InternalServerError" {
+		t.Fatalf("PutItem with its answer lost = %v, want InternalServerError", err)
+	}
+	// It happened all the same: the same conditional put now finds the item.
+	_, err = db.PutItem(ctx, &dynamodb.PutItemInput{TableName: &table, Item: key("lost#1"),
+		ConditionExpression: aws.String("attribute_not_exists(pk)")})
+	var ccf *ddbtypes.ConditionalCheckFailedException
+	if !errors.As(err, &ccf) {
+		t.Fatalf("the put whose answer was lost was not performed: retry got %v", err)
+	}
+	if _, err := p.Add(awsfault.Rule{Service: "sqs", Error: awsfault.LostAnswer}); err != nil {
+		t.Fatalf("lost_answer is refused for sqs: %v", err)
+	}
+}
