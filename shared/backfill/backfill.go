@@ -300,6 +300,10 @@ func (s *Syncer) chunk(ctx context.Context, j Job, attempt int) error {
 	}
 	last := attempt >= s.maxAttempts()
 	var t Tally
+	// The follow states batchget answers held when it was asked: the
+	// identity store lets that settle a change in the same second only if
+	// no later answer or push has been recorded since.
+	asked := time.Now()
 	users, err := s.WeChat.Followers(ctx, s.AppID, j.OpenIDs)
 	switch {
 	case err != nil && wechat.Retryable(err) && !last:
@@ -311,7 +315,7 @@ func (s *Syncer) chunk(ctx context.Context, j Job, attempt int) error {
 		t.note(fmt.Sprintf("batchget: %v", err))
 		s.alarm(wechat.ClassOf(err))
 	default:
-		if err := s.link(ctx, j, users, &t, last); err != nil {
+		if err := s.link(ctx, j, users, asked, &t, last); err != nil {
 			return s.later(ctx, j, attempt, err)
 		}
 	}
@@ -332,7 +336,7 @@ func (s *Syncer) chunk(ctx context.Context, j Job, attempt int) error {
 // link links users and tallies what each became. A failure that may pass
 // (store trouble, a lost race) fails the whole chunk for a retry unless
 // this is its last attempt: linking again what was linked changes nothing.
-func (s *Syncer) link(ctx context.Context, j Job, users []wechat.Follower, t *Tally, last bool) error {
+func (s *Syncer) link(ctx context.Context, j Job, users []wechat.Follower, asked time.Time, t *Tally, last bool) error {
 	var ss []identity.Sighting
 	for _, u := range users {
 		if !u.Follows() {
@@ -343,7 +347,7 @@ func (s *Syncer) link(ctx context.Context, j Job, users []wechat.Follower, t *Ta
 		}
 		ss = append(ss, identity.Sighting{
 			OA: &identity.OASighting{AppID: s.AppID, OpenID: u.OpenID, Follow: &identity.Follow{
-				Subscribed: true, At: time.Unix(u.SubscribeTime, 0).UTC(), Scene: u.SubscribeScene,
+				Subscribed: true, At: time.Unix(u.SubscribeTime, 0).UTC(), Scene: u.SubscribeScene, Seen: asked,
 			}},
 			UnionID: u.UnionID,
 			Source:  identity.SourceBackfill,
