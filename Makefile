@@ -56,8 +56,10 @@ test: tools-test
 
 # The packages with real concurrency (goroutines racing against moto,
 # bounded batches, single-flight caches) run under the race detector, the
-# rest without: -race slows a test binary 2-10x, and make test stays under
-# 2 minutes on a 2-core machine.
+# rest without. These tests spend their time in moto, so -race costs them
+# little to run (about 10% more CPU) but a race build and link of each test
+# binary; the rest under -race would add about 10 s of CPU to a make test
+# that must stay under 2 minutes on a 2-core machine.
 RACE_PKGS := ./shared/identity/... ./shared/tokens/... ./shared/notify/... ./shared/queue/... ./shared/ddb/... \
 	./shared/binding/... ./shared/idempotency/... ./shared/oauthstate/... ./infra/devkit/sandbox/... ./functions/...
 RACE_LIST = $(call slowest_first,$(shell go list $(RACE_PKGS)))
@@ -70,8 +72,10 @@ SLOWEST := wxbridge/infra/devstack wxbridge/functions/follower-sync/handler wxbr
 slowest_first = $(filter $(SLOWEST),$(1)) $(filter-out $(SLOWEST),$(1))
 
 # Test binaries run at once (go test -p): most of their time goes to
-# waiting for moto, the sandbox and child processes, not to a CPU.
-TEST_P ?= 4
+# waiting for moto, the sandbox and child processes, not to a CPU. Three
+# per go test (six at once) keep both cores of a 2-core machine busy;
+# more only adds contention.
+TEST_P ?= 3
 
 # Each test binary that needs AWS starts its own moto_server (infra/devkit/awstest)
 # unless AWS_ENDPOINT_URL points at one. The whole-system sizes (the
