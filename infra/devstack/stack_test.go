@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -151,6 +152,8 @@ func TestCommandStartsAndStopsCleanly(t *testing.T) {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "WXB_DEV_ADDR=127.0.0.1:0")
 	stdout, _ := cmd.StdoutPipe()
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +174,7 @@ func TestCommandStartsAndStopsCleanly(t *testing.T) {
 	}
 	deadline.Stop()
 	if api == "" || awsURL == "" {
-		t.Fatal("no ready line (or no AWS line) on stdout")
+		t.Fatalf("no ready line (or no AWS line) on stdout; stderr:\n%s", stderr.String())
 	}
 	go io.Copy(io.Discard, stdout)
 	resp, err := http.Get(api + "/_dev/")
@@ -205,4 +208,23 @@ func eventually(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
+}
+
+// lockedBuffer collects a child's stderr, written from the exec package's
+// copying goroutine and read by the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
