@@ -318,7 +318,7 @@ type DevConfig struct {
 	Table          string `json:"table"`
 	SendQueueURL   string `json:"send_queue_url,omitempty"`
 	SyncQueueURL   string `json:"sync_queue_url,omitempty"`
-	AppsSecret     string `json:"apps_secret"`
+	ConfigSecret   string `json:"apps_secret"` // the configuration secret; the JSON name predates it
 	H5Origin       string `json:"h5_origin"`
 	OA             struct {
 		AppID          string    `json:"appid"`
@@ -334,7 +334,7 @@ func (s *Stack) devConfig() DevConfig {
 	c := DevConfig{
 		APIURL: s.APIURL, SandboxURL: s.SandboxURL, AWSEndpointURL: s.AWSURL, Region: s.aws.Region,
 		Table: s.res.refs["Table"], SendQueueURL: s.res.queues["SendQueue"], SyncQueueURL: s.res.queues["SyncQueue"],
-		AppsSecret: s.res.refs["AppSecret"], H5Origin: s.APIURL, MiniProgramAppID: s.apps.MiniProgram.AppID, Real: s.sb == nil,
+		ConfigSecret: s.res.refs["AppSecret"], H5Origin: s.APIURL, MiniProgramAppID: s.apps.MiniProgram.AppID, Real: s.sb == nil,
 	}
 	c.OA.AppID, c.OA.Token, c.OA.EncodingAESKey, c.OA.Mode = s.apps.OfficialAccount.AppID, s.apps.OfficialAccount.Token, s.apps.OfficialAccount.EncodingAESKey, s.cfg.PushMode
 	return c

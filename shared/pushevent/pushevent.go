@@ -191,6 +191,7 @@ func (p *Processor) followState(ctx context.Context, e push.Event, late bool) (R
 		s := identity.Sighting{
 			OA:      &identity.OASighting{AppID: p.AppID, OpenID: e.FromUserName, Follow: &identity.Follow{Subscribed: following, At: e.At(), Scene: info.SubscribeScene, Seen: seen}},
 			UnionID: info.UnionID,
+			Source:  identity.SourcePush,
 		}
 		res, person, err := p.record(ctx, e, s, scene)
 		if err != nil {
@@ -280,7 +281,7 @@ func (p *Processor) scan(ctx context.Context, e push.Event) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("user/info: %w", err)
 	}
-	res, _, err := p.link(ctx, identity.Sighting{OA: &identity.OASighting{AppID: p.AppID, OpenID: e.FromUserName}, UnionID: info.UnionID}, e.EventKey)
+	res, _, err := p.link(ctx, identity.Sighting{OA: &identity.OASighting{AppID: p.AppID, OpenID: e.FromUserName}, UnionID: info.UnionID, Source: identity.SourcePush}, e.EventKey)
 	return res, err
 }
 

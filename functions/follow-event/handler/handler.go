@@ -409,7 +409,7 @@ func (h *Handler) eventBudget(ctx context.Context) (time.Duration, bool) {
 // after the quota day for an exhausted quota (45009), else growing with the
 // attempts, spread so that a burst does not come back as a burst.
 func retryDelay(err error, attempt int) time.Duration {
-	if wechat.ClassOf(err) == wechat.ClassQuota {
+	if errors.Is(err, wechat.ErrQuota) {
 		return backoff.Add(time.Until(wechat.QuotaDayEnd(time.Now())), 0.05)
 	}
 	return backoff.Spread(backoff.Exp(retryBase, retryCeiling, attempt), 0.25)

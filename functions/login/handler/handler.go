@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/smithy-go"
 
 	"wxbridge/shared/binding"
 	"wxbridge/shared/config"
@@ -109,10 +110,19 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 		return httpapi.JSON(http.StatusOK, body), nil
 	}
 	var he *httpapi.Error
-	if !errors.As(err, &he) {
+	var aws *smithy.OperationError
+	switch {
+	case errors.As(err, &aws):
+		// DynamoDB or Secrets Manager failed past the SDK's own retries
+		// (throttled, down): nothing was written, and the same request may
+		// pass in a moment.
+		h.log.ErrorContext(ctx, "request", "outcome", "unavailable", "error", err)
+		he = httpapi.Fail(http.StatusServiceUnavailable, "unavailable", "wxbridge's storage is not answering right now: retry shortly (a login with a new code from wx.login: the old one is used)")
+		he.RetryAfter = 2
+	case !errors.As(err, &he):
 		h.log.ErrorContext(ctx, "request", "outcome", "server_error", "error", err)
 		he = httpapi.Fail(http.StatusInternalServerError, "server_error", "something went wrong on our side; it has been logged")
-	} else {
+	default:
 		h.log.WarnContext(ctx, "request", "outcome", he.Code, "status", he.Status)
 	}
 	return httpapi.Respond(he), nil

@@ -3,6 +3,8 @@ package sandbox
 import (
 	"sync/atomic"
 	"time"
+
+	"wxbridge/shared/wechat"
 )
 
 // Clock is real time shifted by an adjustable offset, so that tests can jump
@@ -27,9 +29,9 @@ func (c *Clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 // from there at the speed of real time.
 func (c *Clock) Set(t time.Time) { c.offset.Store(int64(t.Sub(time.Now()))) }
 
-// beijing is the zone of the platform's quota day. A fixed zone keeps the
-// sandbox independent of the host's time zone database (China has no DST).
-var beijing = time.FixedZone("CST", 8*60*60)
+// beijing is the zone of the platform's quota day: the one wxbridge's
+// client reckons it in (wechat.Beijing), so that the two cannot disagree.
+var beijing = wechat.Beijing
 
 // platformDay names the quota day t falls in: daily quotas reset at midnight
 // Beijing time.
