@@ -198,8 +198,8 @@ func TestAttackLinkFailsAfterTheTokenIsSpent(t *testing.T) {
 	}
 	owner, stranger := e.sb.CreatePerson(sandbox.PersonSpec{}), e.sb.CreatePerson(sandbox.PersonSpec{})
 	tok, _ := binding.Sign(bindKey, "8812", time.Now().Add(10*time.Minute))
-	if status, out, _ := e.call(t, "POST /mp/login", e.loginBody(t, owner, tok), ""); status != 500 {
-		t.Fatalf("login while DynamoDB fails = %d %v, want 500", status, out)
+	if status, out, _ := e.call(t, "POST /mp/login", e.loginBody(t, owner, tok), ""); status != 503 {
+		t.Fatalf("login while DynamoDB fails = %d %v, want 503", status, out)
 	}
 	proxy.Clear()
 	if status, out, _ := e.call(t, "POST /mp/login", e.loginBody(t, stranger, tok), ""); status != 400 {
