@@ -358,7 +358,7 @@ func (s *Syncer) link(ctx context.Context, j Job, users []wechat.Follower, asked
 	}
 	results, errs := s.People.LinkMany(ctx, ss)
 	for _, err := range errs {
-		if err != nil && linkRetryable(err) && !last {
+		if err != nil && !identity.Refused(err) && !last {
 			return err
 		}
 	}
@@ -419,12 +419,6 @@ func (s *Syncer) Resume(ctx context.Context) (Run, int, error) {
 	}
 	s.logger().InfoContext(ctx, "backfill", "outcome", "resumed", "run", r.ID, "jobs", len(jobs))
 	return *r, len(jobs), nil
-}
-
-// linkRetryable reports whether a Link that failed with err may succeed
-// later: everything but an invalid sighting or identities that conflict.
-func linkRetryable(err error) bool {
-	return !errors.Is(err, identity.ErrInvalid) && !errors.Is(err, identity.ErrConflict)
 }
 
 func boolInt(b bool) int {

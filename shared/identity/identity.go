@@ -250,6 +250,13 @@ func (e *ConflictError) Error() string {
 // Is makes errors.Is(err, ErrConflict) true.
 func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 
+// Refused reports whether Link refused the sighting itself (ErrInvalid,
+// ErrConflict): linking it again will be refused again. Any other failure
+// (contention, the table) may pass.
+func Refused(err error) bool {
+	return errors.Is(err, ErrInvalid) || errors.Is(err, ErrConflict)
+}
+
 // Outcome says what Link did.
 type Outcome string
 

@@ -369,8 +369,5 @@ var errReportEarly = errors.New("pushevent: delivery report matches no send yet"
 // later: wechat.Retryable's one answer, except that a sighting the identity
 // store refuses (invalid or conflicting identities) stays refused.
 func Retryable(err error) bool {
-	if errors.Is(err, identity.ErrInvalid) || errors.Is(err, identity.ErrConflict) {
-		return false
-	}
-	return wechat.Retryable(err)
+	return !identity.Refused(err) && wechat.Retryable(err)
 }

@@ -68,7 +68,7 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	log, metrics := observe.Logger(env.Out, "follow-event"), observe.NewMetrics(env.Out, "follow-event")
 	db := dynamodb.NewFromConfig(env.AWS)
 	people := identity.NewStore(db, vars["WXB_TABLE"])
-
+	people.Metrics = metrics // merges and link conflicts a push causes
 	proc := &pushevent.Processor{
 		AppID:   oa.AppID,
 		WeChat:  wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Tokens: tokens.FromEnv(env, cfg, log, metrics), Metrics: metrics}),

@@ -16,8 +16,8 @@ import (
 // TestMergesAreCountedWhateverTheirSource: two followers each known twice
 // (their mini-program login, and an OAuth visit that gave no unionid) are
 // merged, one by the follow event the platform pushes, one by the
-// backfill. The identity store counts both merges, once each; the
-// backfill's with its source.
+// backfill. The identity store counts both merges, once each, each with
+// its source.
 func TestMergesAreCountedWhateverTheirSource(t *testing.T) {
 	e := newEnv(t)
 	fs, err := e.sb.CreateFollowers(sandbox.FollowersSpec{Count: 2, MiniProgramShare: 1})
@@ -50,7 +50,7 @@ func TestMergesAreCountedWhateverTheirSource(t *testing.T) {
 	if n := len(e.livePeople(t)); n != 2 {
 		t.Fatalf("%d people after the merges, want 2", n)
 	}
-	if all, backfilled := metric(e.logs, "Merges"), metric(e.logs, "Merges", "source", "backfill"); all != 2 || backfilled != 1 {
-		t.Errorf("Merges counted %d times, %d by the backfill; want 2 and 1 (the push's and the backfill's)", all, backfilled)
+	if all, pushed, backfilled := metric(e.logs, "Merges"), metric(e.logs, "Merges", "source", "push"), metric(e.logs, "Merges", "source", "backfill"); all != 2 || pushed != 1 || backfilled != 1 {
+		t.Errorf("Merges counted %d times, %d by the push, %d by the backfill; want 2, 1 and 1", all, pushed, backfilled)
 	}
 }
