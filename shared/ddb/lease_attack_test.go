@@ -6,12 +6,8 @@ package ddb_test
 // lost after DynamoDB committed it.
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
-	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"wxbridge/infra/devkit/awsfault"
 	"wxbridge/infra/devkit/awstest"
 	"wxbridge/shared/ddb"
 )
@@ -149,31 +146,6 @@ func TestAttackLeaseTakeoverRace(t *testing.T) {
 	})
 }
 
-// commitThenFail forwards the first request of an operation whose body
-// contains match to DynamoDB, then answers 500 InternalServerError as if
-// the answer had been lost: AWS documents that a write answered 500 may
-// have succeeded, and the SDK retries it. Neither moto nor awsfault (which
-// fails requests before they reach moto) can play this.
-type commitThenFail struct {
-	op, match string
-	fired     atomic.Int32
-}
-
-func (c *commitThenFail) RoundTrip(r *http.Request) (*http.Response, error) {
-	body, _ := io.ReadAll(r.Body)
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	resp, err := http.DefaultTransport.RoundTrip(r)
-	if err != nil || !strings.HasSuffix(r.Header.Get("X-Amz-Target"), "."+c.op) || !bytes.Contains(body, []byte(c.match)) || !c.fired.CompareAndSwap(0, 1) {
-		return resp, err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	const lost = `{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error"}`
-	return &http.Response{StatusCode: 500, Status: "500 Internal Server Error", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: http.Header{"Content-Type": {"application/x-amz-json-1.0"}}, Body: io.NopCloser(strings.NewReader(lost)),
-		ContentLength: int64(len(lost)), Request: r}, nil
-}
-
 // TestAttackLeaseTakeWhoseAnswerIsLost: DynamoDB committed the take, its
 // answer was lost (500), and the SDK's retry of the very same request
 // (same owner) finds the lease held — by the caller itself. The caller
@@ -181,16 +153,14 @@ func (c *commitThenFail) RoundTrip(r *http.Request) (*http.Response, error) {
 // (the push answers "in progress" to every WeChat retry, a send job is
 // taken over later as one that "may have been sent").
 func TestAttackLeaseTakeWhoseAnswerIsLost(t *testing.T) {
-	lost := &commitThenFail{op: "UpdateItem", match: "lost-answer"}
-	cfg := awstest.Config(nil)
-	cfg.HTTPClient = &http.Client{Transport: lost}
-	db := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+	lost := awsfault.ForTest(t, awstest.Endpoint(), awsfault.Rule{Service: awsfault.DynamoDB, Operation: "UpdateItem", Match: "lost-answer", Count: 1, Error: awsfault.LostAnswer})
+	db := dynamodb.NewFromConfig(lost.Config(awstest.Config(nil)), func(o *dynamodb.Options) {
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.MaxBackoff = 10 * time.Millisecond })
 	})
 	table := awstest.Table(t)
 	now := time.Now()
 	l, cur, err := ddb.Taken(context.Background(), db, takeAt(table, "lost-answer", "", now, ""))
-	if lost.fired.Load() != 1 {
+	if lost.List()[0].Fired != 1 {
 		t.Fatal("setup: the answer was not lost")
 	}
 	if err != nil {

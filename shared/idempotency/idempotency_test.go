@@ -131,13 +131,8 @@ func TestConcurrentClaimsHaveOneWinner(t *testing.T) {
 // known), and giving it back keeps the record so the next claim is free.
 func TestClaimWhoseAnswerIsLost(t *testing.T) {
 	ctx := context.Background()
-	p, err := awsfault.Start(awstest.Endpoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	cfg := awstest.Config(nil)
-	cfg.BaseEndpoint = aws.String(p.URL())
+	p := awsfault.ForTest(t, awstest.Endpoint())
+	cfg := p.Config(awstest.Config(nil))
 	cfg.Retryer = func() aws.Retryer {
 		return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxBackoff = 5 * time.Millisecond })
 	}

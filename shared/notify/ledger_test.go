@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"wxbridge/infra/devkit/awsfault"
 	"wxbridge/infra/devkit/awstest"
 )
 
@@ -320,15 +321,13 @@ func TestClaimWhoseAnswerIsLost(t *testing.T) {
 			plain := NewLedger(dynamodb.NewFromConfig(awstest.Config(nil)), table)
 			plain.Now = func() time.Time { return before }
 			tc.earlier(plain, "j")
-			lost := &loseClaimAnswer{}
-			cfg := awstest.Config(nil)
-			cfg.HTTPClient = &http.Client{Transport: lost}
-			l := NewLedger(dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+			lost := awsfault.ForTest(t, awstest.Endpoint(), awsfault.Rule{Service: awsfault.DynamoDB, Operation: "UpdateItem", Match: `":inprogress"`, Count: 1, Error: awsfault.LostAnswer})
+			l := NewLedger(dynamodb.NewFromConfig(lost.Config(awstest.Config(nil)), func(o *dynamodb.Options) {
 				o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.MaxBackoff = 10 * time.Millisecond })
 			}), table)
 			l.Now = func() time.Time { return now }
 			c, err := l.claim(ctx, "j", "p1", now.Add(time.Minute), tc.first)
-			if lost.fired.Load() != 1 {
+			if lost.List()[0].Fired != 1 {
 				t.Fatal("setup: the claim's answer was not lost")
 			}
 			if err != nil || c.State != Claimed {

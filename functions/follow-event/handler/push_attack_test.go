@@ -10,7 +10,6 @@ package handler
 // checks.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -298,31 +297,6 @@ func TestAttackCrashedDeliveryIsNotLost(t *testing.T) {
 	}
 }
 
-// commitThenFail forwards the first request of an operation whose body
-// contains match to moto, then answers 500 InternalServerError as if the
-// answer had been lost: AWS documents that a write answered 500 may have
-// succeeded, and the SDK retries it. awsfault fails requests before they
-// reach moto, so it cannot play this.
-type commitThenFail struct {
-	op, match string
-	fired     atomic.Int32
-}
-
-func (c *commitThenFail) RoundTrip(r *http.Request) (*http.Response, error) {
-	body, _ := io.ReadAll(r.Body)
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	resp, err := http.DefaultTransport.RoundTrip(r)
-	if err != nil || !strings.HasSuffix(r.Header.Get("X-Amz-Target"), "."+c.op) || !bytes.Contains(body, []byte(c.match)) || !c.fired.CompareAndSwap(0, 1) {
-		return resp, err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	const lost = `{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error"}`
-	return &http.Response{StatusCode: 500, Status: "500 Internal Server Error", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: http.Header{"Content-Type": {"application/x-amz-json-1.0"}}, Body: io.NopCloser(strings.NewReader(lost)),
-		ContentLength: int64(len(lost)), Request: r}, nil
-}
-
 // TestAttackClaimWhoseAnswerIsLost: DynamoDB takes the push's claim but
 // its answer is lost (500); the SDK retries the same write, which finds
 // the claim held — by this very delivery — and the push is answered "in
@@ -330,10 +304,8 @@ func (c *commitThenFail) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestAttackClaimWhoseAnswerIsLost(t *testing.T) {
 	e := newEnv(t, push.Safe)
 	e.h.Budget = DefaultBudget
-	lost := &commitThenFail{op: "UpdateItem", match: `{"S":"claimed"}`}
-	cfg := awstest.Config(nil)
-	cfg.HTTPClient = &http.Client{Transport: lost}
-	e.h.Claims = idempotency.NewStore(dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+	lost := awsfault.ForTest(t, awstest.Endpoint(), awsfault.Rule{Service: awsfault.DynamoDB, Operation: "UpdateItem", Match: `{"S":"claimed"}`, Count: 1, Error: awsfault.LostAnswer})
+	e.h.Claims = idempotency.NewStore(dynamodb.NewFromConfig(lost.Config(awstest.Config(nil)), func(o *dynamodb.Options) {
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.MaxBackoff = 10 * time.Millisecond })
 	}), e.table, "push")
 	p := e.sb.CreatePerson(sandbox.PersonSpec{})
@@ -341,7 +313,7 @@ func TestAttackClaimWhoseAnswerIsLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if lost.fired.Load() != 1 {
+	if lost.List()[0].Fired != 1 {
 		t.Fatal("setup: no claim answer was lost")
 	}
 	e.drain(t)

@@ -21,13 +21,8 @@ import (
 // Retry-After, nothing written, and the same code works once it passes.
 func TestStoreOutageAsksTheClientToRetry(t *testing.T) {
 	e := newEnv(t)
-	p, err := awsfault.Start(awstest.Endpoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	cfg := awstest.Config(nil)
-	cfg.BaseEndpoint = aws.String(p.URL())
+	p := awsfault.ForTest(t, awstest.Endpoint())
+	cfg := p.Config(awstest.Config(nil))
 	cfg.Retryer = func() aws.Retryer {
 		return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxBackoff = 5 * time.Millisecond })
 	}

@@ -10,13 +10,10 @@ package handler
 // that tells the truth about the inbox.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -230,31 +227,6 @@ func TestAttackContextEndsRightAfterAccept(t *testing.T) {
 	}
 }
 
-// commitThenFail forwards the first request of an operation whose body
-// contains match to moto, then answers 500 InternalServerError as if the
-// answer had been lost: AWS documents that a write answered 500 may have
-// succeeded, and the SDK retries it. awsfault fails requests before they
-// reach moto, so it cannot play this.
-type commitThenFail struct {
-	op, match string
-	fired     atomic.Int32
-}
-
-func (c *commitThenFail) RoundTrip(r *http.Request) (*http.Response, error) {
-	body, _ := io.ReadAll(r.Body)
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	resp, err := http.DefaultTransport.RoundTrip(r)
-	if err != nil || !strings.HasSuffix(r.Header.Get("X-Amz-Target"), "."+c.op) || !bytes.Contains(body, []byte(c.match)) || !c.fired.CompareAndSwap(0, 1) {
-		return resp, err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	const lost = `{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error"}`
-	return &http.Response{StatusCode: 500, Status: "500 Internal Server Error", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: http.Header{"Content-Type": {"application/x-amz-json-1.0"}}, Body: io.NopCloser(strings.NewReader(lost)),
-		ContentLength: int64(len(lost)), Request: r}, nil
-}
-
 // TestAttackClaimWhoseAnswerIsLost: the worker's claim of a subscribe job
 // is written, its answer lost, and the SDK's retry finds the job held —
 // by this worker. Nothing was sent, yet the job waits out its own lease
@@ -264,10 +236,8 @@ func TestAttackClaimWhoseAnswerIsLost(t *testing.T) {
 	e := newEnv(t)
 	p := e.follower(t)
 	e.consent(t, p)
-	lost := &commitThenFail{op: "UpdateItem", match: `":inprogress"`}
-	cfg := awstest.Config(nil)
-	cfg.HTTPClient = &http.Client{Transport: lost}
-	ledger := notify.NewLedger(dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+	lost := awsfault.ForTest(t, awstest.Endpoint(), awsfault.Rule{Service: awsfault.DynamoDB, Operation: "UpdateItem", Match: `":inprogress"`, Count: 1, Error: awsfault.LostAnswer})
+	ledger := notify.NewLedger(dynamodb.NewFromConfig(lost.Config(awstest.Config(nil)), func(o *dynamodb.Options) {
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.MaxBackoff = 10 * time.Millisecond })
 	}), e.table)
 	ledger.Now = e.sb.Clock().Now
@@ -276,7 +246,7 @@ func TestAttackClaimWhoseAnswerIsLost(t *testing.T) {
 	e.h.Sender = &s
 	e.enqueue(t, job("claim-lost", notify.Recipient{UnionID: p.UnionID}, notify.Subscribe))
 	r := e.poll(t)
-	if lost.fired.Load() != 1 {
+	if lost.List()[0].Fired != 1 {
 		t.Fatal("setup: no claim answer was lost")
 	}
 	e.sb.Clock().Advance(DefaultLease + time.Minute)

@@ -26,6 +26,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
 // Services a rule can name, as they appear in a request's SigV4 credential
@@ -138,6 +140,14 @@ func Start(target string) (*Proxy, error) {
 
 // URL is where clients send their AWS requests instead of the target.
 func (p *Proxy) URL() string { return p.url }
+
+// Config is cfg with every service's endpoint at the proxy: clients built
+// from it go through the rules.
+func (p *Proxy) Config(cfg aws.Config) aws.Config {
+	cfg = cfg.Copy()
+	cfg.BaseEndpoint = aws.String(p.url)
+	return cfg
+}
 
 // Close stops the proxy, dropping any request it holds.
 func (p *Proxy) Close() {
