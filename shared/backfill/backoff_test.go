@@ -23,7 +23,7 @@ func TestBackoff(t *testing.T) {
 	}{
 		{quota, 1, 11*time.Minute + 15*time.Second, 15 * time.Minute},
 		{quota, 3, 45 * time.Minute, time.Hour},
-		{quota, 12, 9 * time.Hour, queue.MaxDelay},
+		{quota, 12, queue.MaxDelay * 3 / 4, queue.MaxDelay}, // three quarters to all of SQS's longest
 		{fmt.Errorf("chunk: %w", frequent), 1, 45 * time.Second, time.Minute},
 		{frequent, 9, 11 * time.Minute, 15 * time.Minute},
 		{busy, 1, 3750 * time.Millisecond, 5 * time.Second},
