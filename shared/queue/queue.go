@@ -16,6 +16,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"wxbridge/shared/observe"
 )
 
 // MaxDelay is the longest SQS keeps a message invisible: 12 hours, less a
@@ -82,7 +84,7 @@ func (b *Batch) Run(ctx context.Context, ev events.SQSEvent, h Handler) events.S
 			failed[i] = true // a panic leaves it so
 			defer func() {
 				if p := recover(); p != nil {
-					b.log().Error("message", "message_id", m.MessageId, "outcome", "crashed", "panic", fmt.Sprint(p))
+					b.log().ErrorContext(observe.With(ctx, "message_id", m.MessageId), "message", "outcome", "crashed", "panic", fmt.Sprint(p))
 				}
 			}()
 			failed[i] = b.one(ctx, m, h)
@@ -98,8 +100,10 @@ func (b *Batch) Run(ctx context.Context, ev events.SQSEvent, h Handler) events.S
 	return out
 }
 
-// one handles m and reports whether it must come back.
+// one handles m and reports whether it must come back. Everything logged
+// with the handler's context carries the message id.
 func (b *Batch) one(ctx context.Context, m events.SQSMessage, h Handler) bool {
+	ctx = observe.With(ctx, "message_id", m.MessageId)
 	receives, _ := strconv.Atoi(m.Attributes["ApproximateReceiveCount"])
 	err := h(ctx, Message{SQSMessage: m, Receives: max(receives, 1)})
 	if err == nil {
@@ -109,7 +113,7 @@ func (b *Batch) one(ctx context.Context, m events.SQSMessage, h Handler) bool {
 	if errors.As(err, &r) {
 		if verr := b.Delay(ctx, m, r.After); verr != nil {
 			// It still comes back, after the queue's own visibility timeout.
-			b.log().Warn("delay message", "message_id", m.MessageId, "outcome", "not_delayed", "error", verr)
+			b.log().WarnContext(ctx, "delay message", "outcome", "not_delayed", "error", verr)
 		}
 	}
 	return true

@@ -338,7 +338,6 @@ func (h *Handler) Retry(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 // retry handles one queued event. Events come from the queue out of order
 // with the follower's later ones, so they are processed as late.
 func (h *Handler) retry(ctx context.Context, m queue.Message) error {
-	ctx = observe.With(ctx, "message_id", m.MessageId)
 	var q queued
 	if err := json.Unmarshal([]byte(m.Body), &q); err != nil || q.FromUserName == "" {
 		h.Log.ErrorContext(ctx, "retry", "outcome", "dropped", "reason", "not an event")

@@ -45,7 +45,6 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 
 // one does one message: nil when it is finished with.
 func (h *Handler) one(ctx context.Context, m queue.Message) error {
-	ctx = observe.With(ctx, "message_id", m.MessageId)
 	var j backfill.Job
 	if err := json.Unmarshal([]byte(m.Body), &j); err != nil {
 		h.Log.ErrorContext(ctx, "job", "outcome", "dropped", "reason", "not a job")

@@ -83,7 +83,6 @@ var errCrashed = errors.New("send-worker: crashed")
 // one handles one message: nil when done with it, *queue.Retry to have it
 // back after a delay.
 func (h *Handler) one(ctx context.Context, m queue.Message) (err error) {
-	ctx = observe.With(ctx, "message_id", m.MessageId)
 	defer func() {
 		if p := recover(); p != nil {
 			h.Log.ErrorContext(ctx, "send", "outcome", "crashed", "panic", fmt.Sprint(p))
