@@ -5,10 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"go/ast"
-	"go/parser"
 	"go/printer"
 	"go/token"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -16,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"wxbridge/infra/devkit/gosrc"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/operations.md's metrics table from the catalogue")
@@ -46,7 +46,7 @@ type write struct {
 // so the catalogue (and the table made from it) never lists a metric that
 // no longer exists.
 func TestCatalogueHoldsEveryMetricTheCodeWrites(t *testing.T) {
-	root := repoRoot(t)
+	root := gosrc.Root(t)
 	writes, imports, problems := findWrites(t, root)
 	linkers := func(dir string) []string { return linkedBy(imports, dir) }
 	for _, p := range problems {
@@ -170,7 +170,7 @@ func TestCatalogueHoldsEveryMetricTheCodeWrites(t *testing.T) {
 // TestOperationsMetricsTable holds docs/operations.md's metrics table to
 // the catalogue; with -update it rewrites the table.
 func TestOperationsMetricsTable(t *testing.T) {
-	file := filepath.Join(repoRoot(t), operationsDoc)
+	file := filepath.Join(gosrc.Root(t), operationsDoc)
 	doc, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
@@ -240,41 +240,31 @@ func findWrites(t *testing.T, root string) ([]write, map[string][]string, []stri
 		problems []string
 		imported = map[string][]string{} // dir -> the repository's directories it imports
 	)
-	for _, top := range []string{"functions", "shared", "infra"} {
-		err := filepath.WalkDir(filepath.Join(root, top), func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
-				return err
+	parsed, err := gosrc.Files(fset, root, 0, gosrc.Under("functions", "shared", "infra"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pf := range parsed {
+		dir, f := pf.Dir, pf.AST
+		files = append(files, file{dir, f})
+		for _, decl := range f.Decls {
+			gd, ok := decl.(*ast.GenDecl)
+			if !ok || gd.Tok != token.CONST {
+				continue
 			}
-			f, err := parser.ParseFile(fset, p, nil, parser.SkipObjectResolution)
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(root, filepath.Dir(p))
-			dir := filepath.ToSlash(rel)
-			files = append(files, file{dir, f})
-			for _, decl := range f.Decls {
-				gd, ok := decl.(*ast.GenDecl)
-				if !ok || gd.Tok != token.CONST {
-					continue
-				}
-				for _, spec := range gd.Specs {
-					vs := spec.(*ast.ValueSpec)
-					for i, n := range vs.Names {
-						if i < len(vs.Values) {
-							if s, ok := stringLit(vs.Values[i]); ok {
-								if consts[dir] == nil {
-									consts[dir] = map[string]string{}
-								}
-								consts[dir][n.Name] = s
+			for _, spec := range gd.Specs {
+				vs := spec.(*ast.ValueSpec)
+				for i, n := range vs.Names {
+					if i < len(vs.Values) {
+						if s, ok := stringLit(vs.Values[i]); ok {
+							if consts[dir] == nil {
+								consts[dir] = map[string]string{}
 							}
+							consts[dir][n.Name] = s
 						}
 					}
 				}
 			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
 		}
 	}
 
@@ -527,23 +517,4 @@ func setsString(sets [][]string) string {
 		out = append(out, setString(s))
 	}
 	return strings.Join(out, " or ")
-}
-
-// repoRoot is the directory holding go.mod.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"wxbridge/infra/devkit/awstest"
 	"wxbridge/shared/queue"
@@ -87,21 +86,7 @@ func (f *fixture) event(t *testing.T, n int) events.SQSEvent {
 			t.Fatal(err)
 		}
 	}
-	var ev events.SQSEvent
-	for tries := 0; len(ev.Records) < n && tries < 20; tries++ {
-		out, err := f.q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &f.url, MaxNumberOfMessages: int32(min(10, n-len(ev.Records))), VisibilityTimeout: 60,
-			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range out.Messages {
-			ev.Records = append(ev.Records, events.SQSMessage{MessageId: *m.MessageId, ReceiptHandle: *m.ReceiptHandle, Body: *m.Body, Attributes: m.Attributes, EventSource: "aws:sqs"})
-		}
-	}
-	if len(ev.Records) != n {
-		t.Fatalf("received %d of %d", len(ev.Records), n)
-	}
-	return ev
+	return awstest.Receive(t, f.q.Client, f.url, n)
 }
 
 func failures(resp events.SQSEventResponse) map[string]bool {

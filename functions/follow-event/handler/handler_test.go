@@ -17,7 +17,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"wxbridge/infra/devkit/awstest"
 	"wxbridge/infra/devkit/sandbox"
@@ -145,19 +144,8 @@ func (e *env) items(t testing.TB) int {
 	return len(out.Items)
 }
 
-func (e *env) queued(t testing.TB) int {
-	t.Helper()
-	out, err := e.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: &e.queueURL, AttributeNames: []sqstypes.QueueAttributeName{"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, v := range out.Attributes {
-		i, _ := strconv.Atoi(v)
-		n += i
-	}
-	return n
-}
+// queued is the depth of the retry queue.
+func (e *env) queued(t testing.TB) int { return awstest.Depth(t, e.sqs, e.queueURL) }
 
 // drain plays the SQS event source mapping: it feeds queued messages to the
 // function as SQS batches and deletes the ones not reported as failed.
@@ -172,11 +160,7 @@ func (e *env) drain(t testing.TB) (handled, failed int) {
 		if len(out.Messages) == 0 {
 			return handled, failed
 		}
-		var ev events.SQSEvent
-		for _, m := range out.Messages {
-			ev.Records = append(ev.Records, events.SQSMessage{MessageId: *m.MessageId, ReceiptHandle: *m.ReceiptHandle, Body: *m.Body, EventSource: "aws:sqs"})
-		}
-		raw, _ := json.Marshal(ev)
+		raw, _ := json.Marshal(awstest.Event(out.Messages))
 		resp, err := e.h.Handle(ctx, raw)
 		if err != nil {
 			t.Fatal(err)

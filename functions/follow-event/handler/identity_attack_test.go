@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	loginfn "wxbridge/functions/login/handler"
+	"wxbridge/infra/devkit/awstest"
 	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/binding"
 	"wxbridge/shared/config"
@@ -159,7 +160,7 @@ func TestAttackConfigErrorThenRecoveryWithConcurrentSignIns(t *testing.T) {
 	}
 	e.sb.ClearFaults()
 	// Each waiting message is delivered twice at once (SQS is at least once).
-	ev := e.receive(t, e.queueURL, len(people))
+	ev := awstest.Receive(t, e.sqs, e.queueURL, len(people))
 	ev.Records = append(ev.Records, ev.Records...)
 	if resp := e.retryBatch(t, ev, 10*time.Second); len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("failures after recovery: %+v", resp.BatchItemFailures)

@@ -182,7 +182,7 @@ func TestStaleAnswerDoesNotUndoAnUnfollowOfItsSecond(t *testing.T) {
 			t.Fatal(err)
 		}
 		follow := e.follow(t, p.ID, "")
-		batch := e.receive(t, e.queueURL, 1)
+		batch := awstest.Receive(t, e.sqs, e.queueURL, 1)
 		g := newGate()
 		consumer := e.retryConsumerThrough(g)
 		done := make(chan error, 1)
@@ -241,13 +241,8 @@ func TestUnfollowOnItsWordDoesNotWinATie(t *testing.T) {
 // WeChat's.
 func TestHeldClaimQueuesTheNextEventOfItsSecond(t *testing.T) {
 	e := newEnv(t, push.Safe)
-	proxy, err := awsfault.Start(awstest.Endpoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proxy.Close)
-	cfg := awstest.Config(nil)
-	cfg.BaseEndpoint = aws.String(proxy.URL())
+	proxy := awsfault.ForTest(t, awstest.Endpoint())
+	cfg := proxy.Config(awstest.Config(nil))
 	cfg.Retryer = func() aws.Retryer {
 		return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxBackoff = 10 * time.Millisecond })
 	}

@@ -43,13 +43,8 @@ import (
 // proxy in front of moto, with the SDK's standard retries kept but quick.
 func (e *env) throughFaults(t testing.TB) *awsfault.Proxy {
 	t.Helper()
-	proxy, err := awsfault.Start(awstest.Endpoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proxy.Close)
-	cfg := awstest.Config(nil)
-	cfg.BaseEndpoint = aws.String(proxy.URL())
+	proxy := awsfault.ForTest(t, awstest.Endpoint())
+	cfg := proxy.Config(awstest.Config(nil))
 	cfg.Retryer = func() aws.Retryer {
 		return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxBackoff = 10 * time.Millisecond })
 	}
@@ -333,7 +328,7 @@ func TestAttackRetryMessagesReplayed(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.follow(t, p.ID, "")
-	ev := e.receive(t, e.queueURL, 1)
+	ev := awstest.Receive(t, e.sqs, e.queueURL, 1)
 	e.sb.ClearFaults()
 	// The same message twice in one batch, and in two invocations at once.
 	twice := events.SQSEvent{Records: []events.SQSMessage{ev.Records[0], ev.Records[0]}}
@@ -381,7 +376,7 @@ func TestAttackDeadLetterPath(t *testing.T) {
 	if _, err := proxy.Add(awsfault.Rule{Service: awsfault.SQS, Operation: "SendMessage", Error: awsfault.InternalServerError}); err != nil {
 		t.Fatal(err)
 	}
-	ev := e.receive(t, e.queueURL, 1)
+	ev := awstest.Receive(t, e.sqs, e.queueURL, 1)
 	if resp := e.retryBatch(t, ev, 10*time.Second); len(resp.BatchItemFailures) != 1 {
 		t.Fatalf("the dead-letter queue refused the event, yet the message was let go: %+v", resp)
 	}
@@ -390,7 +385,7 @@ func TestAttackDeadLetterPath(t *testing.T) {
 	}
 	proxy.Clear()
 	e.sqs.ChangeMessageVisibility(context.Background(), &sqs.ChangeMessageVisibilityInput{QueueUrl: &e.queueURL, ReceiptHandle: &ev.Records[0].ReceiptHandle, VisibilityTimeout: 0})
-	if resp := e.retryBatch(t, e.receive(t, e.queueURL, 1), 10*time.Second); len(resp.BatchItemFailures) != 0 {
+	if resp := e.retryBatch(t, awstest.Receive(t, e.sqs, e.queueURL, 1), 10*time.Second); len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("failures %+v", resp)
 	}
 	if q, dl := e.queued(t), e.deadLetters(t); q != 0 || dl != 1 {

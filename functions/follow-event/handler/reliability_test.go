@@ -15,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"wxbridge/infra/devkit/awstest"
 	"wxbridge/infra/devkit/cfn"
@@ -37,29 +36,6 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
-}
-
-// receive takes n messages off the retry queue as the Lambda event source
-// does, with their receive counts.
-func (e *env) receive(t testing.TB, url string, n int) events.SQSEvent {
-	t.Helper()
-	var ev events.SQSEvent
-	for tries := 0; len(ev.Records) < n && tries < 20; tries++ {
-		out, err := e.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
-			QueueUrl: &url, MaxNumberOfMessages: int32(min(n-len(ev.Records), 10)), VisibilityTimeout: 60,
-			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range out.Messages {
-			ev.Records = append(ev.Records, events.SQSMessage{MessageId: *m.MessageId, ReceiptHandle: *m.ReceiptHandle, Body: *m.Body, Attributes: m.Attributes, EventSource: "aws:sqs"})
-		}
-	}
-	if len(ev.Records) != n {
-		t.Fatalf("received %d messages, want %d", len(ev.Records), n)
-	}
-	return ev
 }
 
 // retryBatch hands ev to the function under a deadline, as Lambda does
@@ -88,41 +64,10 @@ func (e *env) retryBatch(t testing.TB, ev events.SQSEvent, deadline time.Duratio
 }
 
 // deadLetters is the depth of the retry queue's dead-letter queue.
-func (e *env) deadLetters(t testing.TB) int {
-	t.Helper()
-	out, err := e.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(e.dlqURL(t)), AttributeNames: []sqstypes.QueueAttributeName{"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, v := range out.Attributes {
-		i, _ := strconv.Atoi(v)
-		n += i
-	}
-	return n
-}
+func (e *env) deadLetters(t testing.TB) int { return awstest.Depth(t, e.sqs, e.dlqURL(t)) }
 
-// dlqURL finds the retry queue's dead-letter queue by its redrive policy.
-func (e *env) dlqURL(t testing.TB) string {
-	t.Helper()
-	ctx := context.Background()
-	out, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &e.queueURL, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameRedrivePolicy}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var policy struct {
-		DeadLetterTargetArn string `json:"deadLetterTargetArn"`
-	}
-	if err := json.Unmarshal([]byte(out.Attributes[string(sqstypes.QueueAttributeNameRedrivePolicy)]), &policy); err != nil {
-		t.Fatal(err)
-	}
-	name := policy.DeadLetterTargetArn[strings.LastIndexByte(policy.DeadLetterTargetArn, ':')+1:]
-	u, err := e.sqs.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return *u.QueueUrl
-}
+// dlqURL is the URL of the retry queue's dead-letter queue.
+func (e *env) dlqURL(t testing.TB) string { return awstest.DeadLetterQueue(t, e.sqs, e.queueURL) }
 
 // deferFollows makes n people follow while user/info takes latency, longer
 // than the push budget: each push is answered at once and its event queued.
@@ -153,7 +98,7 @@ func (e *env) deferFollows(t testing.TB, n int, latency time.Duration) []sandbox
 func TestDeferredFollowsAreHandledWhileWeChatIsSlow(t *testing.T) {
 	e := newEnv(t, push.Safe)
 	people := e.deferFollows(t, 10, 1500*time.Millisecond)
-	resp := e.retryBatch(t, e.receive(t, e.queueURL, 10), 10*time.Second)
+	resp := e.retryBatch(t, awstest.Receive(t, e.sqs, e.queueURL, 10), 10*time.Second)
 	if len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("%d of 10 events handed back: %+v\n%s", len(resp.BatchItemFailures), resp.BatchItemFailures, e.logs)
 	}
@@ -179,7 +124,7 @@ func TestUntriedEventsDoNotSpendAnAttempt(t *testing.T) {
 	e := newEnv(t, push.Safe)
 	e.deferFollows(t, 3, time.Second)
 	e.h.Concurrency = 1
-	first := e.receive(t, e.queueURL, 3)
+	first := awstest.Receive(t, e.sqs, e.queueURL, 3)
 	// One event fits (3.5 s of budget, 2 s to hand back, user/info at
 	// 1 s); the others would start with less than minRetryBudget left.
 	resp := e.retryBatch(t, first, minRetryBudget+handBackMargin+500*time.Millisecond)
@@ -190,7 +135,7 @@ func TestUntriedEventsDoNotSpendAnAttempt(t *testing.T) {
 		t.Fatalf("%d events handed back, want 2:\n%s", n, e.logs)
 	}
 	e.h.Concurrency = 0
-	again := e.receive(t, e.queueURL, 2)
+	again := awstest.Receive(t, e.sqs, e.queueURL, 2)
 	for _, m := range again.Records {
 		for _, o := range first.Records {
 			if o.MessageId == m.MessageId {
@@ -223,7 +168,7 @@ func TestEventOutOfAttemptsGoesToTheDeadLetterQueue(t *testing.T) {
 	if _, err := e.sqs.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: &e.queueURL, MessageBody: aws.String(string(body))}); err != nil {
 		t.Fatal(err)
 	}
-	if resp := e.retryBatch(t, e.receive(t, e.queueURL, 1), 10*time.Second); len(resp.BatchItemFailures) != 0 {
+	if resp := e.retryBatch(t, awstest.Receive(t, e.sqs, e.queueURL, 1), 10*time.Second); len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("failures %+v", resp.BatchItemFailures)
 	}
 	if q, dl := e.queued(t), e.deadLetters(t); q != 0 || dl != 1 {

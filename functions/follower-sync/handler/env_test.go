@@ -3,7 +3,6 @@ package handler
 import (
 	"context"
 	"encoding/json"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -139,14 +138,7 @@ func (e *env) receive(t testing.TB) (events.SQSEvent, []sqstypes.Message) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ev events.SQSEvent
-	for _, m := range out.Messages {
-		ev.Records = append(ev.Records, events.SQSMessage{
-			MessageId: *m.MessageId, ReceiptHandle: *m.ReceiptHandle, Body: *m.Body, EventSource: "aws:sqs",
-			Attributes: map[string]string{"ApproximateReceiveCount": m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)]},
-		})
-	}
-	return ev, out.Messages
+	return awstest.Event(out.Messages), out.Messages
 }
 
 // handle gives ev to the function and deletes the messages it did not
@@ -208,19 +200,7 @@ func (e *env) drain(t testing.TB, pollers int) int {
 }
 
 // inFlight is the jobs on the queue, visible or not.
-func (e *env) inFlight(t testing.TB) int {
-	out, err := e.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: &e.queueURL, AttributeNames: []sqstypes.QueueAttributeName{"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"}})
-	if err != nil {
-		t.Error(err)
-		return 0
-	}
-	n := 0
-	for _, v := range out.Attributes {
-		i, _ := strconv.Atoi(v)
-		n += i
-	}
-	return n
-}
+func (e *env) inFlight(t testing.TB) int { return awstest.Depth(t, e.sqs, e.queueURL) }
 
 func (e *env) status(t testing.TB) backfill.Run {
 	t.Helper()

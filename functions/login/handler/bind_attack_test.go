@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
@@ -181,13 +180,8 @@ func TestAttackBadTokensCostNothing(t *testing.T) {
 // binds.
 func TestAttackLinkFailsAfterTheTokenIsSpent(t *testing.T) {
 	e := newEnv(t)
-	proxy, err := awsfault.Start(awstest.Endpoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proxy.Close)
-	cfg := awstest.Config(nil)
-	cfg.BaseEndpoint = aws.String(proxy.URL())
+	proxy := awsfault.ForTest(t, awstest.Endpoint())
+	cfg := proxy.Config(awstest.Config(nil))
 	db := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.MaxBackoff = 5 * time.Millisecond })
 	})

@@ -2,8 +2,6 @@ package handler
 
 import (
 	"context"
-	"errors"
-	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -109,29 +107,7 @@ func (n internet) RoundTrip(r *http.Request) (*http.Response, error) {
 // consenting as p at the platform's authorize page.
 func (e *env) visitThrough(t *testing.T, n internet, start string, p sandbox.Person) visit {
 	t.Helper()
-	jar := newBrowserJar()
-	var v visit
-	c := &http.Client{Jar: jar, Transport: n, CheckRedirect: func(req *http.Request, via []*http.Request) error {
-		if len(via) > 10 {
-			return errors.New("redirect loop")
-		}
-		if req.URL.Host == strings.TrimPrefix(e.sbSrv.URL, "http://") && req.URL.Path == "/connect/oauth2/authorize" {
-			q := req.URL.Query()
-			q.Set("person", p.ID)
-			req.URL.RawQuery = q.Encode()
-		}
-		u := *req.URL
-		v.hops = append(v.hops, &u)
-		return nil
-	}}
-	resp, err := c.Get(start)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	v.final, v.status, v.body = resp.Request.URL, resp.StatusCode, string(b)
-	return v
+	return e.browseOn(t, newBrowserJar(), n, start, url.Values{"person": {p.ID}})
 }
 
 // TestSignInAtEveryAddress is issue 12's third defect: with PublicUrl set,

@@ -156,8 +156,15 @@ func (v visit) fragment() url.Values {
 // phone and what they do.
 func (e *env) browse(t testing.TB, start string, at url.Values) visit {
 	t.Helper()
+	return e.browseOn(t, e.jar, nil, start, at)
+}
+
+// browseOn is browse with its own cookie jar and network (nil: the real
+// one).
+func (e *env) browseOn(t testing.TB, jar http.CookieJar, network http.RoundTripper, start string, at url.Values) visit {
+	t.Helper()
 	var v visit
-	c := &http.Client{Jar: e.jar, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+	c := &http.Client{Jar: jar, Transport: network, CheckRedirect: func(req *http.Request, via []*http.Request) error {
 		if len(via) > 10 {
 			return errors.New("redirect loop")
 		}

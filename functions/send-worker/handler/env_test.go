@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -203,12 +202,7 @@ func (e *env) poll(t testing.TB) round {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ev events.SQSEvent
-	for _, m := range out.Messages {
-		ev.Records = append(ev.Records, events.SQSMessage{
-			MessageId: *m.MessageId, ReceiptHandle: *m.ReceiptHandle, Body: *m.Body, EventSource: "aws:sqs", Attributes: m.Attributes,
-		})
-	}
+	ev := awstest.Event(out.Messages)
 	r := round{received: len(out.Messages)}
 	if len(ev.Records) == 0 {
 		return r
@@ -258,39 +252,10 @@ func (e *env) later(t testing.TB, ms []sqstypes.Message) {
 }
 
 // depth is the messages in the queue, visible or not.
-func (e *env) depth(t testing.TB, url string) int {
-	t.Helper()
-	out, err := e.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: &url, AttributeNames: []sqstypes.QueueAttributeName{"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, v := range out.Attributes {
-		i, _ := strconv.Atoi(v)
-		n += i
-	}
-	return n
-}
+func (e *env) depth(t testing.TB, url string) int { return awstest.Depth(t, e.sqs, url) }
 
 // dlq is the URL of the send queue's dead-letter queue.
-func (e *env) dlq(t testing.TB) string {
-	t.Helper()
-	ctx := context.Background()
-	out, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &e.queueURL, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameRedrivePolicy}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rp struct {
-		Target string `json:"deadLetterTargetArn"`
-	}
-	json.Unmarshal([]byte(out.Attributes[string(sqstypes.QueueAttributeNameRedrivePolicy)]), &rp)
-	name := rp.Target[strings.LastIndexByte(rp.Target, ':')+1:]
-	u, err := e.sqs.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return *u.QueueUrl
-}
+func (e *env) dlq(t testing.TB) string { return awstest.DeadLetterQueue(t, e.sqs, e.queueURL) }
 
 func (e *env) entry(t testing.TB, id string) notify.Entry {
 	t.Helper()

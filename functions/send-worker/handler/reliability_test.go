@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
@@ -156,13 +155,8 @@ func TestAnUnansweredSendIsNeverSentOnAnotherChannel(t *testing.T) {
 // returns the proxy.
 func (e *env) faultyLedger(t testing.TB) *awsfault.Proxy {
 	t.Helper()
-	proxy, err := awsfault.Start(awstest.Endpoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proxy.Close)
-	cfg := awstest.Config(nil)
-	cfg.BaseEndpoint = aws.String(proxy.URL())
+	proxy := awsfault.ForTest(t, awstest.Endpoint())
+	cfg := proxy.Config(awstest.Config(nil))
 	db := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.MaxBackoff = 20 * time.Millisecond })
 	})

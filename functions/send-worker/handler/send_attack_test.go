@@ -84,7 +84,7 @@ func (e *env) pollWith(t testing.TB, workers []*Handler) (received int, failed [
 	for i, m := range out.Messages {
 		w := workers[i%len(workers)]
 		wg.Go(func() {
-			ev := events.SQSEvent{Records: []events.SQSMessage{{MessageId: *m.MessageId, ReceiptHandle: *m.ReceiptHandle, Body: *m.Body, EventSource: "aws:sqs", Attributes: m.Attributes}}}
+			ev := events.SQSEvent{Records: []events.SQSMessage{awstest.Record(m)}}
 			resp, _ := w.Handle(ctx, ev)
 			if len(resp.BatchItemFailures) > 0 {
 				mu.Lock()
@@ -203,7 +203,7 @@ func TestAttackContextEndsRightAfterAccept(t *testing.T) {
 				t.Fatalf("receive: %v", err)
 			}
 			m := out.Messages[0]
-			resp, _ := e.h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: *m.MessageId, ReceiptHandle: *m.ReceiptHandle, Body: *m.Body, EventSource: "aws:sqs", Attributes: m.Attributes}}})
+			resp, _ := e.h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{awstest.Record(m)}})
 			if len(e.inbox(t, p)) != 1 {
 				t.Fatal("setup: WeChat did not take the message")
 			}

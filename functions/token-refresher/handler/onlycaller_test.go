@@ -9,9 +9,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"wxbridge/infra/devkit/gosrc"
 )
 
 // mayCallTokenEndpoints are the only directories whose non-test code may
@@ -36,35 +39,14 @@ var mayCallTokenEndpoints = []string{
 // three arguments; TokenSource.Token takes two), or a string naming either
 // endpoint's path.
 func tokenEndpointCalls(root string, allowed []string) ([]string, error) {
-	var found []string
 	fset := token.NewFileSet()
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, path)
-		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			if name := d.Name(); rel != "." && (strings.HasPrefix(name, ".") || name == "testdata" || name == "build" || name == "node_modules") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(rel, ".go") || strings.HasSuffix(rel, "_test.go") {
-			return nil
-		}
-		dir := filepath.ToSlash(filepath.Dir(rel))
-		for _, a := range allowed {
-			if dir == a {
-				return nil
-			}
-		}
-		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
-		if err != nil {
-			// Someone's file mid-edit: say so rather than pass it unchecked.
-			return fmt.Errorf("cannot check %s: %w", rel, err)
-		}
-		ast.Inspect(f, func(n ast.Node) bool {
+	files, err := gosrc.Files(fset, root, 0, func(dir string) bool { return !slices.Contains(allowed, dir) })
+	if err != nil {
+		return nil, err
+	}
+	var found []string
+	for _, f := range files {
+		ast.Inspect(f.AST, func(n ast.Node) bool {
 			switch n := n.(type) {
 			case *ast.CallExpr:
 				sel, ok := n.Fun.(*ast.SelectorExpr)
@@ -84,31 +66,12 @@ func tokenEndpointCalls(root string, allowed []string) ([]string, error) {
 			}
 			return true
 		})
-		return nil
-	})
-	return found, err
-}
-
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
+	return found, nil
 }
 
 func TestOnlyTheRefresherCallsTokenEndpoints(t *testing.T) {
-	found, err := tokenEndpointCalls(moduleRoot(t), mayCallTokenEndpoints)
+	found, err := tokenEndpointCalls(gosrc.Root(t), mayCallTokenEndpoints)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,26 +124,16 @@ func f(c C, s S) {
 // The allow-list above trusts infra/devkit because no Lambda links it: no
 // non-test file under functions/ or shared/ imports anything under infra/.
 func TestLambdasDoNotLinkTheDevKit(t *testing.T) {
-	root := moduleRoot(t)
 	fset := token.NewFileSet()
-	for _, top := range []string{"functions", "shared"} {
-		err := filepath.WalkDir(filepath.Join(root, top), func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-				return err
+	files, err := gosrc.Files(fset, gosrc.Root(t), parser.ImportsOnly, gosrc.Under("functions", "shared"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		for _, imp := range f.AST.Imports {
+			if p, _ := strconv.Unquote(imp.Path.Value); strings.HasPrefix(p, "wxbridge/infra/") {
+				t.Errorf("%s imports %s: Lambdas must not link development code", fset.Position(imp.Pos()), p)
 			}
-			f, err := parser.ParseFile(fset, path, nil, parser.ImportsOnly)
-			if err != nil {
-				return fmt.Errorf("cannot check %s: %w", path, err)
-			}
-			for _, imp := range f.Imports {
-				if p, _ := strconv.Unquote(imp.Path.Value); strings.HasPrefix(p, "wxbridge/infra/") {
-					t.Errorf("%s imports %s: Lambdas must not link development code", fset.Position(imp.Pos()), p)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
 		}
 	}
 }
