@@ -111,7 +111,7 @@ func (b *Batch) one(ctx context.Context, m events.SQSMessage, h Handler) bool {
 	}
 	var r *Retry
 	if errors.As(err, &r) {
-		if verr := b.Delay(ctx, m, r.After); verr != nil {
+		if verr := b.delay(ctx, m, r.After); verr != nil {
 			// It still comes back, after the queue's own visibility timeout.
 			b.log().WarnContext(ctx, "delay message", "outcome", "not_delayed", "error", verr)
 		}
@@ -119,8 +119,8 @@ func (b *Batch) one(ctx context.Context, m events.SQSMessage, h Handler) bool {
 	return true
 }
 
-// Delay sets m to come back after d (at most MaxDelay).
-func (b *Batch) Delay(ctx context.Context, m events.SQSMessage, d time.Duration) error {
+// delay sets m to come back after d (at most MaxDelay).
+func (b *Batch) delay(ctx context.Context, m events.SQSMessage, d time.Duration) error {
 	if m.ReceiptHandle == "" {
 		return errors.New("queue: message has no receipt handle")
 	}

@@ -26,7 +26,6 @@ func TestAttackBindingCookieCopiedFromTheAttackersOwnBrowser(t *testing.T) {
 	h := e.newHandler(t, Options{Origins: []string{e.h5.URL}, PublicURL: "https://api.example.com"})
 	g := gateway{host: "api.example.com", stage: "$default", h: func() *Handler { return h }}
 	net := internet{g.host: g.handler()}
-	noFollow := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 	attackerJar := newBrowserJar()
 	attacker := &http.Client{Jar: attackerJar, Transport: net, CheckRedirect: noFollow}
@@ -57,15 +56,9 @@ func TestAttackBindingCookieCopiedFromTheAttackersOwnBrowser(t *testing.T) {
 	if len(victimJar.Cookies(callback)) == 0 {
 		t.Fatal("setup: the victim's browser would send none of the tossed cookies to the callback")
 	}
-	victim := &http.Client{Jar: victimJar, Transport: net, CheckRedirect: noFollow}
-	resp, err = victim.Get(callback.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if loc := resp.Header.Get("Location"); strings.Contains(loc, "session=") {
-		s := e.verifySession(t, mustFragment(t, loc).Get("session"))
-		t.Fatalf("the victim's browser was signed in as the attacker (%s) with the attacker's own binding cookie tossed from a sibling host", s.OpenID)
+	resp, signedIn := e.lure(t, victimJar, net, callback)
+	if signedIn != "" {
+		t.Fatalf("the victim's browser was signed in as the attacker (%s) with the attacker's own binding cookie tossed from a sibling host", signedIn)
 	}
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("callback in the victim's browser = %d, want the foreign_state page", resp.StatusCode)
@@ -80,3 +73,24 @@ func TestAttackBindingCookieCopiedFromTheAttackersOwnBrowser(t *testing.T) {
 		t.Fatalf("the attacker's own browser = %d %q, want a session", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
+
+// lure sends the victim's browser (its cookie jar) to the callback link
+// the attacker started, and returns the answer and the openid it was
+// signed in as ("" if none).
+func (e *env) lure(t *testing.T, jar http.CookieJar, net http.RoundTripper, callback *url.URL) (*http.Response, string) {
+	t.Helper()
+	victim := &http.Client{Jar: jar, Transport: net, CheckRedirect: noFollow}
+	resp, err := victim.Get(callback.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); strings.Contains(loc, "session=") {
+		return resp, e.verifySession(t, mustFragment(t, loc).Get("session")).OpenID
+	}
+	return resp, ""
+}
+
+// noFollow keeps a client on the answer that redirects, so the test reads
+// where the browser would be sent.
+func noFollow(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

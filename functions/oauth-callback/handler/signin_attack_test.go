@@ -82,7 +82,6 @@ func TestAttackBindingCookiePlantedFromASiblingSubdomain(t *testing.T) {
 	h = e.newHandler(t, Options{Origins: []string{e.h5.URL}, PublicURL: "https://api.example.com"})
 	g := gateway{host: "api.example.com", stage: "$default", h: func() *Handler { return h }}
 	net := internet{g.host: g.handler()}
-	noFollow := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 	// The attacker's own browser starts a sign-in.
 	attackerJar, _ := cookiejar.New(nil)
@@ -114,15 +113,8 @@ func TestAttackBindingCookiePlantedFromASiblingSubdomain(t *testing.T) {
 		t.Fatal("setup: the browser would not send the planted cookie to the callback")
 	}
 	// The victim is lured to the callback link.
-	victim := &http.Client{Jar: victimJar, Transport: net, CheckRedirect: noFollow}
-	resp, err = victim.Get(callback.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if loc := resp.Header.Get("Location"); strings.Contains(loc, "session=") {
-		s := e.verifySession(t, mustFragment(t, loc).Get("session"))
-		t.Fatalf("the victim's browser was signed in as the attacker (%s) with a cookie planted from a sibling subdomain", s.OpenID)
+	if _, signedIn := e.lure(t, victimJar, net, callback); signedIn != "" {
+		t.Fatalf("the victim's browser was signed in as the attacker (%s) with a cookie planted from a sibling subdomain", signedIn)
 	}
 }
 
