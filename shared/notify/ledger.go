@@ -13,28 +13,24 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"wxbridge/shared/contract"
 	"wxbridge/shared/ddb"
 )
 
-// Status is where a job stands in the ledger.
-type Status string
+// Status is where a job stands in the ledger (contract.Status: the
+// outcome events carry it).
+type Status = contract.Status
 
-// The ledger states. INPROGRESS is the only one that changes by itself
-// (its lease runs out); SENT changes once more when WeChat reports the
-// template message's delivery; the others are final.
+// The ledger states (contract's).
 const (
-	InProgress    Status = "INPROGRESS"    // claimed by a worker, or waiting to be retried
-	Sent          Status = "SENT"          // WeChat accepted it (template messages: msgid)
-	Failed        Status = "FAILED"        // it will not be sent: errcode, rid and class say why
-	Undeliverable Status = "UNDELIVERABLE" // the person cannot be reached on any allowed channel
-	Expired       Status = "EXPIRED"       // found after its expires_at
-	Delivered     Status = "DELIVERED"     // WeChat reported the template message delivered
-	Blocked       Status = "BLOCKED"       // WeChat reported the person refuses the account's messages
-	// Unknown: an attempt on channel went out and no answer came back (it
-	// was lost, or the worker stopped), so the message may or may not have
-	// reached the person; no other channel is tried, and it is not sent
-	// again. reason says what happened.
-	Unknown Status = "UNKNOWN"
+	InProgress    = contract.InProgress
+	Sent          = contract.Sent
+	Failed        = contract.Failed
+	Undeliverable = contract.Undeliverable
+	Expired       = contract.Expired
+	Delivered     = contract.Delivered
+	Blocked       = contract.Blocked
+	Unknown       = contract.Unknown
 )
 
 // Entry is a job's ledger record.
@@ -56,11 +52,15 @@ type Entry struct {
 	// Trying is the channel of an attempt whose outcome is not known (yet):
 	// the message may have gone out on it. TriedAt (Unix ms) is when the
 	// first such attempt went out, at the earliest.
-	Trying     Channel    `dynamodbav:"trying,omitempty"`
-	TriedAt    int64      `dynamodbav:"tried_at,omitempty"`
-	CreatedAt  time.Time  `dynamodbav:"created_at"`
-	UpdatedAt  time.Time  `dynamodbav:"updated_at"`
-	ReportedAt *time.Time `dynamodbav:"reported_at,omitempty"`
+	Trying  Channel `dynamodbav:"trying,omitempty"`
+	TriedAt int64   `dynamodbav:"tried_at,omitempty"`
+	// To is the recipient as the job named it; Tried each channel's
+	// outcome, in the order tried (outcome events carry both).
+	To         *contract.Recipient `dynamodbav:"to,omitempty"`
+	Tried      []contract.Try      `dynamodbav:"tried,omitempty"`
+	CreatedAt  time.Time           `dynamodbav:"created_at"`
+	UpdatedAt  time.Time           `dynamodbav:"updated_at"`
+	ReportedAt *time.Time          `dynamodbav:"reported_at,omitempty"`
 }
 
 // Final reports whether the job is settled: nothing will send it again.
@@ -115,7 +115,7 @@ func NewLedger(db DB, table string) *Ledger {
 // msgKey is the MsgKey index's key of a template message.
 func msgKey(appid, msgid string) string { return appid + "#" + msgid }
 
-func ledgerKey(jobID string) ddb.Item { return ddb.Key("SEND#" + jobID) }
+func ledgerKey(jobID string) ddb.Item { return ddb.Key(LedgerPrefix + jobID) }
 
 func timeValue(t time.Time) types.AttributeValue { return ddb.S(t.UTC().Format(time.RFC3339Nano)) }
 

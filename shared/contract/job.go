@@ -1,13 +1,9 @@
-// Package notify is how business systems notify WeChat users through
-// wxbridge: the send job (its JSON is the contract, schemas/send-job.schema.json),
-// its validation, the client that puts jobs on the send queue, the send
-// ledger that makes each job id go out at most once, and the rules of
-// sending: resolve the recipient, pick the channel, classify WeChat's answer
-// and record the outcome.
-//
-// The rules live in send.go as plain Go; ledger.go holds the DynamoDB items
-// and conditional writes they rely on.
-package notify
+// Package contract is what a business system and wxbridge agree on, and
+// nothing else: the send job a business enqueues (schemas/send-job.schema.json)
+// with its validation, and the outcome event wxbridge publishes for each
+// change of a job's state (schemas/outcome-event.schema.json). It imports
+// only the standard library, so that a business links only this package.
+package contract
 
 import (
 	"bytes"
@@ -50,11 +46,11 @@ type Job struct {
 
 // Recipient names the person by exactly one key.
 type Recipient struct {
-	UID        string `json:"uid,omitempty"`
-	ExternalID string `json:"external_id,omitempty"`
-	UnionID    string `json:"unionid,omitempty"`
-	OAOpenID   string `json:"oa_openid,omitempty"`
-	MPOpenID   string `json:"mp_openid,omitempty"`
+	UID        string `json:"uid,omitempty" dynamodbav:"uid,omitempty"`
+	ExternalID string `json:"external_id,omitempty" dynamodbav:"external_id,omitempty"`
+	UnionID    string `json:"unionid,omitempty" dynamodbav:"unionid,omitempty"`
+	OAOpenID   string `json:"oa_openid,omitempty" dynamodbav:"oa_openid,omitempty"`
+	MPOpenID   string `json:"mp_openid,omitempty" dynamodbav:"mp_openid,omitempty"`
 }
 
 // TemplateMessage is the job's official-account template message.
@@ -100,7 +96,7 @@ func (j Job) Plan() []Channel {
 }
 
 // ErrNotJSON reports a message that is not a JSON object.
-var ErrNotJSON = errors.New("notify: job is not a JSON object")
+var ErrNotJSON = errors.New("contract: job is not a JSON object")
 
 // Parse decodes and validates a job. When the job is invalid but carries a
 // string id, the returned Job has that ID set, so that the failure can be
@@ -237,11 +233,11 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string {
-	return fmt.Sprintf("notify: invalid job: %s %s", e.Field, e.Problem)
+	return fmt.Sprintf("contract: invalid job: %s %s", e.Field, e.Problem)
 }
 
 // Is makes errors.Is(err, ErrInvalid) true.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
 
 // ErrInvalid reports a job that breaks the contract.
-var ErrInvalid = errors.New("notify: invalid job")
+var ErrInvalid = errors.New("contract: invalid job")
