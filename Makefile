@@ -8,9 +8,17 @@ BUILD_DIR ?= build
 
 all: test
 
-## build: every function for Lambda (linux/arm64) into build/<function>/bootstrap,
-## in one go build (which compiles what they share once, in parallel)
-GOBUILD := CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build $(GOFLAGS_BUILD)
+## build: every function for Lambda (linux/arm64, or LAMBDA_ARCH=x86_64) into
+## build/<function>/bootstrap, in one go build (which compiles what they share
+## once, in parallel)
+# LAMBDA_ARCH is template.yaml's Architecture parameter: make deploy sets it
+# from the environment's parameter_overrides, and sam build's make (below)
+# inherits it.
+LAMBDA_ARCH ?= arm64
+GOARCH_arm64 := arm64
+GOARCH_x86_64 := amd64
+GOARCH_LAMBDA := $(or $(GOARCH_$(LAMBDA_ARCH)),$(error LAMBDA_ARCH is "$(LAMBDA_ARCH)": template.yaml's Architecture is arm64 or x86_64))
+GOBUILD := CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_LAMBDA) go build $(GOFLAGS_BUILD)
 
 build:
 	@rm -rf $(BUILD_DIR)/.bin && mkdir -p $(BUILD_DIR)/.bin
@@ -28,25 +36,37 @@ FollowEventFunction := follow-event
 TokenRefresherFunction := token-refresher
 SendWorkerFunction := send-worker
 FollowerSyncFunction := follower-sync
+OutcomePublisherFunction := outcome-publisher
 
 build-%Function:
 	@test -n "$($*Function)" || { echo "no functions/ directory known for $*Function"; exit 1; }
 	$(GOBUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/$($*Function)
 
-## deploy: sam build, then sam deploy to the samconfig.toml environment ENV
-## (default: dev; ENV=prod for prod). Needs the AWS SAM CLI and credentials.
+## deploy: check the samconfig.toml environment ENV (default: the dev stack;
+## ENV=prod, ENV=china) against template.yaml, then sam build and sam deploy
+## with it. The check (infra/deploycheck) needs neither sam nor AWS and names
+## each required parameter left empty or at its <placeholder>; the rest needs
+## the AWS SAM CLI and credentials (README, "Deploying").
 ENV ?= default
 deploy:
-	@command -v sam >/dev/null || { echo "make deploy needs the AWS SAM CLI (sam), which is not installed:"; \
-		echo "  https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/install-sam-cli.html"; exit 1; }
-	sam build --config-env $(ENV)
-	sam deploy --config-env $(ENV)
+	@arch=$$(go run ./infra/deploycheck -env '$(ENV)' -print Architecture) || exit 1; \
+	command -v sam >/dev/null || { echo "make deploy needs the AWS SAM CLI (sam), which is not installed:"; \
+		echo "  https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/install-sam-cli.html"; exit 1; }; \
+	echo "LAMBDA_ARCH=$$arch sam build --config-env '$(ENV)' && sam deploy --config-env '$(ENV)'"; \
+	LAMBDA_ARCH=$$arch sam build --config-env '$(ENV)' && sam deploy --config-env '$(ENV)'
 
 ## dev: the whole system on one machine (moto, the WeChat sandbox, every
-## function in-process); console at http://127.0.0.1:8080/_dev/
+## function in-process); console at http://127.0.0.1:8080/_dev/.
+## PARAMS='PublicUrl=http://127.0.0.1:8080/wx H5Origins=…' sets template
+## parameters as sam deploy --parameter-overrides does (docs/devstack.md).
 dev: tools-dev
 	go build -o $(BUILD_DIR)/devstack ./infra/devstack
 	./$(BUILD_DIR)/devstack
+
+# PARAMS reaches the devstack untouched by the shell: make exports it.
+ifdef PARAMS
+dev: export WXB_DEV_PARAMS = $(PARAMS)
+endif
 
 ## test: unit and integration tests (moto and the WeChat sandbox), the
 ## packages with real concurrency under the race detector, template lint,
@@ -87,8 +107,11 @@ unit:
 race:
 	CGO_ENABLED=1 go test -race -count=1 -p $(TEST_P) $(RACE_LIST)
 
+# The template deploys in the global partition and in the China regions
+# (partition aws-cn), whose resource types and properties cfn-lint knows.
+CFN_LINT_REGIONS := us-east-1 cn-north-1 cn-northwest-1
 cfn-lint:
-	cfn-lint template.yaml
+	cfn-lint --regions $(CFN_LINT_REGIONS) -- template.yaml docs/examples/outcome-subscriber.yaml
 
 ## lint: formatting and vet
 lint:

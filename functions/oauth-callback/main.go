@@ -1,5 +1,6 @@
 // Command oauth-callback is the official account's web OAuth for H5 pages:
-// GET /oauth/authorize and GET /oauth/callback.
+// GET /oauth/authorize and GET /oauth/callback, and WeChat's domain
+// verification files at GET /<name>.
 package main
 
 import (

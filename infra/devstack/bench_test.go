@@ -4,23 +4,35 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"wxbridge/infra/devkit/awsfault"
+	"wxbridge/infra/devkit/sandbox"
+	"wxbridge/shared/contract"
 	"wxbridge/shared/notify"
 )
 
@@ -183,3 +195,320 @@ func motoOf(parent int) int {
 }
 
 func decodeInto(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
+
+// BenchmarkOutcomes measures outcome events against the ledger changes
+// they come from: 1,000 template jobs through the in-process devstack
+// (2,000 changes: SENT, then DELIVERED on the sandbox's report), once
+// untouched and once with crashes between the ledger write and the
+// publish. There, a fifth of the publisher's invocations die, half after
+// their PutEvents calls went out (a panic before answering) and half
+// midway (their time runs out with calls in flight); a PutEvents answer
+// is lost on the wire every 50 ms, and the send-worker loses the answer
+// to a ledger write every 100 ms, so it fails right after writing (the
+// functions' AWS fault proxy, /_dev/faults). It reports distinct event
+// ids per ledger change (target exactly 1), changes with no event,
+// events with no change, duplicate deliveries, and the latency from the
+// ledger write (the stream record's time) to the event's arrival in the
+// outcome queue (SQS SentTimestamp).
+func BenchmarkOutcomes(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		crash float64       // share of publisher invocations that die
+		lose  time.Duration // how often an answer is lost
+	}{{"clean", 0, 0}, {"crashes", 0.2, 50 * time.Millisecond}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for range b.N {
+				outcomeRun(b, 1000, bc.crash, bc.lose)
+			}
+		})
+	}
+}
+
+// crasher is a function handler that dies on a share of its invocations.
+type crasher struct {
+	h                lambda.Handler
+	rate             float64
+	panics, timeouts atomic.Int64
+}
+
+func (c *crasher) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	switch r := rand.Float64(); {
+	case r < c.rate/2:
+		c.panics.Add(1)
+		c.h.Invoke(ctx, payload)
+		panic("bench: the publisher dies after publishing, before answering")
+	case r < c.rate:
+		c.timeouts.Add(1)
+		ctx, cancel := context.WithTimeout(ctx, rand.N(30*time.Millisecond))
+		defer cancel()
+		c.h.Invoke(ctx, payload)
+		return nil, errors.New("bench: the publisher's time ran out")
+	}
+	return c.h.Invoke(ctx, payload)
+}
+
+// change is one ledger change a business is told of: a job reaching a
+// status.
+type change struct {
+	job    string
+	status contract.Status
+}
+
+// delivered is what the outcome queue brought for one change.
+type delivered struct {
+	ids   map[string]bool
+	first time.Time // SentTimestamp of the first copy
+	count int
+}
+
+func outcomeRun(b *testing.B, n int, crash float64, lose time.Duration) {
+	inj := &crasher{rate: crash}
+	s, err := Start(context.Background(), Config{Addr: "127.0.0.1:0", wrap: func(id string, h lambda.Handler) lambda.Handler {
+		if id != "OutcomePublisherFunction" {
+			return h
+		}
+		inj.h = h
+		return inj
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	dc := s.devConfig()
+
+	person := s.sb.CreatePerson(sandbox.PersonSpec{Nickname: "Bench"})
+	if _, err := s.sb.Follow(context.Background(), person.ID, ""); err != nil {
+		b.Fatal(err)
+	}
+	var uid string
+	for deadline := time.Now().Add(30 * time.Second); uid == ""; time.Sleep(100 * time.Millisecond) {
+		var st struct {
+			People []struct {
+				Known *struct {
+					UID string `json:"uid"`
+				} `json:"wxbridge"`
+			} `json:"people"`
+		}
+		if resp, err := http.Get(s.URL + "/_dev/api/state"); err == nil {
+			decodeInto(resp.Body, &st)
+			resp.Body.Close()
+		}
+		if len(st.People) == 1 && st.People[0].Known != nil {
+			uid = st.People[0].Known.UID
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the follower was not linked")
+		}
+	}
+
+	// The outcome queue, read as a business reads it.
+	var mu sync.Mutex
+	got := map[change]*delivered{}
+	messages, last := 0, time.Now()
+	readCtx, stopReading := context.WithCancel(context.Background())
+	var readers sync.WaitGroup
+	q := businessSQS(dc)
+	for range 2 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for readCtx.Err() == nil {
+				out, err := q.ReceiveMessage(readCtx, &sqs.ReceiveMessageInput{QueueUrl: &dc.OutcomeQueueURL, MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+					MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameSentTimestamp}})
+				if err != nil || len(out.Messages) == 0 {
+					continue
+				}
+				var del []sqstypes.DeleteMessageBatchRequestEntry
+				mu.Lock()
+				for i, m := range out.Messages {
+					del = append(del, sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
+					messages++
+					last = time.Now()
+					ev, err := contract.DecodeEvent([]byte(*m.Body))
+					if err != nil {
+						b.Errorf("outcome queue: %v", err)
+						continue
+					}
+					c := change{ev.Detail.JobID, ev.Detail.Status}
+					d := got[c]
+					if d == nil {
+						d = &delivered{ids: map[string]bool{}}
+						got[c] = d
+					}
+					ms, _ := strconv.ParseInt(m.Attributes[string(sqstypes.MessageSystemAttributeNameSentTimestamp)], 10, 64)
+					if at := time.UnixMilli(ms); d.first.IsZero() || at.Before(d.first) {
+						d.first = at
+					}
+					d.ids[ev.Detail.EventID] = true
+					d.count++
+				}
+				mu.Unlock()
+				q.DeleteMessageBatch(context.Background(), &sqs.DeleteMessageBatchInput{QueueUrl: &dc.OutcomeQueueURL, Entries: del})
+			}
+		}()
+	}
+
+	// Answers lost on the wire while the jobs run: one PutEvents answer
+	// per tick, one ledger write's every other tick (a rule not yet fired
+	// is replaced, not piled up).
+	loseCtx, stopLosing := context.WithCancel(context.Background())
+	var losing sync.WaitGroup
+	var lost int
+	collect := func() {
+		for _, r := range s.faults.List() {
+			lost += r.Fired
+		}
+		s.faults.Clear()
+	}
+	if lose > 0 {
+		losing.Add(1)
+		go func() {
+			defer losing.Done()
+			defer collect()
+			t := time.NewTicker(lose)
+			defer t.Stop()
+			for i := 0; ; i++ {
+				select {
+				case <-loseCtx.Done():
+					return
+				case <-t.C:
+				}
+				collect()
+				s.faults.Add(awsfault.Rule{Service: awsfault.EventBridge, Operation: "PutEvents", Count: 1, Error: awsfault.LostAnswer})
+				if i%2 == 0 {
+					s.faults.Add(awsfault.Rule{Service: awsfault.DynamoDB, Operation: "UpdateItem", Match: `"SEND#`, Count: 1, Error: awsfault.LostAnswer})
+				}
+			}
+		}()
+	}
+
+	client := notify.NewClient(businessSQS(dc), dc.SendQueueURL)
+	jobs := make([]notify.Job, n)
+	for i := range jobs {
+		jobs[i] = notify.Job{ID: fmt.Sprintf("outcome-%d-%d", time.Now().UnixNano(), i), To: notify.Recipient{UID: uid},
+			Template: &notify.TemplateMessage{TemplateID: demoTemplateID, Data: map[string]string{"thing1": "Tea", "character_string2": strconv.Itoa(i)}}}
+	}
+	start := time.Now()
+	mu.Lock()
+	last = start
+	mu.Unlock()
+	if _, err := client.EnqueueBatch(context.Background(), jobs); err != nil {
+		b.Fatal(err)
+	}
+	// Until every job has both events, or nothing has arrived for 20 s.
+	for deadline := time.Now().Add(10 * time.Minute); ; time.Sleep(250 * time.Millisecond) {
+		mu.Lock()
+		done, idle := len(got) >= 2*n, time.Since(last) > 20*time.Second
+		mu.Unlock()
+		if done || idle || time.Now().After(deadline) {
+			break
+		}
+	}
+	stopLosing()
+	losing.Wait()
+	// Late copies: retries of batches that failed before the faults stopped.
+	for {
+		mu.Lock()
+		quiet := time.Since(last) > 5*time.Second
+		mu.Unlock()
+		if quiet {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	stopReading()
+	readers.Wait()
+
+	// The ledger's changes, from the table's stream.
+	changes := ledgerChanges(b, s)
+	var missing, spurious, several, duplicates, ids int
+	var latencies []time.Duration
+	for c, written := range changes {
+		d := got[c]
+		if d == nil {
+			missing++
+			continue
+		}
+		latencies = append(latencies, d.first.Sub(written))
+	}
+	for c, d := range got {
+		if _, ok := changes[c]; !ok {
+			spurious++
+			continue
+		}
+		ids += len(d.ids)
+		if len(d.ids) > 1 {
+			several++
+		}
+		duplicates += d.count - len(d.ids)
+	}
+	slices.Sort(latencies)
+	pct := func(p float64) float64 {
+		if len(latencies) == 0 {
+			return 0
+		}
+		return float64(latencies[int(p*float64(len(latencies)-1))].Milliseconds())
+	}
+	b.ReportMetric(float64(len(changes)), "ledger-changes")
+	b.ReportMetric(float64(ids)/float64(max(1, len(changes)-missing)), "event-ids/change")
+	b.ReportMetric(float64(several), "changes-with-2+-ids")
+	b.ReportMetric(float64(missing), "missing")
+	b.ReportMetric(float64(spurious), "spurious")
+	b.ReportMetric(float64(duplicates), "duplicates-delivered")
+	b.ReportMetric(pct(0.5), "ms-p50-write-to-queue")
+	b.ReportMetric(pct(0.99), "ms-p99-write-to-queue")
+	b.ReportMetric(float64(inj.panics.Load()+inj.timeouts.Load()), "publisher-crashes")
+	b.ReportMetric(float64(lost), "answers-lost")
+	b.ReportMetric(elapsed.Seconds(), "s-total")
+}
+
+// ledgerChanges reads the table's whole stream: each change of a ledger
+// item to a status an outcome event carries, with when it was written.
+func ledgerChanges(b *testing.B, s *Stack) map[change]time.Time {
+	ctx := context.Background()
+	st := dynamodbstreams.NewFromConfig(s.aws)
+	arn := s.res.streams["Table"]
+	desc, err := st.DescribeStream(ctx, &dynamodbstreams.DescribeStreamInput{StreamArn: &arn})
+	if err != nil {
+		b.Fatal(err)
+	}
+	str := func(img map[string]streamtypes.AttributeValue, k string) string {
+		if v, ok := img[k].(*streamtypes.AttributeValueMemberS); ok {
+			return v.Value
+		}
+		return ""
+	}
+	out := map[change]time.Time{}
+	for _, sh := range desc.StreamDescription.Shards {
+		it, err := st.GetShardIterator(ctx, &dynamodbstreams.GetShardIteratorInput{StreamArn: &arn, ShardId: sh.ShardId, ShardIteratorType: streamtypes.ShardIteratorTypeTrimHorizon})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for iter := it.ShardIterator; iter != nil; {
+			page, err := st.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: iter})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(page.Records) == 0 {
+				break
+			}
+			for _, r := range page.Records {
+				d := r.Dynamodb
+				if !strings.HasPrefix(str(d.Keys, "pk"), notify.LedgerPrefix) {
+					continue
+				}
+				status := contract.Status(str(d.NewImage, "status"))
+				if status == contract.Status(str(d.OldImage, "status")) || contract.DetailType(status) == "" {
+					continue
+				}
+				c := change{str(d.NewImage, "job_id"), status}
+				if _, seen := out[c]; !seen {
+					out[c] = aws.ToTime(d.ApproximateCreationDateTime)
+				}
+			}
+			iter = page.NextShardIterator
+		}
+	}
+	return out
+}

@@ -4,14 +4,22 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -21,7 +29,10 @@ import (
 	"wxbridge/shared/awsenv"
 	"wxbridge/shared/backfill"
 	"wxbridge/shared/binding"
+	"wxbridge/shared/contract"
+	"wxbridge/shared/ddb"
 	"wxbridge/shared/identity"
+	"wxbridge/shared/notify"
 	"wxbridge/shared/tokens"
 )
 
@@ -31,14 +42,20 @@ var consolePage []byte
 //go:embed h5.html
 var h5Page []byte
 
-// console adds the dev console and its JSON API under /_dev/. None of it
-// exists in Lambda.
-func (s *Stack) console(mux *http.ServeMux) {
+// console adds the dev console and its JSON API under /_dev/, and reads
+// the console's outcome queue until ctx ends. None of it exists in Lambda.
+func (s *Stack) console(ctx context.Context, mux *http.ServeMux) {
+	s.view = newConsoleView(s.aws, s.res.refs["Table"], s.ConsoleOutcomeQueueURL)
+	if s.view.outcomes.url != "" {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.view.outcomes.run(ctx, s.log) }()
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/_dev/", http.StatusFound) })
 	mux.HandleFunc("GET /_dev/{$}", page(consolePage))
 	mux.HandleFunc("GET /_dev/h5", page(h5Page))
 	mux.HandleFunc("GET /_dev/config", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.devConfig()) })
 	mux.HandleFunc("GET /_dev/api/state", s.handle(s.state))
+	mux.HandleFunc("GET /_dev/api/ledger", s.handle(s.ledgerAPI))
 	if s.sb == nil {
 		return
 	}
@@ -178,8 +195,13 @@ type queueView struct {
 	Delayed  int    `json:"delayed"`
 }
 
-// shownPeople is how many people the console shows cards for.
-const shownPeople = 24
+// shownPeople is how many people the console shows cards for, and
+// shownJobs how many of the newest jobs its state carries (the ledger
+// panel pages through the others with GET /_dev/api/ledger).
+const (
+	shownPeople = 24
+	shownJobs   = 15
+)
 
 // state is everything the console shows, in one poll.
 func (s *Stack) state(r *http.Request) (any, error) {
@@ -192,10 +214,23 @@ func (s *Stack) state(r *http.Request) (any, error) {
 		Backfill *backfill.Run `json:"backfill,omitempty"`
 		Tokens   []tokenView   `json:"tokens"`
 		Queues   []queueView   `json:"queues"`
-		Ledger   []ledgerEntry `json:"ledger"`
-		Logs     []string      `json:"logs"`
-		Now      time.Time     `json:"now"`
-	}{Ledger: s.ledger(ctx, 15), Logs: s.tap.recent(60), Now: time.Now(), Backfill: s.backfill(r)}
+		// Ledger is the newest jobs: the first page of GET
+		// /_dev/api/ledger, whose cursor LedgerNext is.
+		Ledger         []ledgerEntry `json:"ledger"`
+		LedgerNext     string        `json:"ledger_next,omitempty"`
+		LedgerTotal    int           `json:"ledger_total"`
+		LedgerComplete bool          `json:"ledger_complete"`
+		Outcomes       outcomesView  `json:"outcomes"`
+		Logs           []string      `json:"logs"`
+		Now            time.Time     `json:"now"`
+	}{Logs: s.tap.recent(60), Now: time.Now(), Backfill: s.backfill(r), Outcomes: s.view.outcomes.view()}
+	// A ledger that cannot be read shows what the view has.
+	if err := s.view.ledger.step(ctx); err != nil {
+		s.log.Warn("console ledger", "error", err)
+	}
+	if p, err := s.view.ledger.page("", shownJobs); err == nil {
+		out.Ledger, out.LedgerNext, out.LedgerTotal, out.LedgerComplete = p.Entries, p.Next, p.Total, p.Complete
+	}
 	if s.sb != nil {
 		out.Now = s.sb.Clock().Now()
 		store := identity.NewStore(dynamodb.NewFromConfig(s.aws), s.res.refs["Table"])
@@ -262,3 +297,334 @@ func (s *Stack) tokenSecret(env string) string {
 }
 
 func strPtr(s string) *string { return &s }
+
+// consoleView is what the console keeps between requests: its copy of the
+// send ledger and the outcome events it has read.
+type consoleView struct {
+	ledger   *ledgerView
+	outcomes *outcomeFeed
+}
+
+// newConsoleView reads the ledger in table and, when queueURL is not "",
+// the outcome events on that queue.
+func newConsoleView(cfg aws.Config, table, queueURL string) *consoleView {
+	v := &consoleView{ledger: newLedgerView(dynamodb.NewFromConfig(cfg), table, 0)}
+	v.outcomes = &outcomeFeed{client: sqs.NewFromConfig(cfg), url: queueURL, keep: keptOutcomes, seen: v.ledger.observe}
+	return v
+}
+
+// ledgerEntry is a ledger entry as the console shows it.
+type ledgerEntry struct {
+	JobID     string         `json:"job_id"`
+	Status    string         `json:"status"`
+	Channel   string         `json:"channel,omitempty"`
+	ErrCode   int            `json:"errcode,omitempty"`
+	Class     string         `json:"class,omitempty"`
+	Reason    string         `json:"reason,omitempty"`
+	Report    string         `json:"report,omitempty"`
+	Attempts  int            `json:"attempts,omitempty"`
+	Tried     []contract.Try `json:"tried,omitempty"`
+	UpdatedAt time.Time      `json:"updated_at"`
+}
+
+// scanAPI is the DynamoDB call the ledger view reads with.
+type scanAPI interface {
+	Scan(context.Context, *dynamodb.ScanInput, ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+}
+
+// ledgerView is the console's copy of the send ledger, newest first.
+//
+// DynamoDB returns a table's items in the order of their keys' hashes,
+// with no index of ledger items by time (Lambda never lists jobs), so
+// newest first needs every ledger item. The view reads the table as a
+// sweep, one DynamoDB page (1 MB, LastEvaluatedKey as the cursor) per
+// console request, so that each request costs at most one page however
+// large the table grows (moto serves DynamoDB one request at a time: a
+// whole scan would stall every function). A small table is read whole on
+// every request. Outcome events update a job as soon as they arrive,
+// before the sweep comes back to it.
+type ledgerView struct {
+	db        scanAPI
+	table     string
+	pageItems int32 // items a scan page evaluates; 0: DynamoDB's 1 MB
+	now       func() time.Time
+
+	reading sync.Mutex // one page read at a time
+
+	mu       sync.Mutex
+	sweep    map[string]bool // the jobs the sweep in progress has read; nil between sweeps
+	cursor   ddb.Item        // where it continues
+	started  time.Time       // when it began
+	jobs     map[string]ledgerEntry
+	complete bool // a sweep has read the whole table
+}
+
+func newLedgerView(db scanAPI, table string, pageItems int32) *ledgerView {
+	return &ledgerView{db: db, table: table, pageItems: pageItems, now: time.Now, jobs: map[string]ledgerEntry{}}
+}
+
+// ledgerAttrs are the attributes the console shows ("status" and "class"
+// are DynamoDB reserved words).
+var ledgerAttrs = map[string]string{"#pk": "pk", "#id": "job_id", "#s": "status", "#ch": "channel", "#e": "errcode", "#c": "class",
+	"#r": "reason", "#rep": "report", "#a": "attempts", "#t": "tried", "#u": "updated_at"}
+
+// step reads the next page of the sweep, if no other request is reading
+// one.
+func (v *ledgerView) step(ctx context.Context) error {
+	if !v.reading.TryLock() {
+		return nil
+	}
+	defer v.reading.Unlock()
+	v.mu.Lock()
+	if v.sweep == nil {
+		v.sweep, v.cursor, v.started = map[string]bool{}, nil, v.now()
+	}
+	cursor := v.cursor
+	v.mu.Unlock()
+
+	in := &dynamodb.ScanInput{
+		TableName:                 &v.table,
+		ExclusiveStartKey:         cursor,
+		FilterExpression:          aws.String("begins_with(#pk, :p)"),
+		ProjectionExpression:      aws.String(strings.Join(slices.Sorted(maps.Keys(ledgerAttrs)), ", ")),
+		ExpressionAttributeNames:  ledgerAttrs,
+		ExpressionAttributeValues: ddb.Item{":p": ddb.S(notify.LedgerPrefix)},
+	}
+	if v.pageItems > 0 {
+		in.Limit = &v.pageItems
+	}
+	out, err := v.db.Scan(ctx, in)
+	if err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, it := range out.Items {
+		var e notify.Entry
+		if attributevalue.UnmarshalMap(it, &e) != nil || e.JobID == "" {
+			continue
+		}
+		v.sweep[e.JobID] = true
+		v.keep(ledgerEntry{JobID: e.JobID, Status: string(e.Status), Channel: string(e.Channel), ErrCode: e.ErrCode, Class: e.Class,
+			Reason: e.Reason, Report: e.Report, Attempts: e.Attempts, Tried: e.Tried, UpdatedAt: e.UpdatedAt})
+	}
+	v.cursor = out.LastEvaluatedKey
+	if len(v.cursor) == 0 {
+		// The sweep is whole: a job it did not read is gone from the table,
+		// unless an outcome event told of it after the sweep began.
+		for id, e := range v.jobs {
+			if !v.sweep[id] && e.UpdatedAt.Before(v.started.Add(-time.Second)) {
+				delete(v.jobs, id)
+			}
+		}
+		v.sweep, v.complete = nil, true
+	}
+	return nil
+}
+
+// keep records e unless the view knows a later state of its job. Callers
+// hold mu.
+func (v *ledgerView) keep(e ledgerEntry) {
+	if cur, ok := v.jobs[e.JobID]; !ok || !e.UpdatedAt.Before(cur.UpdatedAt) {
+		v.jobs[e.JobID] = e
+	}
+}
+
+// observe records what an outcome event says of its job.
+func (v *ledgerView) observe(o contract.Outcome) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.keep(ledgerEntry{JobID: o.JobID, Status: string(o.Status), Channel: string(o.Channel), ErrCode: o.ErrCode, Class: o.Class,
+		Reason: o.Reason, Report: o.Report, Attempts: o.Attempts, Tried: o.Tried, UpdatedAt: o.At})
+}
+
+// ledgerPage is one page of the ledger, newest first.
+type ledgerPage struct {
+	Entries []ledgerEntry `json:"entries"`
+	// Next is the cursor of the following page; "" on the last.
+	Next  string `json:"next,omitempty"`
+	Total int    `json:"total"`
+	// Complete is false until the view has read the whole table once:
+	// until then older jobs may be missing.
+	Complete bool `json:"complete"`
+}
+
+// newestFirst orders entries by last change, newest first, then by job id.
+func newestFirst(a, b ledgerEntry) int {
+	if c := b.UpdatedAt.Compare(a.UpdatedAt); c != 0 {
+		return c
+	}
+	return strings.Compare(a.JobID, b.JobID)
+}
+
+// ledgerCursor is the position after entry e: its time and job id, so
+// that jobs changing meanwhile shift no page onto another.
+func ledgerCursor(e ledgerEntry) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(e.UpdatedAt.UTC().Format(time.RFC3339Nano) + " " + e.JobID))
+}
+
+func parseLedgerCursor(c string) (ledgerEntry, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	at, id, ok := strings.Cut(string(b), " ")
+	t, terr := time.Parse(time.RFC3339Nano, at)
+	if err != nil || !ok || terr != nil {
+		return ledgerEntry{}, badRequest{fmt.Errorf("cursor %q is not one this API gave", c)}
+	}
+	return ledgerEntry{JobID: id, UpdatedAt: t}, nil
+}
+
+// page returns up to limit entries after cursor ("": from the newest).
+func (v *ledgerView) page(cursor string, limit int) (ledgerPage, error) {
+	v.mu.Lock()
+	all := slices.SortedFunc(maps.Values(v.jobs), newestFirst)
+	p := ledgerPage{Total: len(all), Complete: v.complete}
+	v.mu.Unlock()
+	if cursor != "" {
+		after, err := parseLedgerCursor(cursor)
+		if err != nil {
+			return ledgerPage{}, err
+		}
+		i, _ := slices.BinarySearchFunc(all, after, newestFirst)
+		if i < len(all) && newestFirst(all[i], after) == 0 {
+			i++
+		}
+		all = all[i:]
+	}
+	p.Entries = slices.Clone(all[:min(limit, len(all))])
+	if p.Entries == nil {
+		p.Entries = []ledgerEntry{} // [] in JSON, not null
+	}
+	if len(all) > limit {
+		p.Next = ledgerCursor(p.Entries[limit-1])
+	}
+	return p, nil
+}
+
+// ledgerAPI is GET /_dev/api/ledger?cursor=&limit=: a page of every job in
+// the ledger, newest first (limit 50 by default, at most 1000).
+func (s *Stack) ledgerAPI(r *http.Request) (any, error) {
+	limit := 50
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			return nil, badRequest{fmt.Errorf("limit %q: want 1 to 1000", l)}
+		}
+		limit = n
+	}
+	if err := s.view.ledger.step(r.Context()); err != nil {
+		return nil, err
+	}
+	return s.view.ledger.page(r.URL.Query().Get("cursor"), limit)
+}
+
+// keptOutcomes is how many outcome events the console keeps.
+const keptOutcomes = 50
+
+// queueAPI is the SQS API the outcome feed reads with.
+type queueAPI interface {
+	ReceiveMessage(context.Context, *sqs.ReceiveMessageInput, ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
+	DeleteMessageBatch(context.Context, *sqs.DeleteMessageBatchInput, ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
+}
+
+// outcomeFeed reads the console's outcome queue (an EventBridge rule sends
+// it every outcome event, as a business's own queue would get them) and
+// keeps the latest events.
+type outcomeFeed struct {
+	client queueAPI
+	url    string // "": outcomes are off
+	keep   int
+	seen   func(contract.Outcome)
+
+	mu          sync.Mutex
+	recent      []outcomeEvent // oldest first
+	received    int
+	undecodable int
+	lastError   string
+}
+
+// outcomeEvent is an outcome event as the console received it.
+type outcomeEvent struct {
+	DetailType string           `json:"detail_type"`
+	Detail     contract.Outcome `json:"detail"`
+	ReceivedAt time.Time        `json:"received_at"`
+	// LatencyMS is from the ledger's change (detail.at) to the event's
+	// arrival on the queue.
+	LatencyMS int64 `json:"latency_ms"`
+}
+
+// run reads the queue until ctx ends.
+func (f *outcomeFeed) run(ctx context.Context, log *slog.Logger) {
+	for ctx.Err() == nil {
+		start := time.Now()
+		n, err := f.receive(ctx)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("console outcome queue", "error", err)
+		}
+		// A long poll that came back early and empty (an error, or an SQS
+		// that does not wait) is not repeated at once.
+		if n == 0 && time.Since(start) < 500*time.Millisecond {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+// receive takes one batch of events off the queue and deletes it,
+// undecodable messages included (nothing else reads this queue; they are
+// counted, not retried forever).
+func (f *outcomeFeed) receive(ctx context.Context) (int, error) {
+	out, err := f.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &f.url, MaxNumberOfMessages: 10, WaitTimeSeconds: 2})
+	if err != nil {
+		return 0, err
+	}
+	if len(out.Messages) == 0 {
+		return 0, nil
+	}
+	now := time.Now()
+	del := make([]sqstypes.DeleteMessageBatchRequestEntry, 0, len(out.Messages))
+	for i, m := range out.Messages {
+		del = append(del, sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
+		ev, err := contract.DecodeEvent([]byte(aws.ToString(m.Body)))
+		f.mu.Lock()
+		f.received++
+		if err != nil {
+			f.undecodable++
+			f.lastError = err.Error()
+			f.mu.Unlock()
+			continue
+		}
+		f.recent = append(f.recent, outcomeEvent{DetailType: ev.DetailType, Detail: ev.Detail, ReceivedAt: now, LatencyMS: now.Sub(ev.Detail.At).Milliseconds()})
+		if len(f.recent) > f.keep {
+			f.recent = slices.Delete(f.recent, 0, len(f.recent)-f.keep)
+		}
+		f.mu.Unlock()
+		if f.seen != nil {
+			f.seen(ev.Detail)
+		}
+	}
+	if _, err := f.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &f.url, Entries: del}); err != nil {
+		return len(out.Messages), fmt.Errorf("delete: %w", err)
+	}
+	return len(out.Messages), nil
+}
+
+// outcomesView is the outcome panel's part of the console's state.
+type outcomesView struct {
+	// Enabled is false when the devstack has no console outcome queue.
+	Enabled     bool           `json:"enabled"`
+	QueueURL    string         `json:"queue_url,omitempty"`
+	Events      []outcomeEvent `json:"events"` // newest first
+	Received    int            `json:"received"`
+	Undecodable int            `json:"undecodable,omitempty"`
+	LastError   string         `json:"last_error,omitempty"`
+}
+
+func (f *outcomeFeed) view() outcomesView {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := outcomesView{Enabled: f.url != "", QueueURL: f.url, Events: slices.Clone(f.recent), Received: f.received, Undecodable: f.undecodable, LastError: f.lastError}
+	slices.Reverse(v.Events)
+	return v
+}

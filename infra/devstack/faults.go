@@ -23,12 +23,11 @@ func (s *Stack) startFaults() error {
 	return nil
 }
 
-// functionAWS is the AWS configuration every function is built with: the
-// devstack's, through the faults proxy.
-func (s *Stack) functionAWS() aws.Config {
-	cfg := s.aws.Copy()
-	cfg.BaseEndpoint = aws.String(s.faults.URL())
-	return cfg
+// functionAWS is the AWS configuration function logicalID is built with:
+// the devstack's, signed as that function, through the IAM check (iam.go)
+// and then the faults proxy.
+func (s *Stack) functionAWS(logicalID string) aws.Config {
+	return s.iam.Config(s.aws, logicalID)
 }
 
 // faultRoutes adds the AWS faults' control API: POST /_dev/faults arms a

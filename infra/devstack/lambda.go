@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -29,23 +28,24 @@ import (
 	followersync "wxbridge/functions/follower-sync/handler"
 	login "wxbridge/functions/login/handler"
 	oauthcallback "wxbridge/functions/oauth-callback/handler"
+	outcomepublisher "wxbridge/functions/outcome-publisher/handler"
 	sendworker "wxbridge/functions/send-worker/handler"
 	tokenrefresher "wxbridge/functions/token-refresher/handler"
 	"wxbridge/infra/devkit/cfn"
 	"wxbridge/shared/awsenv"
-	"wxbridge/shared/httpapi"
 )
 
 // builders are the functions the devstack can run in-process, by their
 // logical ID in template.yaml: the same Build each function's main.go hands
 // to the Lambda runtime.
 var builders = map[string]func(context.Context, awsenv.Env) (any, error){
-	"LoginFunction":          login.Build,
-	"OAuthCallbackFunction":  oauthcallback.Build,
-	"FollowEventFunction":    followevent.Build,
-	"TokenRefresherFunction": tokenrefresher.Build,
-	"FollowerSyncFunction":   followersync.Build,
-	"SendWorkerFunction":     sendworker.Build,
+	"LoginFunction":            login.Build,
+	"OAuthCallbackFunction":    oauthcallback.Build,
+	"FollowEventFunction":      followevent.Build,
+	"TokenRefresherFunction":   tokenrefresher.Build,
+	"FollowerSyncFunction":     followersync.Build,
+	"SendWorkerFunction":       sendworker.Build,
+	"OutcomePublisherFunction": outcomepublisher.Build,
 }
 
 // function is one template function running in-process.
@@ -108,30 +108,6 @@ func (fs *functions) Invoke(ctx context.Context, in *awslambda.InvokeInput, _ ..
 		return &awslambda.InvokeOutput{StatusCode: 200, FunctionError: aws.String("Unhandled"), Payload: functionError(err)}, nil
 	}
 	return &awslambda.InvokeOutput{StatusCode: 200, Payload: out}, nil
-}
-
-// routes turns the functions' HttpApi events into an http.Handler:
-// requests become the API Gateway v2 events Lambda gets, with the template's
-// route key.
-func (fs *functions) routes(mux *http.ServeMux) {
-	for _, f := range fs.fns {
-		for _, r := range f.def.Routes {
-			routeKey := r.Method + " " + r.Path
-			mux.HandleFunc(routeKey, func(w http.ResponseWriter, req *http.Request) {
-				httpapi.Serve(func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
-					ev.RouteKey = routeKey
-					payload, _ := json.Marshal(ev)
-					out, err := f.invoke(ctx, payload)
-					if err != nil {
-						return events.APIGatewayV2HTTPResponse{}, err
-					}
-					var resp events.APIGatewayV2HTTPResponse
-					err = json.Unmarshal(out, &resp)
-					return resp, err
-				}).ServeHTTP(w, req)
-			})
-		}
-	}
 }
 
 // poll feeds one queue's messages to its function as SQS batches, like the

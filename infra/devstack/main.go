@@ -7,9 +7,11 @@
 //
 // Environment: WXB_DEV_ADDR (default 127.0.0.1:8080), AWS_ENDPOINT_URL (use
 // a running moto instead of starting one), WXB_DEV_PUSH_MODE (safe,
-// compatible or plaintext). With WXB_DEV_MP_APPID/WXB_DEV_MP_SECRET and
-// WXB_DEV_OA_APPID/WXB_DEV_OA_SECRET (and optionally WXB_DEV_OA_TOKEN,
-// WXB_DEV_OA_AES_KEY) it talks to the real WeChat platform instead.
+// compatible or plaintext), WXB_DEV_PARAMS (template parameters as sam
+// deploy --parameter-overrides takes them: make dev PARAMS=…). With
+// WXB_DEV_MP_APPID/WXB_DEV_MP_SECRET and WXB_DEV_OA_APPID/WXB_DEV_OA_SECRET
+// (and optionally WXB_DEV_OA_TOKEN, WXB_DEV_OA_AES_KEY) it talks to the real
+// WeChat platform instead.
 package main
 
 import (
@@ -39,7 +41,7 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("\n  wxbridge devstack\n\n")
-	fmt.Printf("  console   %s/_dev/\n", s.APIURL)
+	fmt.Printf("  console   %s/_dev/\n", s.URL)
 	fmt.Printf("  API       %s   (push URL %s/wechat/push)\n", s.APIURL, s.APIURL)
 	if s.SandboxURL != "" {
 		fmt.Printf("  sandbox   %s   (WeChat, simulated)\n", s.SandboxURL)
@@ -47,8 +49,20 @@ func main() {
 		fmt.Printf("  WeChat    the real platform\n")
 	}
 	fmt.Printf("  AWS       %s   (moto; region us-east-1, any credentials)\n", s.AWSURL)
-	fmt.Printf("  config    %s/_dev/config\n\n", s.APIURL)
-	fmt.Printf("ready in %s: open %s/_dev/ (Ctrl-C stops everything)\n", time.Since(start).Round(time.Millisecond), s.APIURL)
+	if len(cfg.Params) > 0 {
+		fmt.Printf("  params    %s\n", describeParams(cfg.Params))
+	}
+	if p := cfg.Params["PublicUrl"]; p != "" && p != s.APIURL {
+		fmt.Printf("            PublicUrl is not this listener: browsers (OAuth) are sent to %s, which must reach %s\n", p, s.APIURL)
+	}
+	fmt.Printf("  config    %s/_dev/config\n\n", s.URL)
+	// What the AWS CLI (v1 reads AWS_DEFAULT_REGION only) and wxctl --dev
+	// need, and nothing else.
+	dc := s.devConfig()
+	fmt.Printf("  AWS CLI   export AWS_ENDPOINT_URL=%s AWS_REGION=%s AWS_DEFAULT_REGION=%s\n", dc.AWSEndpointURL, dc.Region, dc.Region)
+	fmt.Printf("            export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s\n", dc.AccessKeyID, dc.SecretAccessKey)
+	fmt.Printf("  wxctl     export WXB_DEV=%s   (or wxctl --dev %s …; wxctl doctor checks it all)\n\n", s.URL, s.URL)
+	fmt.Printf("ready in %s: open %s/_dev/ (Ctrl-C stops everything)\n", time.Since(start).Round(time.Millisecond), s.URL)
 	<-ctx.Done()
 	fmt.Println("\nstopping…")
 	s.Close()
@@ -66,6 +80,9 @@ func configFromEnv() (Config, error) {
 	}
 	if os.Getenv("WXB_DEV_PUSH_MODE") != "" {
 		cfg.PushMode = mode
+	}
+	if cfg.Params, err = devParams(os.Getenv("WXB_DEV_PARAMS")); err != nil {
+		return Config{}, fmt.Errorf("WXB_DEV_PARAMS (make dev PARAMS=…): %w", err)
 	}
 	if os.Getenv("WXB_DEV_MP_APPID") != "" || os.Getenv("WXB_DEV_OA_APPID") != "" {
 		real := &config.Config{

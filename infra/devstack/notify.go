@@ -1,17 +1,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"wxbridge/shared/notify"
@@ -70,41 +64,4 @@ func demoJob(f sendForm, now time.Time) notify.Job {
 		job.Channels = append(job.Channels, notify.Channel(c))
 	}
 	return job
-}
-
-// ledgerEntry is a ledger entry as the console shows it.
-type ledgerEntry struct {
-	JobID     string    `json:"job_id"`
-	Status    string    `json:"status"`
-	Channel   string    `json:"channel,omitempty"`
-	ErrCode   int       `json:"errcode,omitempty"`
-	Reason    string    `json:"reason,omitempty"`
-	Report    string    `json:"report,omitempty"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
-
-// ledger lists the latest send-ledger entries. A scan is fine for the
-// devstack's few jobs; nothing in Lambda scans.
-func (s *Stack) ledger(ctx context.Context, n int) []ledgerEntry {
-	out, err := dynamodb.NewFromConfig(s.aws).Scan(ctx, &dynamodb.ScanInput{
-		TableName:                 aws.String(s.res.refs["Table"]),
-		FilterExpression:          aws.String("begins_with(pk, :p)"),
-		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":p": &ddbtypes.AttributeValueMemberS{Value: "SEND#"}},
-	})
-	if err != nil {
-		return nil
-	}
-	var entries []notify.Entry
-	for _, it := range out.Items {
-		var e notify.Entry
-		if attributevalue.UnmarshalMap(it, &e) == nil {
-			entries = append(entries, e)
-		}
-	}
-	slices.SortFunc(entries, func(a, b notify.Entry) int { return b.UpdatedAt.Compare(a.UpdatedAt) })
-	view := make([]ledgerEntry, 0, n)
-	for _, e := range entries[:min(n, len(entries))] {
-		view = append(view, ledgerEntry{JobID: e.JobID, Status: string(e.Status), Channel: string(e.Channel), ErrCode: e.ErrCode, Reason: e.Reason, Report: e.Report, UpdatedAt: e.UpdatedAt})
-	}
-	return view
 }

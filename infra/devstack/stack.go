@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -22,6 +23,7 @@ import (
 
 	"wxbridge/infra/devkit/awsfault"
 	"wxbridge/infra/devkit/cfn"
+	"wxbridge/infra/devkit/iam"
 	"wxbridge/infra/devkit/moto"
 	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/awsenv"
@@ -31,7 +33,9 @@ import (
 
 // Config is how a devstack runs.
 type Config struct {
-	Addr        string    // the API and console listener; 127.0.0.1:8080 by default
+	// Addr is the API and console listener: by default the host and port
+	// of a PublicUrl on this machine, else 127.0.0.1:8080 (params.go).
+	Addr        string
 	SandboxAddr string    // the sandbox's listener; a free port by default
 	AWSEndpoint string    // an AWS endpoint (moto) to use; "" starts moto
 	PushMode    push.Mode // how the sandbox pushes; safe by default
@@ -43,6 +47,15 @@ type Config struct {
 	// Capture, when set, receives every line the functions write, metric
 	// lines included (the tests read it).
 	Capture io.Writer
+	// Params are template parameter values, as sam deploy
+	// --parameter-overrides gives them (make dev PARAMS=…): checked against
+	// the template, then applied over its defaults and the devstack's own
+	// PublicUrl and H5Origins. A PublicUrl with a path serves the API
+	// under that path (params.go).
+	Params map[string]string
+	// wrap, when set, wraps each function's handler as it is built: the
+	// benchmarks crash a function with it.
+	wrap func(logicalID string, h lambda.Handler) lambda.Handler
 }
 
 // prefix names every local resource.
@@ -62,9 +75,20 @@ type Stack struct {
 	APIURL     string
 	SandboxURL string
 	AWSURL     string
+	// ConsoleOutcomeQueueURL is the console's own queue of every outcome
+	// event (outcomes.go); "" when the template has no outcome bus.
+	ConsoleOutcomeQueueURL string
+
+	// URL is the listener's root, where the console (/_dev/) and the
+	// Lambda Invoke API are; APIURL is URL and basePath (PublicUrl's
+	// path), where the API's routes are.
+	URL      string
+	basePath string
 
 	moto    *moto.Server
 	faults  *awsfault.Proxy // the functions' way to AWS; see faults.go
+	iam     *iam.Proxy      // in front of faults: each function's calls held to its policy; see iam.go
+	view    *consoleView    // the console's ledger and outcome panels; see console.go
 	servers []*http.Server
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -73,7 +97,7 @@ type Stack struct {
 // Start brings the whole system up and returns once it is ready.
 func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if cfg.Addr == "" {
-		cfg.Addr = "127.0.0.1:8080"
+		cfg.Addr = listenAddr(cfg.Params["PublicUrl"])
 	}
 	if cfg.SandboxAddr == "" {
 		cfg.SandboxAddr = "127.0.0.1:0"
@@ -93,13 +117,20 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if s.tpl, err = cfn.LoadNearest(); err != nil {
 		return nil, err
 	}
+	if err := s.tpl.CheckParameters(cfg.Params); err != nil {
+		return nil, fmt.Errorf("PARAMS: %w", err)
+	}
+	if s.basePath, err = basePath(cfg.Params["PublicUrl"]); err != nil {
+		return nil, err
+	}
 
 	// Listeners first: the functions' configuration names their URLs.
 	apiLn, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s (set WXB_DEV_ADDR to use another address): %w", cfg.Addr, err)
 	}
-	s.APIURL = "http://" + apiLn.Addr().String()
+	s.URL = "http://" + apiLn.Addr().String()
+	s.APIURL = s.URL + s.basePath
 	var sbLn net.Listener
 	if cfg.Real == nil {
 		if sbLn, err = net.Listen("tcp", cfg.SandboxAddr); err != nil {
@@ -128,9 +159,16 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	s.apps = seedApps(cfg.Real)
 	seed, _ := json.Marshal(s.apps)
 	params := s.tpl.Defaults()
-	params["H5Origins"] = s.APIURL // the console's H5 page is the allowed return_to origin
+	params["H5Origins"] = s.URL // the console's H5 page is the allowed return_to origin
 	params["PublicUrl"] = s.APIURL
+	maps.Copy(params, cfg.Params)
 	if s.res, err = create(ctx, s.aws, s.tpl, prefix, params, map[string]string{"AppSecret": string(seed)}); err != nil {
+		return nil, err
+	}
+	if err := createAlarms(ctx, s.aws, s.tpl, prefix, s.res); err != nil { // alarms.go
+		return nil, err
+	}
+	if err := s.subscribeConsole(ctx); err != nil { // outcomes.go
 		return nil, err
 	}
 
@@ -151,8 +189,8 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	mux := http.NewServeMux()
-	s.fns.routes(mux)
-	s.console(mux)
+	s.fns.routes(mux, s.basePath) // gateway.go
+	s.console(runCtx, mux)
 	s.faultRoutes(mux)      // faults.go
 	s.fns.invokeRoutes(mux) // invoke.go
 	s.serve(apiLn, mux)
@@ -189,6 +227,16 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 				}()
 			}
 		}
+		// DynamoDB stream triggers: Lambda's event source mapping, played
+		// on moto's stream by infra/devkit/streams (outcomes.go).
+		sources, err := s.streamSources(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		for _, src := range sources {
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); src.Run(runCtx) }()
+		}
 	}
 	started = true
 	return s, nil
@@ -210,6 +258,9 @@ func (s *Stack) buildFunctions(ctx context.Context) error {
 		return err
 	}
 	s.fns = &functions{fns: map[string]*function{}, log: s.log}
+	if err := s.startIAM(defs); err != nil { // iam.go
+		return err
+	}
 	for _, def := range defs {
 		build, ok := builders[def.LogicalID]
 		if !ok {
@@ -225,11 +276,15 @@ func (s *Stack) buildFunctions(ctx context.Context) error {
 			vars["WXB_WECHAT_API_BASE"] = s.SandboxURL
 			vars["WXB_WECHAT_OPEN_BASE"] = s.SandboxURL
 		}
-		h, err := build(ctx, awsenv.Env{Vars: vars, AWS: s.functionAWS(), Out: s.tap, Lambda: s.fns})
+		h, err := build(ctx, awsenv.Env{Vars: vars, AWS: s.functionAWS(def.LogicalID), Out: s.tap, Lambda: s.functionLambda(def.LogicalID)})
 		if err != nil {
 			return fmt.Errorf("%s: %w", def.LogicalID, err)
 		}
-		s.fns.fns[def.LogicalID] = &function{def: def, handler: lambda.NewHandler(h)}
+		handler := lambda.NewHandler(h)
+		if s.cfg.wrap != nil {
+			handler = s.cfg.wrap(def.LogicalID, handler)
+		}
+		s.fns.fns[def.LogicalID] = &function{def: def, handler: handler}
 	}
 	return nil
 }
@@ -259,6 +314,9 @@ func (s *Stack) Close() {
 	s.wg.Wait()
 	if s.fns != nil {
 		s.fns.wg.Wait()
+	}
+	if s.iam != nil {
+		s.iam.Close()
 	}
 	if s.faults != nil {
 		s.faults.Close()
@@ -328,14 +386,27 @@ type DevConfig struct {
 	} `json:"oa"`
 	MiniProgramAppID string `json:"mp_appid"`
 	Real             bool   `json:"real_wechat"`
+	// Moto's credentials, the push URL and every resource by logical ID
+	// (devconfig.go): what wxctl --dev needs to treat the devstack as a
+	// deployed stack.
+	AccessKeyID     string                 `json:"aws_access_key_id"`
+	SecretAccessKey string                 `json:"aws_secret_access_key"`
+	PushURL         string                 `json:"push_url"`
+	Resources       map[string]DevResource `json:"resources"`
+	// OutcomeQueueURL receives every outcome event from OutcomeBus, as the
+	// optional OutcomeQueue does in a stack deployed with it (outcomes.go).
+	OutcomeQueueURL string `json:"outcome_queue_url,omitempty"`
+	OutcomeBus      string `json:"outcome_bus,omitempty"`
 }
 
 func (s *Stack) devConfig() DevConfig {
 	c := DevConfig{
 		APIURL: s.APIURL, SandboxURL: s.SandboxURL, AWSEndpointURL: s.AWSURL, Region: s.aws.Region,
 		Table: s.res.refs["Table"], SendQueueURL: s.res.queues["SendQueue"], SyncQueueURL: s.res.queues["SyncQueue"],
-		ConfigSecret: s.res.refs["AppSecret"], H5Origin: s.APIURL, MiniProgramAppID: s.apps.MiniProgram.AppID, Real: s.sb == nil,
+		OutcomeQueueURL: s.res.queues[outcomeQueue], OutcomeBus: s.res.refs[outcomeBus],
+		ConfigSecret: s.res.refs["AppSecret"], H5Origin: s.URL, MiniProgramAppID: s.apps.MiniProgram.AppID, Real: s.sb == nil,
 	}
 	c.OA.AppID, c.OA.Token, c.OA.EncodingAESKey, c.OA.Mode = s.apps.OfficialAccount.AppID, s.apps.OfficialAccount.Token, s.apps.OfficialAccount.EncodingAESKey, s.cfg.PushMode
+	s.describeResources(&c)
 	return c
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"wxbridge/shared/contract"
 	"wxbridge/shared/observe"
 )
 
@@ -63,7 +64,7 @@ func call(t *testing.T, method, url string, body any, header map[string]string) 
 func TestStory(t *testing.T) {
 	s := startStack(t)
 	_, cfg := call(t, "GET", s.APIURL+"/_dev/config", nil, nil)
-	for _, k := range []string{"api_url", "sandbox_url", "aws_endpoint_url", "region", "table", "apps_secret", "h5_origin", "oa"} {
+	for _, k := range []string{"api_url", "sandbox_url", "aws_endpoint_url", "region", "table", "apps_secret", "h5_origin", "oa", "outcome_queue_url", "outcome_bus"} {
 		if cfg[k] == nil || cfg[k] == "" {
 			t.Errorf("/_dev/config lacks %s: %v", k, cfg)
 		}
@@ -126,6 +127,17 @@ func TestStory(t *testing.T) {
 		ledger, _ := st["ledger"].([]any)
 		return len(ledger) == 1 && ledger[0].(map[string]any)["status"] == "DELIVERED"
 	})
+	// Its outcome, from the table's stream through the publisher and the
+	// outcome bus, on the queue /_dev/config names, read with nothing but
+	// what /_dev/config gives: SENT, then DELIVERED.
+	dc := devConfig(t, s)
+	evs := outcomeEvents(t, businessSQS(dc), dc.OutcomeQueueURL, sent["job_id"].(string), contract.Sent, contract.Delivered)
+	sentEv, delivered := evs[0].Detail, evs[1].Detail
+	if evs[0].DetailType != contract.DetailType(contract.Sent) || evs[1].DetailType != contract.DetailType(contract.Delivered) ||
+		sentEv.EventID == delivered.EventID || sentEv.Channel != contract.Template || sentEv.MsgID == "" || sentEv.Final ||
+		delivered.MsgID != sentEv.MsgID || delivered.UID != me["uid"] || !delivered.Final {
+		t.Errorf("outcome events: %+v then %+v", sentEv, delivered)
+	}
 
 	status, d = call(t, "POST", sb+"/sandbox/people/"+id+"/unfollow", nil, nil)
 	if status != 200 || d["delivered"] != true {

@@ -24,12 +24,13 @@ import (
 // functionDirs maps each template function to its directory under
 // functions/, as the Makefile's build-<LogicalId> rule does.
 var functionDirs = map[string]string{
-	"LoginFunction":          "login",
-	"OAuthCallbackFunction":  "oauth-callback",
-	"FollowEventFunction":    "follow-event",
-	"TokenRefresherFunction": "token-refresher",
-	"SendWorkerFunction":     "send-worker",
-	"FollowerSyncFunction":   "follower-sync",
+	"LoginFunction":            "login",
+	"OAuthCallbackFunction":    "oauth-callback",
+	"FollowEventFunction":      "follow-event",
+	"TokenRefresherFunction":   "token-refresher",
+	"SendWorkerFunction":       "send-worker",
+	"FollowerSyncFunction":     "follower-sync",
+	"OutcomePublisherFunction": "outcome-publisher",
 }
 
 // Targets from issue 9, measured by BenchmarkInit (make bench) on the

@@ -114,6 +114,8 @@ func (d *deployment) resolve(what string, v cfn.Value) string {
 		ref = awstest.Table(d.t)
 	case "AWS::SQS::Queue":
 		ref = awstest.Queue(d.t, v.Ref)
+	case "AWS::Events::EventBus":
+		ref = awstest.Bus(d.t, v.Ref)
 	case "AWS::SecretsManager::Secret":
 		ref = d.secret(v.Ref)
 	case "AWS::Serverless::Function":

@@ -25,9 +25,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"wxbridge/infra/devkit/awstest"
 	"wxbridge/infra/devkit/sandbox"
+	"wxbridge/infra/devkit/streams"
 	"wxbridge/shared/awsenv"
 	"wxbridge/shared/backfill"
+	"wxbridge/shared/contract"
 	"wxbridge/shared/httpapi"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/notify"
@@ -231,6 +234,55 @@ func TestBootstraps(t *testing.T) {
 		if len(resp.BatchItemFailures) != 0 {
 			t.Fatalf("batch item failures: %+v", resp.BatchItemFailures)
 		}
+	})
+
+	run("OutcomePublisherFunction", "dynamodb", func(t *testing.T, p *process) {
+		if msgid == "" {
+			t.Skip("no job was sent")
+		}
+		// The send and its delivery report changed the job's ledger entry
+		// twice: the table's stream, through the template's trigger and
+		// its filter, becomes two events on the bus.
+		ctx := context.Background()
+		subscriber := awstest.Subscribe(t, d.ref("OutcomeBus"), `{"source":["wxbridge"]}`)
+		desc, err := d.dynamodb().DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(d.ref("Table"))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := &streams.Source{
+			AWS: d.aws, StreamARN: aws.ToString(desc.Table.LatestStreamArn), Trigger: d.fns["OutcomePublisherFunction"].Streams[0], RetryDelay: time.Millisecond,
+			Handler: func(_ context.Context, ev events.DynamoDBEvent) (events.DynamoDBEventResponse, error) {
+				var resp events.DynamoDBEventResponse
+				decode(t, p.invoke(t, ev), &resp)
+				if len(resp.BatchItemFailures) != 0 {
+					t.Errorf("batch item failures %+v\n%s", resp.BatchItemFailures, p.out)
+				}
+				return resp, nil
+			},
+		}
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := src.Drain(dctx); err != nil {
+			t.Fatal(err)
+		}
+		out, err := d.sqs().ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(subscriber), MaxNumberOfMessages: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, m := range out.Messages {
+			ev, err := contract.DecodeEvent([]byte(aws.ToString(m.Body)))
+			if err != nil {
+				t.Fatalf("%v: %s", err, aws.ToString(m.Body))
+			}
+			if ev.Detail.MsgID == msgid {
+				got = append(got, string(ev.Detail.Status))
+			}
+		}
+		if !slices.Equal(got, []string{"SENT", "DELIVERED"}) {
+			t.Fatalf("events of the job sent: %v, want SENT then DELIVERED", got)
+		}
+		wantMetric(t, p, "OutcomesPublished", "status", "DELIVERED")
 	})
 
 	run("FollowerSyncFunction", "sqs", func(t *testing.T, p *process) {

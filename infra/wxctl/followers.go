@@ -15,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"wxbridge/shared/awsenv"
 	"wxbridge/shared/backfill"
 	"wxbridge/shared/config"
 )
@@ -54,7 +53,7 @@ var newSyncer = func(ctx context.Context, f followerFlags) (*backfill.Syncer, er
 	if f.table == "" || f.queue == "" {
 		return nil, errors.New("followers: need -table and -queue (or WXB_TABLE and WXB_SYNC_QUEUE)")
 	}
-	cfg, err := awsenv.Load(ctx)
+	cfg, err := loadAWS(ctx)
 	if err != nil {
 		return nil, err
 	}

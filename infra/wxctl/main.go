@@ -1,13 +1,15 @@
 // Command wxctl is the command line for operators and business systems:
-// it enqueues notification jobs and starts and watches follower backfills.
-// It talks to AWS (or to the devstack's moto, through AWS_ENDPOINT_URL)
-// with the usual AWS configuration.
+// it enqueues notification jobs, shows and watches their outcomes, and
+// starts and watches follower backfills.
+// It talks to AWS with the usual AWS configuration, or to make dev with
+// --dev (or WXB_DEV), which needs nothing else (dev.go).
 //
 // Each subcommand lives in its own file and registers itself in commands.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,7 +19,8 @@ import (
 )
 
 // command is one subcommand. run gets the arguments after its name and
-// returns an error to print (exit status 1), or errUsage (exit status 2).
+// returns an error to print (exit status 1), errUsage (exit status 2), or
+// an exitError with its own status.
 type command struct {
 	summary string
 	run     func(ctx context.Context, args []string, io stdio) error
@@ -32,6 +35,14 @@ type stdio struct {
 // errUsage reports arguments a subcommand could not use; it has already
 // printed its usage.
 var errUsage = fmt.Errorf("usage")
+
+// exitError ends wxctl with exit status code after printing msg.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e exitError) Error() string { return e.msg }
 
 var commands = map[string]command{}
 
@@ -51,6 +62,7 @@ func main() {
 
 // run executes one wxctl invocation and returns its exit status.
 func run(ctx context.Context, args []string, std stdio) int {
+	devURL, args := devArgs(args, os.Getenv)
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(std.out)
 		if len(args) == 0 {
@@ -64,11 +76,24 @@ func run(ctx context.Context, args []string, std stdio) int {
 		usage(std.err)
 		return 2
 	}
+	if devURL != "" {
+		d, err := loadDevstack(ctx, devURL)
+		if err != nil {
+			fmt.Fprintln(std.err, "wxctl:", err)
+			return 1
+		}
+		d.use()
+		ctx = withDevstack(ctx, d)
+	}
+	var exit exitError
 	switch err := c.run(ctx, args[1:], std); {
 	case err == nil:
 		return 0
 	case err == errUsage:
 		return 2
+	case errors.As(err, &exit):
+		fmt.Fprintln(std.err, "wxctl:", exit.msg)
+		return exit.code
 	default:
 		fmt.Fprintln(std.err, "wxctl:", err)
 		return 1
@@ -76,7 +101,7 @@ func run(ctx context.Context, args []string, std stdio) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: wxctl <command> [flags]\n\ncommands:")
+	fmt.Fprintln(w, "usage: wxctl [--dev [URL]] <command> [flags]\n\ncommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
 		names = append(names, n)
@@ -85,5 +110,7 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(w, "\nRun wxctl <command> -h for a command's flags.")
+	fmt.Fprintln(w, "\nRun wxctl <command> -h for a command's flags. AWS comes from the usual AWS\n"+
+		"configuration; --dev (or WXB_DEV=URL) uses make dev at URL (default "+devDefault+")\n"+
+		"instead, with its endpoint, region, credentials, table, queues and secrets.")
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"wxbridge/shared/awsenv"
 	"wxbridge/shared/notify"
 )
 
@@ -76,7 +75,7 @@ func runSend(ctx context.Context, args []string, std stdio) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := awsenv.Load(ctx)
+	cfg, err := loadAWS(ctx)
 	if err != nil {
 		return err
 	}

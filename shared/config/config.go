@@ -39,6 +39,9 @@ type Config struct {
 	// tokens with it; BindKeyPrevious still verifies during a rotation.
 	BindKey         string `json:"bind_key,omitempty"`
 	BindKeyPrevious string `json:"bind_key_previous,omitempty"`
+	// VerifyFiles are WeChat's domain verification files, served by
+	// oauth-callback at the API's root (README, "Domain verification files").
+	VerifyFiles VerifyFiles `json:"verify_files,omitempty"`
 }
 
 // MinKeyLength is the shortest signing key accepted, in bytes.
@@ -47,11 +50,17 @@ const MinKeyLength = 32
 // ErrIncomplete reports a secret missing what a function needs.
 var ErrIncomplete = errors.New("config: configuration secret is incomplete")
 
-// Load reads and decodes the secret id.
+// Load reads and decodes the secret id, refusing verify_files that could
+// not be served (VerifyFiles.Check).
 func Load(ctx context.Context, sm awsenv.SecretGetter, id string) (Config, error) {
 	var c Config
 	if err := awsenv.SecretJSON(ctx, sm, id, &c); err != nil {
 		return Config{}, err
+	}
+	// The secret is one document: an entry that could never be served is
+	// refused wherever it is read, as a syntax error in it is.
+	if err := c.VerifyFiles.Check(); err != nil {
+		return Config{}, fmt.Errorf("%w (in secret %s)", err, id)
 	}
 	return c, nil
 }

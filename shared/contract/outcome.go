@@ -97,7 +97,9 @@ type Outcome struct {
 	RID     string  `json:"rid,omitempty"`
 	Class   string  `json:"class,omitempty"`
 	Reason  string  `json:"reason,omitempty"`
-	// Tried is each channel's outcome, in the order they were tried.
+	// Tried has one Try per channel wxbridge called, in the order first
+	// called, each with that channel's latest answer: a retry that calls
+	// a channel again replaces its Try (Attempts counts retries).
 	Tried    []Try `json:"tried,omitempty"`
 	Attempts int   `json:"attempts"`
 	// Report is WeChat's delivery report of a template message

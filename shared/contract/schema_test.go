@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -13,11 +14,14 @@ import (
 
 const schemaFile = "../../schemas/send-job.schema.json"
 
-// compileSchema compiles the contract with a real JSON Schema (2020-12)
-// implementation, formats asserted.
-func compileSchema(t *testing.T) *jsonschema.Schema {
+// compileSchema compiles the job contract with a real JSON Schema
+// (2020-12) implementation, formats asserted.
+func compileSchema(t *testing.T) *jsonschema.Schema { return compile(t, schemaFile) }
+
+// compile compiles the schema in file, formats asserted.
+func compile(t *testing.T, file string) *jsonschema.Schema {
 	t.Helper()
-	f, err := os.Open(schemaFile)
+	f, err := os.Open(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,10 +32,11 @@ func compileSchema(t *testing.T) *jsonschema.Schema {
 	}
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
-	if err := c.AddResource("send-job.schema.json", doc); err != nil {
+	name := filepath.Base(file)
+	if err := c.AddResource(name, doc); err != nil {
 		t.Fatal(err)
 	}
-	s, err := c.Compile("send-job.schema.json")
+	s, err := c.Compile(name)
 	if err != nil {
 		t.Fatal(err)
 	}

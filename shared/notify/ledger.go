@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,8 +55,11 @@ type Entry struct {
 	// first such attempt went out, at the earliest.
 	Trying  Channel `dynamodbav:"trying,omitempty"`
 	TriedAt int64   `dynamodbav:"tried_at,omitempty"`
-	// To is the recipient as the job named it; Tried each channel's
-	// outcome, in the order tried (outcome events carry both).
+	// To is the recipient as the job named it (written by each claim and
+	// by Record). Tried holds one Try per channel wxbridge called, in the
+	// order first called, each with that channel's latest answer: a retry
+	// that calls a channel again replaces its Try, so the list never grows
+	// with retries (Attempts counts those). Outcome events carry both.
 	To         *contract.Recipient `dynamodbav:"to,omitempty"`
 	Tried      []contract.Try      `dynamodbav:"tried,omitempty"`
 	CreatedAt  time.Time           `dynamodbav:"created_at"`
@@ -91,11 +95,18 @@ type DB interface {
 //	            start of client_msg_id's 10-minute window
 //	msg_key     "<OA appid>#<msgid>" of a sent template message: the key of
 //	            the sparse MsgKey index by which a delivery report finds it
+//	to          the recipient as the job named it (a map: uid, external_id,
+//	            unionid, oa_openid or mp_openid)
+//	tried       a list, one map per channel called: channel, outcome (sent,
+//	            failed, unknown), errcode, rid, class, reason (Entry.Tried)
 //	attempts, uid, channel, msgid, errcode, rid, class, reason, report,
 //	created_at, updated_at, reported_at, ttl
 //
 // A delivered message costs two writes: the claim and the SENT record
-// (a fallback to another channel one more, before it sends).
+// (a fallback to another channel one more, before it sends). to and tried
+// ride on those writes; each write of tried sets the whole list, so a
+// write repeated (the SDK's retry of a lost answer, persist) changes
+// nothing.
 type Ledger struct {
 	db    DB
 	table string
@@ -119,9 +130,9 @@ func ledgerKey(jobID string) ddb.Item { return ddb.Key(LedgerPrefix + jobID) }
 
 func timeValue(t time.Time) types.AttributeValue { return ddb.S(t.UTC().Format(time.RFC3339Nano)) }
 
-// Attribute names that go through placeholders ("status", "ttl" and "class"
-// are DynamoDB reserved words; the others for symmetry).
-var ledgerNames = map[string]string{"#s": "status", "#ttl": "ttl", "#trying": "trying", "#tried": "tried_at"}
+// Attribute names that go through placeholders ("status", "ttl", "to" and
+// "class" are DynamoDB reserved words; the others for symmetry).
+var ledgerNames = map[string]string{"#s": "status", "#ttl": "ttl", "#trying": "trying", "#tried": "tried_at", "#to": "to", "#tries": "tried"}
 
 func attrNames(use ...string) map[string]string {
 	out := make(map[string]string, len(use))
@@ -155,6 +166,9 @@ type Claim struct {
 	Uncertain      Channel
 	UncertainSince time.Time
 	Existing       Entry // when Settled or InFlight: the entry found
+	// tried is the entry's Tried as the claim found it: the writes under
+	// the claim set it merged with what this attempt learns.
+	tried []contract.Try
 	// had lists the outcome fields an earlier attempt left on the entry,
 	// which the next write must remove if it does not set them.
 	had   map[string]bool
@@ -164,14 +178,15 @@ type Claim struct {
 // Claim takes job id until the lease ends (one conditional write,
 // whatever the outcome), without naming a channel.
 func (l *Ledger) Claim(ctx context.Context, jobID, uid string, until time.Time) (Claim, error) {
-	return l.claim(ctx, jobID, uid, until, "")
+	return l.claim(ctx, jobID, uid, until, "", nil)
 }
 
 // claim takes job id until the lease ends, for an attempt on channel
 // first: unless an earlier attempt left another channel uncertain, the
 // entry says from now on that first may send (trying), so that whoever
-// finds the job after a crash knows which channel may have sent it.
-func (l *Ledger) claim(ctx context.Context, jobID, uid string, until time.Time, first Channel) (Claim, error) {
+// finds the job after a crash knows which channel may have sent it. A
+// non-nil to is recorded as the job's recipient.
+func (l *Ledger) claim(ctx context.Context, jobID, uid string, until time.Time, first Channel, to *Recipient) (Claim, error) {
 	now := l.Now()
 	set := "#s = :inprogress, job_id = :id, uid = :uid, updated_at = :at, created_at = if_not_exists(created_at, :at), #ttl = :ttl"
 	values := ddb.Item{
@@ -183,6 +198,14 @@ func (l *Ledger) claim(ctx context.Context, jobID, uid string, until time.Time, 
 		set += ", #trying = if_not_exists(#trying, :trying), #tried = if_not_exists(#tried, :tried)"
 		values[":trying"], values[":tried"] = ddb.S(string(first)), ddb.Millis(now)
 		n = attrNames("#s", "#ttl", "#trying", "#tried")
+	}
+	if to != nil {
+		v, err := attributevalue.Marshal(to)
+		if err != nil {
+			return Claim{}, fmt.Errorf("notify: claim %s: %w", jobID, err)
+		}
+		set += ", #to = :to"
+		values[":to"], n["#to"] = v, ledgerNames["#to"]
 	}
 	lease, cur, err := ddb.Taken(ctx, l.db, ddb.Take{
 		Table: l.table, Key: ledgerKey(jobID), Until: until, Now: now,
@@ -213,7 +236,7 @@ func (l *Ledger) claim(ctx context.Context, jobID, uid string, until time.Time, 
 	for name := range before {
 		had[name] = true
 	}
-	c := Claim{State: Claimed, Token: lease.Owner, At: now, Attempt: old.Attempts + 1, Takeover: lease.Takeover(), had: had, lease: lease}
+	c := Claim{State: Claimed, Token: lease.Owner, At: now, Attempt: old.Attempts + 1, Takeover: lease.Takeover(), tried: old.Tried, had: had, lease: lease}
 	if old.Trying != "" {
 		c.Uncertain, c.UncertainSince = old.Trying, time.UnixMilli(old.TriedAt)
 	}
@@ -264,6 +287,54 @@ type result struct {
 	RID     string
 	Class   string
 	Reason  string
+	// tries are the channels this attempt called, in order, with their
+	// answers: merged into the entry's tried (mergeTries).
+	tries []contract.Try
+}
+
+// try is what r says of its channel's call, as outcome: r's answer, with
+// the reason without the channel's name in front.
+func (r result) try(outcome string) contract.Try {
+	return contract.Try{Channel: r.Channel, Outcome: outcome, ErrCode: r.ErrCode, RID: r.RID, Class: r.Class,
+		Reason: strings.TrimPrefix(r.Reason, string(r.Channel)+": ")}
+}
+
+// after returns r recording, after the calls before, its own channel's
+// call as outcome.
+func (r result) after(before []contract.Try, outcome string) result {
+	r.tries = append(slices.Clip(before), r.try(outcome))
+	return r
+}
+
+// mergeTries is the tried list after an attempt: each of tries replaces
+// the entry's Try of its channel, or is appended when the channel has
+// none. An attempt that calls a channel again (a retry) thus leaves one
+// Try for it, its latest answer, in the place of its first call.
+func mergeTries(entry, tries []contract.Try) []contract.Try {
+	out := slices.Clone(entry)
+	for _, t := range tries {
+		if i := slices.IndexFunc(out, func(o contract.Try) bool { return o.Channel == t.Channel }); i >= 0 {
+			out[i] = t
+		} else {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// setTries extends a SET expression with the whole tried list, the
+// claim's merged with tries, when this attempt called a channel: setting
+// the whole list, a write made twice leaves it as once.
+func setTries(expr string, c Claim, tries []contract.Try, names map[string]string, values ddb.Item) (string, error) {
+	if len(tries) == 0 {
+		return expr, nil
+	}
+	v, err := attributevalue.Marshal(mergeTries(c.tried, tries))
+	if err != nil {
+		return expr, fmt.Errorf("notify: tried: %w", err)
+	}
+	names["#tries"], values[":tries"] = ledgerNames["#tries"], v
+	return expr + ", #tries = :tries", nil
 }
 
 // set extends a SET expression with r's fields and lists the fields to
@@ -316,6 +387,10 @@ func (l *Ledger) Settle(ctx context.Context, jobID string, c Claim, r result) er
 	values := ddb.Item{":status": ddb.S(string(r.Status)), ":at": timeValue(now), ":ttl": ddb.TTL(now.Add(l.Retention))}
 	n := attrNames("#s", "#ttl", "#trying", "#tried")
 	set, remove := r.set("#s = :status, updated_at = :at, #ttl = :ttl", c.had, n, values)
+	set, err := setTries(set, c, r.tries, n, values)
+	if err != nil {
+		return err
+	}
 	return l.end(ctx, jobID, c, set, append(remove, "#trying", "#tried"), n, values)
 }
 
@@ -344,6 +419,10 @@ func (l *Ledger) release(ctx context.Context, jobID string, c Claim, r result, u
 	n := attrNames("#ttl")
 	r.Status, r.MsgID, r.MsgKey = "", "", ""
 	set, remove := r.set("updated_at = :at, #ttl = :ttl", c.had, n, values)
+	set, err := setTries(set, c, r.tries, n, values)
+	if err != nil {
+		return err
+	}
 	if !uncertain {
 		n["#trying"], n["#tried"] = ledgerNames["#trying"], ledgerNames["#tried"]
 		remove = append(remove, "#trying", "#tried")
@@ -352,22 +431,28 @@ func (l *Ledger) release(ctx context.Context, jobID string, c Claim, r result, u
 }
 
 // try notes, before a claimed job falls back to channel, that channel may
-// now send it (one conditional write), and returns when it did.
-// ErrClaimLost when the claim is no longer held.
-func (l *Ledger) try(ctx context.Context, jobID string, c Claim, channel Channel) (time.Time, error) {
+// now send it, and what the channels called before it answered (tries),
+// with one conditional write; it returns when it did. ErrClaimLost when
+// the claim is no longer held.
+func (l *Ledger) try(ctx context.Context, jobID string, c Claim, channel Channel, tries []contract.Try) (time.Time, error) {
 	now := l.Now()
 	if c.lease == nil {
 		return now, fmt.Errorf("notify: ledger %s: write without a claim", jobID)
 	}
 	n := attrNames("#trying", "#tried")
 	n["#lo"] = ddb.LeaseOwner
-	_, err := l.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	values := ddb.Item{":owner": ddb.S(c.lease.Owner), ":trying": ddb.S(string(channel)), ":tried": ddb.Millis(now), ":at": timeValue(now)}
+	set, err := setTries("SET #trying = :trying, #tried = :tried, updated_at = :at", c, tries, n, values)
+	if err != nil {
+		return now, err
+	}
+	_, err = l.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 &l.table,
 		Key:                       ledgerKey(jobID),
 		ConditionExpression:       aws.String("#lo = :owner"),
-		UpdateExpression:          aws.String("SET #trying = :trying, #tried = :tried, updated_at = :at"),
+		UpdateExpression:          &set,
 		ExpressionAttributeNames:  n,
-		ExpressionAttributeValues: ddb.Item{":owner": ddb.S(c.lease.Owner), ":trying": ddb.S(string(channel)), ":tried": ddb.Millis(now), ":at": timeValue(now)},
+		ExpressionAttributeValues: values,
 	})
 	if _, ok := ddb.ConditionFailed(err); ok {
 		return now, ErrClaimLost
@@ -381,25 +466,45 @@ func (l *Ledger) try(ctx context.Context, jobID string, c Claim, channel Channel
 // Record settles a job that was never claimed (invalid, expired, or nobody
 // to send to), unless a worker holds it, it is settled already, or an
 // earlier attempt may have sent it (trying): then it returns that entry and
-// changes nothing. One conditional write.
-func (l *Ledger) Record(ctx context.Context, jobID, uid string, r result) (Entry, bool, error) {
+// changes nothing. One conditional write. An entry an earlier attempt
+// released keeps its created_at, attempts, tried and uid (when uid is
+// empty); its other outcome fields give way to r's. A non-nil to is
+// recorded as the job's recipient.
+func (l *Ledger) Record(ctx context.Context, jobID, uid string, to *Recipient, r result) (Entry, bool, error) {
 	now := l.Now()
-	e := Entry{JobID: jobID, Status: r.Status, UID: uid, Channel: r.Channel, ErrCode: r.ErrCode, RID: r.RID, Class: r.Class, Reason: r.Reason, CreatedAt: now, UpdatedAt: now}
-	item, err := attributevalue.MarshalMap(e)
-	if err != nil {
-		return Entry{}, false, err
+	n := attrNames("#s", "#ttl", "#trying", "#tried")
+	n["#lo"], n["#lu"] = ddb.LeaseOwner, ddb.LeaseUntil
+	values := ddb.Item{
+		":status": ddb.S(string(r.Status)), ":id": ddb.S(jobID), ":at": timeValue(now), ":ttl": ddb.TTL(now.Add(l.Retention)),
+		":inprogress": ddb.S(string(InProgress)), ":now": ddb.Millis(now),
 	}
-	item["pk"] = ledgerKey(jobID)["pk"]
-	item["ttl"] = ddb.TTL(now.Add(l.Retention))
-	n := attrNames("#s", "#trying")
-	n["#lu"] = ddb.LeaseUntil
-	_, err = l.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: &l.table,
-		Item:      item,
+	set := "#s = :status, job_id = :id, updated_at = :at, created_at = if_not_exists(created_at, :at), #ttl = :ttl"
+	if uid != "" {
+		set += ", uid = :uid"
+		values[":uid"] = ddb.S(uid)
+	}
+	if to != nil {
+		v, err := attributevalue.Marshal(to)
+		if err != nil {
+			return Entry{}, false, fmt.Errorf("notify: record %s: %w", jobID, err)
+		}
+		set += ", #to = :to"
+		values[":to"], n["#to"] = v, ledgerNames["#to"]
+	}
+	// Whatever a released attempt left goes (removing an absent attribute
+	// is no error), and so does a lease that ran out.
+	every := map[string]bool{"channel": true, "msgid": true, "msg_key": true, "errcode": true, "rid": true, "class": true, "reason": true}
+	set, remove := r.set(set, every, n, values)
+	update := "SET " + set + " REMOVE " + strings.Join(append(remove, "#lo", "#lu", "#tried"), ", ")
+	out, err := l.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:        &l.table,
+		Key:              ledgerKey(jobID),
+		UpdateExpression: &update,
 		ConditionExpression: aws.String("attribute_not_exists(pk) OR " +
 			"(#s = :inprogress AND (attribute_not_exists(#lu) OR #lu < :now) AND attribute_not_exists(#trying))"),
 		ExpressionAttributeNames:            n,
-		ExpressionAttributeValues:           ddb.Item{":inprogress": ddb.S(string(InProgress)), ":now": ddb.Millis(now)},
+		ExpressionAttributeValues:           values,
+		ReturnValues:                        types.ReturnValueAllNew,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	if cur, ok := ddb.ConditionFailed(err); ok {
@@ -409,7 +514,8 @@ func (l *Ledger) Record(ctx context.Context, jobID, uid string, r result) (Entry
 	if err != nil {
 		return Entry{}, false, fmt.Errorf("notify: record %s: %w", jobID, err)
 	}
-	return e, true, nil
+	e, err := decodeEntry(out.Attributes)
+	return e, true, err
 }
 
 // Get returns job id's entry, or ok false when there is none.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"wxbridge/shared/backoff"
+	"wxbridge/shared/contract"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
 	"wxbridge/shared/queue"
@@ -110,7 +111,7 @@ func (s *Sender) now() time.Time {
 // "invalid"), unless its id is settled or in flight already.
 func (s *Sender) Reject(ctx context.Context, jobID string, why error, at Attempt) Result {
 	ctx = observe.With(ctx, "job_id", jobID)
-	return s.record(ctx, jobID, "", result{Status: Failed, Class: "invalid", Reason: why.Error()}, at)
+	return s.record(ctx, jobID, "", nil, result{Status: Failed, Class: "invalid", Reason: why.Error()}, at)
 }
 
 // Send sends one valid job.
@@ -121,7 +122,7 @@ func (s *Sender) Send(ctx context.Context, job Job, at Attempt) Result {
 	}
 	now := s.now()
 	if job.ExpiresAt != nil && !now.Before(*job.ExpiresAt) {
-		return s.record(ctx, job.ID, "", result{Status: Expired, Class: "expired", Reason: "expired at " + job.ExpiresAt.UTC().Format(time.RFC3339)}, at)
+		return s.record(ctx, job.ID, "", &job.To, result{Status: Expired, Class: "expired", Reason: "expired at " + job.ExpiresAt.UTC().Format(time.RFC3339)}, at)
 	}
 	p, err := s.resolve(ctx, job.To)
 	switch {
@@ -132,15 +133,15 @@ func (s *Sender) Send(ctx context.Context, job Job, at Attempt) Result {
 			return Result{JobID: job.ID, Class: "recipient", Reason: "recipient unknown to wxbridge (not linked yet)",
 				Retry: &queue.Retry{After: RetryDelay(at.Receives), Err: err}}
 		}
-		return s.record(ctx, job.ID, "", result{Status: Undeliverable, Reason: "recipient unknown to wxbridge"}, at)
+		return s.record(ctx, job.ID, "", &job.To, result{Status: Undeliverable, Reason: "recipient unknown to wxbridge"}, at)
 	case err != nil:
 		return s.storeRetry(job.ID, "", at, err)
 	}
 	steps, why := s.plan(job, p)
 	if len(steps) == 0 {
-		return s.record(ctx, job.ID, p.UID, result{Status: Undeliverable, Reason: strings.Join(why, "; ")}, at)
+		return s.record(ctx, job.ID, p.UID, &job.To, result{Status: Undeliverable, Reason: strings.Join(why, "; ")}, at)
 	}
-	c, err := s.Ledger.claim(ctx, job.ID, p.UID, at.Lease, steps[0].channel)
+	c, err := s.Ledger.claim(ctx, job.ID, p.UID, at.Lease, steps[0].channel, &job.To)
 	if res, ok := s.notClaimed(job.ID, p.UID, c, err, at); !ok {
 		return res
 	}
@@ -198,27 +199,30 @@ func (s *Sender) resume(ctx context.Context, job Job, uid string, c Claim, steps
 	default:
 		return s.attempt(ctx, job, uid, c, steps[i:i+1], nil, at)
 	}
-	return s.settle(ctx, job.ID, uid, c, unknown, at)
+	return s.settle(ctx, job.ID, uid, c, unknown.after(nil, contract.TryUnknown), at)
 }
 
 // attempt tries steps in order under claim c and settles or releases the
-// job. why lists the channels already ruled out.
+// job. why lists the channels already ruled out. Every write notes the
+// answers of the channels called so far (result.tries).
 func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, steps []step, why []string, at Attempt) Result {
 	since := c.At // when the current channel may first have sent
 	if c.Uncertain != "" {
 		since = c.UncertainSince
 	}
 	var last error
+	var tries []contract.Try // the channels called, with their answers
 	for i, st := range steps {
 		if i > 0 {
 			// Falling back: the entry must name the channel that may
 			// send before it may (it named the previous one).
-			t, err := s.Ledger.try(ctx, job.ID, c, st.channel)
+			t, err := s.Ledger.try(ctx, job.ID, c, st.channel, tries)
 			if errors.Is(err, ErrClaimLost) {
 				return Result{JobID: job.ID, UID: uid, Duplicate: true, Err: err}
 			}
 			if err != nil {
-				failure := result{Channel: st.channel, Class: "store", Reason: strings.Join(why, "; ")}
+				// st.channel was not called: only the earlier ones' answers go.
+				failure := result{Channel: st.channel, Class: "store", Reason: strings.Join(why, "; "), tries: tries}
 				return s.release(ctx, job.ID, uid, c, failure, false, RetryDelay(at.Receives), err)
 			}
 			since = t
@@ -230,20 +234,20 @@ func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, step
 			if st.channel == Template {
 				r.MsgKey = msgKey(st.appid, msgid)
 			}
-			return s.settle(ctx, job.ID, uid, c, r, at)
+			return s.settle(ctx, job.ID, uid, c, r.after(tries, contract.TrySent), at)
 		}
 		class := wechat.ClassOf(err)
 		failure := result{Channel: st.channel, ErrCode: errCode(err), RID: wechat.RID(err), Class: class.String(), Reason: string(st.channel) + ": " + describe(err)}
 		if outcomeUnknown(err) {
 			failure.Reason = string(st.channel) + ": no answer from WeChat, the message may have been sent: " + describe(err)
-			return s.unanswered(ctx, job.ID, uid, c, failure, since, at, err)
+			return s.unanswered(ctx, job.ID, uid, c, failure, tries, since, at, err)
 		}
 		s.alarmFor(ctx, class, failure)
 		if c.Uncertain != "" {
 			// The resend was answered, but the earlier attempt's outcome
 			// is still unknown: it may have delivered the message.
 			failure.Reason = "an earlier attempt got no answer and may have sent the message; the resend answered " + describe(err)
-			return s.unanswered(ctx, job.ID, uid, c, failure, since, at, err)
+			return s.unanswered(ctx, job.ID, uid, c, failure, tries, since, at, err)
 		}
 		if errors.Is(err, wechat.ErrNotFollowing) && uid != "" {
 			s.unfollowed(ctx, st.openid, asked)
@@ -253,44 +257,45 @@ func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, step
 			// Not this person on this channel (43004 not following, 43101
 			// no consent, 43019 blocked, 40003): try the next one.
 			why = append(why, failure.Reason)
+			tries = append(tries, failure.try(contract.TryFailed))
 			last = err
 			continue
 		case !wechat.Retryable(err):
 			// The sender's mistake (template, data, page): resending
 			// cannot help, and someone has to look.
 			failure.Status = Failed
-			return s.settle(ctx, job.ID, uid, c, failure, at)
+			return s.settle(ctx, job.ID, uid, c, failure.after(tries, contract.TryFailed), at)
 		case at.Last:
 			failure.Status = Failed
 			failure.Reason += " (gave up after the last attempt)"
-			return s.settle(ctx, job.ID, uid, c, failure, at)
+			return s.settle(ctx, job.ID, uid, c, failure.after(tries, contract.TryFailed), at)
 		}
 		delay := RetryDelay(at.Receives)
 		if errors.Is(err, wechat.ErrQuota) {
 			delay = QuotaDelay(s.now())
 		}
-		return s.release(ctx, job.ID, uid, c, failure, false, delay, err)
+		return s.release(ctx, job.ID, uid, c, failure.after(tries, contract.TryFailed), false, delay, err)
 	}
 	return s.settle(ctx, job.ID, uid, c, result{
 		Status: Undeliverable, ErrCode: errCode(last), RID: wechat.RID(last), Class: wechat.ClassUserState.String(),
-		Reason: strings.Join(why, "; "),
+		Reason: strings.Join(why, "; "), tries: tries,
 	}, at)
 }
 
 // unanswered handles an attempt that may have sent the message (failure
-// says why): a template message is retried on the same channel while a
-// resend is still deduplicated and the failure may pass; anything else is
-// settled UNKNOWN.
-func (s *Sender) unanswered(ctx context.Context, jobID, uid string, c Claim, failure result, since time.Time, at Attempt, err error) Result {
+// says why; tries are the channels called before it): a template message
+// is retried on the same channel while a resend is still deduplicated and
+// the failure may pass; anything else is settled UNKNOWN.
+func (s *Sender) unanswered(ctx context.Context, jobID, uid string, c Claim, failure result, tries []contract.Try, since time.Time, at Attempt, err error) Result {
 	if failure.Channel == Template && !at.Last && wechat.Retryable(err) {
 		if d, ok := s.resendIn(since, at.Receives); ok {
-			return s.release(ctx, jobID, uid, c, failure, true, d, err)
+			return s.release(ctx, jobID, uid, c, failure.after(tries, contract.TryUnknown), true, d, err)
 		}
 		failure.Reason += "; past WeChat's 10-minute client_msg_id window"
 	}
 	failure.Status = Unknown
 	failure.Reason += "; not sent again, on no channel"
-	return s.settle(ctx, jobID, uid, c, failure, at)
+	return s.settle(ctx, jobID, uid, c, failure.after(tries, contract.TryUnknown), at)
 }
 
 // clientMsgWindow is how long template/send sends one message per openid
@@ -474,12 +479,13 @@ func (r result) outcome(jobID, uid string) Result {
 	return Result{JobID: jobID, Status: r.Status, UID: uid, Channel: r.Channel, MsgID: r.MsgID, Class: r.Class, ErrCode: r.ErrCode, RID: r.RID, Reason: r.Reason}
 }
 
-// record settles an unclaimed job; a job settled or held elsewhere is left
-// alone (a duplicate, or a worker that will settle it). A job whose earlier
-// attempt may have sent it is settled UNKNOWN instead: that stays the
-// ledger's answer, whatever this delivery found.
-func (s *Sender) record(ctx context.Context, jobID, uid string, r result, at Attempt) Result {
-	old, wrote, err := s.Ledger.Record(ctx, jobID, uid, r)
+// record settles an unclaimed job (to: its recipient, when it has a valid
+// one); a job settled or held elsewhere is left alone (a duplicate, or a
+// worker that will settle it). A job whose earlier attempt may have sent it
+// is settled UNKNOWN instead: that stays the ledger's answer, whatever this
+// delivery found.
+func (s *Sender) record(ctx context.Context, jobID, uid string, to *Recipient, r result, at Attempt) Result {
+	old, wrote, err := s.Ledger.Record(ctx, jobID, uid, to, r)
 	switch {
 	case err != nil:
 		return s.storeRetry(jobID, uid, at, err)
@@ -490,15 +496,18 @@ func (s *Sender) record(ctx context.Context, jobID, uid string, r result, at Att
 	case old.Trying == "" || old.LeaseUntil > s.now().UnixMilli():
 		return Result{JobID: jobID, UID: uid, Reason: "held by another worker", Retry: &queue.Retry{After: leaseDelay(time.UnixMilli(old.LeaseUntil), s.now())}}
 	}
-	c, err := s.Ledger.Claim(ctx, jobID, old.UID, at.Lease)
+	c, err := s.Ledger.claim(ctx, jobID, old.UID, at.Lease, "", to)
 	if res, ok := s.notClaimed(jobID, old.UID, c, err, at); !ok {
 		return res
 	}
 	if c.Uncertain == "" { // a worker settled that attempt meanwhile
 		return s.settle(ctx, jobID, uid, c, r, at)
 	}
-	return s.settle(ctx, jobID, old.UID, c, result{Status: Unknown, Channel: c.Uncertain, Class: "interrupted",
-		Reason: string(c.Uncertain) + ": an earlier attempt was interrupted before WeChat's answer; it may have sent the message; then: " + r.Reason}, at)
+	const interrupted = "an earlier attempt was interrupted before WeChat's answer; it may have sent the message"
+	unknown := result{Status: Unknown, Channel: c.Uncertain, Class: "interrupted", Reason: string(c.Uncertain) + ": " + interrupted}
+	unknown = unknown.after(nil, contract.TryUnknown)
+	unknown.Reason += "; then: " + r.Reason
+	return s.settle(ctx, jobID, old.UID, c, unknown, at)
 }
 
 // writeAttempts bounds the tries of a ledger write that follows a send

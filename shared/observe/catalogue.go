@@ -23,16 +23,20 @@ type Metric struct {
 
 // The function names, as Logger and NewMetrics are given them.
 const (
-	fnLogin          = "login"
-	fnOAuthCallback  = "oauth-callback"
-	fnFollowEvent    = "follow-event"
-	fnSendWorker     = "send-worker"
-	fnTokenRefresher = "token-refresher"
-	fnFollowerSync   = "follower-sync"
+	fnLogin            = "login"
+	fnOAuthCallback    = "oauth-callback"
+	fnFollowEvent      = "follow-event"
+	fnSendWorker       = "send-worker"
+	fnTokenRefresher   = "token-refresher"
+	fnFollowerSync     = "follower-sync"
+	fnOutcomePublisher = "outcome-publisher"
 )
 
 // Functions are the Lambda functions, in the order docs list them.
-var Functions = []string{fnLogin, fnOAuthCallback, fnFollowEvent, fnSendWorker, fnTokenRefresher, fnFollowerSync}
+var Functions = []string{fnLogin, fnOAuthCallback, fnFollowEvent, fnSendWorker, fnTokenRefresher, fnFollowerSync, fnOutcomePublisher}
+
+// wechatCallers are the functions that call WeChat's API.
+var wechatCallers = []string{fnLogin, fnOAuthCallback, fnFollowEvent, fnSendWorker, fnTokenRefresher, fnFollowerSync}
 
 // linkers are the functions that link identities (shared/identity's Link).
 var linkers = []string{fnLogin, fnOAuthCallback, fnFollowEvent, fnFollowerSync}
@@ -106,8 +110,14 @@ var Catalogue = []Metric{
 	{Name: "FollowStateCorrected", Unit: "Count", Dimensions: dims("source"), Writers: []string{fnSendWorker},
 		Counts: "people marked unfollowed because a send learnt it (`source`=`43004`)"},
 
+	// Outcome events.
+	{Name: "OutcomesPublished", Unit: "Count", Dimensions: dims("status"), Writers: []string{fnOutcomePublisher},
+		Counts: "outcome events the outcome bus accepted, by status (`SENT`, `DELIVERED`, `BLOCKED`, `FAILED`, `UNDELIVERABLE`, `EXPIRED`, `UNKNOWN`); an event published again after a failure counts again"},
+	{Name: "OutcomePublishFailed", Unit: "Count", Dimensions: dims("reason"), Writers: []string{fnOutcomePublisher},
+		Counts: "stream records reported back for Lambda to retry (they and the records after them), by reason: `throttled`, `error` (PutEvents failed or refused the entry), `unreadable` (a ledger item the code cannot read), `too_large`, `deadline`"},
+
 	// WeChat and access tokens.
-	{Name: "WeChatErrors", Unit: "Count", Dimensions: dims("api", "errcode"), Writers: Functions,
+	{Name: "WeChatErrors", Unit: "Count", Dimensions: dims("api", "errcode"), Writers: wechatCallers,
 		Counts: "WeChat answers with an errcode, by API path and code"},
 	{Name: "TokenRefresh", Unit: "Count", Dimensions: dims("appid", "outcome"), Writers: []string{fnTokenRefresher},
 		Counts: "refresher runs per app: `fresh`, `refreshed`, `forced`, `unchanged`, `already_replaced`, `busy`, `force_refused`, `failed`, `error`"},

@@ -1,10 +1,11 @@
 // Package handler is the oauth-callback function's HTTP shape: the
 // official account's web OAuth for H5 pages. GET /oauth/authorize sends the
 // browser to the platform's consent page; GET /oauth/callback sends it
-// back to the page with a session or an error in the URL fragment. The
-// rules of the sign-in are shared/signin's; this package reads API Gateway
-// v2 events and answers redirects and error pages, so the same code runs
-// in Lambda, the devstack and the tests.
+// back to the page with a session or an error in the URL fragment; GET
+// /<name> serves WeChat's domain verification files. The rules of the
+// sign-in are shared/signin's; this package reads API Gateway v2 events
+// and answers redirects and error pages, so the same code runs in Lambda,
+// the devstack and the tests.
 package handler
 
 import (
@@ -49,11 +50,12 @@ type Options struct {
 // Deps are the parts the handler talks to.
 type Deps = signin.Deps
 
-// Handler serves the OAuth routes.
+// Handler serves the OAuth routes and the verification files.
 type Handler struct {
-	flow *signin.Flow
-	site signin.Site
-	d    Deps
+	flow  *signin.Flow
+	site  signin.Site
+	files config.VerifyFiles
+	d     Deps
 }
 
 // New builds a Handler. The official account's credentials, the signing
@@ -77,7 +79,7 @@ func New(cfg config.Config, opts Options, d Deps) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{flow: flow, site: site, d: d}, nil
+	return &Handler{flow: flow, site: site, files: cfg.VerifyFiles, d: d}, nil
 }
 
 // SetClock replaces the clock that states are issued and checked by.
@@ -101,6 +103,8 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 		resp, outcome, err = h.authorize(ctx, req)
 	case "GET " + CallbackPath:
 		resp, outcome, err = h.callback(ctx, req)
+	case "GET " + VerifyPath, "HEAD " + VerifyPath:
+		resp, outcome = h.verifyFile(req)
 	default:
 		err = &pageError{http.StatusNotFound, "not_found", "There is no such page."}
 	}

@@ -1,4 +1,5 @@
-// Package awsfault makes DynamoDB, SQS and Secrets Manager fail on the wire.
+// Package awsfault makes DynamoDB, SQS, Secrets Manager and EventBridge fail
+// on the wire.
 // A Proxy sits between AWS SDK clients and moto (one endpoint for every
 // service) and forwards each request untouched, unless a Rule claims it:
 // then it answers the error AWS would answer, in the service's own protocol
@@ -36,17 +37,19 @@ const (
 	DynamoDB       = "dynamodb"
 	SQS            = "sqs"
 	SecretsManager = "secretsmanager"
+	EventBridge    = "events"
 )
 
 // Failures a rule can inject.
 const (
 	// InternalServerError answers the service's own HTTP 500 error:
 	// InternalServerError (DynamoDB), InternalFailure (SQS),
-	// InternalServiceError (Secrets Manager).
+	// InternalServiceError (Secrets Manager), InternalException
+	// (EventBridge).
 	InternalServerError = "InternalServerError"
 	// ThrottlingException answers the service's throttling error (HTTP
-	// 400): ThrottlingException (DynamoDB, Secrets Manager) or
-	// RequestThrottled (SQS).
+	// 400): ThrottlingException (DynamoDB, Secrets Manager, EventBridge)
+	// or RequestThrottled (SQS).
 	ThrottlingException = "ThrottlingException"
 	// ProvisionedThroughputExceeded answers DynamoDB's
 	// ProvisionedThroughputExceededException (HTTP 400).
@@ -176,8 +179,8 @@ func (p *Proxy) Add(r Rule) (RuleState, error) {
 
 func check(r Rule) error {
 	switch {
-	case !slices.Contains([]string{DynamoDB, SQS, SecretsManager}, r.Service):
-		return fmt.Errorf("%w: service %q: want dynamodb, sqs or secretsmanager", ErrRule, r.Service)
+	case !slices.Contains([]string{DynamoDB, SQS, SecretsManager, EventBridge}, r.Service):
+		return fmt.Errorf("%w: service %q: want dynamodb, sqs, secretsmanager or events", ErrRule, r.Service)
 	case r.Count < 0:
 		return fmt.Errorf("%w: count %d: want 0 (every matching request) or more", ErrRule, r.Count)
 	case r.Error == Timeout, r.Error == LostAnswer:

@@ -16,6 +16,8 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -166,6 +168,13 @@ func TestErrorShapes(t *testing.T) {
 	db := dynamodb.NewFromConfig(once(p))
 	q := sqs.NewFromConfig(once(p))
 	sm := secretsmanager.NewFromConfig(once(p))
+	eb := eventbridge.NewFromConfig(once(p))
+	putEvent := func() error {
+		_, err := eb.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{
+			{Source: aws.String("wxbridge"), DetailType: aws.String("shape"), Detail: aws.String("{}")},
+		}})
+		return err
+	}
 
 	tests := []struct {
 		name   string
@@ -215,6 +224,11 @@ func TestErrorShapes(t *testing.T) {
 				return err
 			}, 500, "InternalServiceError",
 			func(err error) bool { var e *smtypes.InternalServiceError; return errors.As(err, &e) }},
+		{"eventbridge_throttling", awsfault.Rule{Service: "events", Operation: "PutEvents", Error: "ThrottlingException"},
+			putEvent, 400, "ThrottlingException", nil},
+		{"eventbridge_internal_exception", awsfault.Rule{Service: "events", Operation: "PutEvents", Error: "InternalServerError"},
+			putEvent, 500, "InternalException",
+			func(err error) bool { var e *ebtypes.InternalException; return errors.As(err, &e) }},
 	}
 	retryable := retry.IsErrorRetryables(retry.DefaultRetryables)
 	for _, tt := range tests {

@@ -34,6 +34,7 @@ var targetServices = map[string]string{
 	"DynamoDB_20120810": DynamoDB,
 	"AmazonSQS":         SQS,
 	"secretsmanager":    SecretsManager,
+	"AWSEvents":         EventBridge,
 }
 
 // identify names the service and operation of an AWS request: from
@@ -105,6 +106,11 @@ var failures = map[string]map[string]failure{
 	SecretsManager: {
 		InternalServerError: {500, "InternalServiceError", "InternalServiceError", "Receiver", "An error occurred on the server side."},
 		ThrottlingException: {400, "ThrottlingException", "ThrottlingException", "Sender", "Rate exceeded"},
+	},
+	// EventBridge (JSON 1.1) names its errors with bare codes too.
+	EventBridge: {
+		InternalServerError: {500, "InternalException", "InternalException", "Receiver", "An internal error occurred."},
+		ThrottlingException: {400, "ThrottlingException", "ThrottlingException", "Sender", "Rate exceeded."},
 	},
 }
 

@@ -107,6 +107,9 @@ type tableProps struct {
 		AttributeName string `yaml:"AttributeName"`
 		Enabled       bool   `yaml:"Enabled"`
 	} `yaml:"TimeToLiveSpecification"`
+	StreamSpecification struct {
+		StreamViewType string `yaml:"StreamViewType"`
+	} `yaml:"StreamSpecification"`
 }
 
 type keyElem struct {
@@ -161,6 +164,9 @@ func (t *Template) Table(logicalID, name string) (Table, error) {
 				NonKeyAttributes: g.Projection.NonKeyAttributes,
 			},
 		})
+	}
+	if v := p.StreamSpecification.StreamViewType; v != "" {
+		in.StreamSpecification = &ddbtypes.StreamSpecification{StreamEnabled: aws.Bool(true), StreamViewType: ddbtypes.StreamViewType(v)}
 	}
 	out := Table{Create: in}
 	if p.TimeToLiveSpecification.Enabled {

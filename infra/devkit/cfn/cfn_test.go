@@ -3,6 +3,7 @@ package cfn
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -25,6 +26,10 @@ func TestTableFromRepositoryTemplate(t *testing.T) {
 	}
 	if tb.TTL == nil || *tb.TTL.TimeToLiveSpecification.AttributeName != "ttl" {
 		t.Errorf("TTL = %+v, want attribute ttl", tb.TTL)
+	}
+	// The outcome-publisher reads the table's stream: both images.
+	if s := tb.Create.StreamSpecification; s == nil || !*s.StreamEnabled || s.StreamViewType != "NEW_AND_OLD_IMAGES" {
+		t.Errorf("stream = %+v, want NEW_AND_OLD_IMAGES", s)
 	}
 }
 
@@ -120,6 +125,17 @@ func TestFunctionsFromRepositoryTemplate(t *testing.T) {
 	if r := byID["TokenRefresherFunction"]; len(r.Schedules) != 1 || r.Schedules[0].Expression != "rate(5 minutes)" || r.Timeout != 90 {
 		t.Errorf("TokenRefresherFunction = %+v", r)
 	}
+	pub := byID["OutcomePublisherFunction"]
+	if len(pub.Streams) != 1 {
+		t.Fatalf("OutcomePublisherFunction streams = %+v, want one", pub.Streams)
+	}
+	if s := pub.Streams[0]; s.Table != "Table" || s.StartingPosition != "TRIM_HORIZON" || s.BatchSize != 100 || len(s.Filters) != 1 ||
+		s.MaximumRetryAttempts <= 0 || !s.Bisect || s.OnFailure != "OutcomeDLQ" || !s.ReportBatchItemFailures {
+		t.Errorf("OutcomePublisherFunction stream = %+v", s)
+	}
+	if pub.Env["WXB_OUTCOME_BUS"].Ref != "OutcomeBus" {
+		t.Errorf("OutcomePublisherFunction WXB_OUTCOME_BUS = %+v, want !Ref OutcomeBus", pub.Env["WXB_OUTCOME_BUS"])
+	}
 	if tpl.Defaults()["LogRetentionDays"] == "" {
 		t.Error("parameter defaults missing")
 	}
@@ -142,5 +158,92 @@ func TestValueOf(t *testing.T) {
 	n := doc.V["sub"]
 	if _, err := valueOf(&n); err == nil {
 		t.Error("!Sub must be refused: it would be passed on unresolved")
+	}
+}
+
+func TestStreamTriggers(t *testing.T) {
+	const head = `Resources:
+  T:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+      StreamSpecification: {StreamViewType: NEW_AND_OLD_IMAGES}
+  NoStream:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+  DLQ:
+    Type: AWS::SQS::Queue
+  Topic:
+    Type: AWS::SNS::Topic
+  F:
+    Type: AWS::Serverless::Function
+    Properties:
+      Events:
+        S:
+          Type: DynamoDB
+          Properties:
+`
+	load := func(t *testing.T, props string) ([]Function, error) {
+		t.Helper()
+		p := filepath.Join(t.TempDir(), "template.yaml")
+		if err := os.WriteFile(p, []byte(head+props), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		tpl, err := Load(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tpl.Functions()
+	}
+	t.Run("every_property", func(t *testing.T) {
+		fns, err := load(t, `            Stream: !GetAtt T.StreamArn
+            StartingPosition: LATEST
+            BatchSize: 7
+            FilterCriteria:
+              Filters:
+                - Pattern: '{"eventName": ["INSERT"]}'
+                - Pattern: '{"eventName": ["MODIFY"]}'
+            FunctionResponseTypes: [ReportBatchItemFailures]
+            BisectBatchOnFunctionError: true
+            MaximumRetryAttempts: 3
+            DestinationConfig:
+              OnFailure:
+                Type: SQS
+                Destination: !GetAtt DLQ.Arn
+`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := StreamTrigger{Table: "T", BatchSize: 7, StartingPosition: "LATEST", Filters: []string{`{"eventName": ["INSERT"]}`, `{"eventName": ["MODIFY"]}`},
+			MaximumRetryAttempts: 3, Bisect: true, OnFailure: "DLQ", ReportBatchItemFailures: true}
+		if len(fns) != 1 || len(fns[0].Streams) != 1 || !reflect.DeepEqual(fns[0].Streams[0], want) {
+			t.Fatalf("streams = %+v, want %+v", fns, want)
+		}
+	})
+	t.Run("lambda_defaults", func(t *testing.T) {
+		fns, err := load(t, "            Stream: !GetAtt T.StreamArn\n            StartingPosition: TRIM_HORIZON\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := StreamTrigger{Table: "T", BatchSize: 100, StartingPosition: "TRIM_HORIZON", MaximumRetryAttempts: -1}
+		if got := fns[0].Streams[0]; !reflect.DeepEqual(got, want) {
+			t.Fatalf("stream = %+v, want Lambda's defaults %+v", got, want)
+		}
+	})
+	for _, tc := range []struct{ name, props string }{
+		{"stream_not_getatt", "            Stream: arn:aws:dynamodb:us-east-1:1:table/x/stream/y\n            StartingPosition: LATEST\n"},
+		{"table_without_stream", "            Stream: !GetAtt NoStream.StreamArn\n            StartingPosition: LATEST\n"},
+		{"no_starting_position", "            Stream: !GetAtt T.StreamArn\n"},
+		{"pattern_not_json", "            Stream: !GetAtt T.StreamArn\n            StartingPosition: LATEST\n            FilterCriteria: {Filters: [{Pattern: '{eventName'}]}\n"},
+		{"pattern_sub", "            Stream: !GetAtt T.StreamArn\n            StartingPosition: LATEST\n            FilterCriteria: {Filters: [{Pattern: !Sub '{}'}]}\n"},
+		{"on_failure_literal", "            Stream: !GetAtt T.StreamArn\n            StartingPosition: LATEST\n            DestinationConfig: {OnFailure: {Destination: arn:aws:sqs:us-east-1:1:q}}\n"},
+		{"on_failure_not_a_queue", "            Stream: !GetAtt T.StreamArn\n            StartingPosition: LATEST\n            DestinationConfig: {OnFailure: {Destination: !GetAtt Topic.Arn}}\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if fns, err := load(t, tc.props); err == nil {
+				t.Fatalf("want an error, got %+v", fns)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package cfn
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -38,6 +39,7 @@ type Function struct {
 	Routes    []Route
 	Queues    []QueueTrigger
 	Schedules []Schedule
+	Streams   []StreamTrigger
 }
 
 // Route is an HttpApi event.
@@ -51,6 +53,26 @@ type QueueTrigger struct {
 	MaximumConcurrency int
 }
 
+// StreamTrigger is a DynamoDB event: a DynamoDB stream event source.
+type StreamTrigger struct {
+	Table            string // the table's logical ID (from !GetAtt X.StreamArn)
+	BatchSize        int
+	StartingPosition string
+	Filters          []string // FilterCriteria.Filters[].Pattern, JSON text
+	// MaximumRetryAttempts is -1 (Lambda's default) for retries until the
+	// record expires.
+	MaximumRetryAttempts    int
+	Bisect                  bool   // BisectBatchOnFunctionError
+	OnFailure               string // logical ID of the SQS queue in DestinationConfig.OnFailure; "" for none
+	ReportBatchItemFailures bool   // FunctionResponseTypes has ReportBatchItemFailures
+}
+
+// Lambda's defaults for a DynamoDB event source.
+const (
+	defaultStreamBatchSize = 100
+	defaultStreamRetries   = -1
+)
+
 // Schedule is a ScheduleV2 (or Schedule) event.
 type Schedule struct {
 	Expression string // "rate(5 minutes)"
@@ -63,21 +85,40 @@ type functionProps struct {
 		Variables map[string]yaml.Node `yaml:"Variables"`
 	} `yaml:"Environment"`
 	Events map[string]struct {
-		Type       string `yaml:"Type"`
-		Properties struct {
-			Method                string    `yaml:"Method"`
-			Path                  string    `yaml:"Path"`
-			Queue                 yaml.Node `yaml:"Queue"`
-			BatchSize             int       `yaml:"BatchSize"`
-			FunctionResponseTypes []string  `yaml:"FunctionResponseTypes"`
-			ScalingConfig         struct {
-				MaximumConcurrency yaml.Node `yaml:"MaximumConcurrency"`
-			} `yaml:"ScalingConfig"`
-			ScheduleExpression string `yaml:"ScheduleExpression"`
-			Schedule           string `yaml:"Schedule"`
-			Input              string `yaml:"Input"`
-		} `yaml:"Properties"`
+		Type       string     `yaml:"Type"`
+		Properties eventProps `yaml:"Properties"`
 	} `yaml:"Events"`
+}
+
+// eventProps are the properties of a function's events, of every type this
+// package reads.
+type eventProps struct {
+	Method                string    `yaml:"Method"`
+	Path                  string    `yaml:"Path"`
+	Queue                 yaml.Node `yaml:"Queue"`
+	BatchSize             int       `yaml:"BatchSize"`
+	FunctionResponseTypes []string  `yaml:"FunctionResponseTypes"`
+	ScalingConfig         struct {
+		MaximumConcurrency yaml.Node `yaml:"MaximumConcurrency"`
+	} `yaml:"ScalingConfig"`
+	ScheduleExpression string `yaml:"ScheduleExpression"`
+	Schedule           string `yaml:"Schedule"`
+	Input              string `yaml:"Input"`
+	// DynamoDB
+	Stream           yaml.Node `yaml:"Stream"`
+	StartingPosition string    `yaml:"StartingPosition"`
+	FilterCriteria   struct {
+		Filters []struct {
+			Pattern yaml.Node `yaml:"Pattern"`
+		} `yaml:"Filters"`
+	} `yaml:"FilterCriteria"`
+	MaximumRetryAttempts       *int `yaml:"MaximumRetryAttempts"`
+	BisectBatchOnFunctionError bool `yaml:"BisectBatchOnFunctionError"`
+	DestinationConfig          struct {
+		OnFailure struct {
+			Destination yaml.Node `yaml:"Destination"`
+		} `yaml:"OnFailure"`
+	} `yaml:"DestinationConfig"`
 }
 
 // Functions returns every AWS::Serverless::Function in the template.
@@ -136,6 +177,12 @@ func (t *Template) Functions() ([]Function, error) {
 					expr = ev.Properties.Schedule
 				}
 				f.Schedules = append(f.Schedules, Schedule{Expression: expr, Input: ev.Properties.Input})
+			case "DynamoDB":
+				st, err := t.streamTrigger(ev.Properties)
+				if err != nil {
+					return nil, fmt.Errorf("cfn: %s.%s: %w", id, name, err)
+				}
+				f.Streams = append(f.Streams, st)
 			default:
 				return nil, fmt.Errorf("cfn: %s.%s: event type %s is not supported locally", id, name, ev.Type)
 			}
@@ -143,6 +190,58 @@ func (t *Template) Functions() ([]Function, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// streamTrigger reads a DynamoDB event's properties. The stream and the
+// on-failure destination must be !GetAtt of the template's own table and
+// queue, which local runs create.
+func (t *Template) streamTrigger(p eventProps) (StreamTrigger, error) {
+	s, err := valueOf(&p.Stream)
+	table, ok := strings.CutSuffix(s.GetAtt, ".StreamArn")
+	if err != nil || !ok {
+		return StreamTrigger{}, fmt.Errorf("Stream must be !GetAtt <Table>.StreamArn")
+	}
+	var tp tableProps
+	if err := t.properties(table, "AWS::DynamoDB::Table", &tp); err != nil {
+		return StreamTrigger{}, err
+	}
+	if tp.StreamSpecification.StreamViewType == "" {
+		return StreamTrigger{}, fmt.Errorf("table %s has no StreamSpecification", table)
+	}
+	switch p.StartingPosition {
+	case "TRIM_HORIZON", "LATEST":
+	default:
+		return StreamTrigger{}, fmt.Errorf("StartingPosition %q: want TRIM_HORIZON or LATEST", p.StartingPosition)
+	}
+	st := StreamTrigger{
+		Table: table, BatchSize: p.BatchSize, StartingPosition: p.StartingPosition, MaximumRetryAttempts: defaultStreamRetries,
+		Bisect: p.BisectBatchOnFunctionError, ReportBatchItemFailures: slices.Contains(p.FunctionResponseTypes, "ReportBatchItemFailures"),
+	}
+	if st.BatchSize == 0 {
+		st.BatchSize = defaultStreamBatchSize
+	}
+	if p.MaximumRetryAttempts != nil {
+		st.MaximumRetryAttempts = *p.MaximumRetryAttempts
+	}
+	for i, f := range p.FilterCriteria.Filters {
+		v, err := valueOf(&f.Pattern)
+		if err != nil || v.Literal == "" || !json.Valid([]byte(v.Literal)) {
+			return StreamTrigger{}, fmt.Errorf("FilterCriteria.Filters[%d].Pattern must be JSON text", i)
+		}
+		st.Filters = append(st.Filters, v.Literal)
+	}
+	if dest := p.DestinationConfig.OnFailure.Destination; !dest.IsZero() {
+		d, err := valueOf(&dest)
+		queue, ok := strings.CutSuffix(d.GetAtt, ".Arn")
+		if err != nil || !ok {
+			return StreamTrigger{}, fmt.Errorf("DestinationConfig.OnFailure.Destination must be !GetAtt <Queue>.Arn")
+		}
+		if _, err := t.Queue(queue); err != nil {
+			return StreamTrigger{}, fmt.Errorf("on-failure destination: %w", err)
+		}
+		st.OnFailure = queue
+	}
+	return st, nil
 }
 
 // ResourcesOf lists the logical IDs of the resources of type typ, sorted.
@@ -161,6 +260,14 @@ func (t *Template) ResourcesOf(typ string) []string {
 type Parameter struct {
 	Type    string    `yaml:"Type"`
 	Default yaml.Node `yaml:"Default"`
+	// What CloudFormation checks of a value (params.go).
+	AllowedValues         []string `yaml:"AllowedValues"`
+	AllowedPattern        string   `yaml:"AllowedPattern"`
+	MinLength             *int     `yaml:"MinLength"`
+	MaxLength             *int     `yaml:"MaxLength"`
+	MinValue              *float64 `yaml:"MinValue"`
+	MaxValue              *float64 `yaml:"MaxValue"`
+	ConstraintDescription string   `yaml:"ConstraintDescription"`
 }
 
 // Defaults returns each parameter's default value ("" when it has none).

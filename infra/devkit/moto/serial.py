@@ -12,7 +12,14 @@
 # which makes each one cost O(table size): a backfill of 25,000 followers
 # would take hours. Under the lock nothing else can change the table during
 # a transaction, so a copy of the items it touches is enough to roll back.
+#
+# moto's EventBridge builds each event it delivers to a rule's target from 8
+# JSONPath expressions, always the same, and jsonpath_ng builds a new parser
+# (its LALR tables, 0.1 s of CPU) for every expression it parses: about a
+# second per event delivered. Here each thread builds one parser, and each
+# expression is parsed once.
 import copy
+import functools
 import sys
 import threading
 
@@ -92,6 +99,26 @@ def _patch_transactions():
     backend.transact_write_items = transact_write_items
 
 
+def _patch_event_paths():
+    try:
+        import jsonpath_ng.ext as ext
+        from jsonpath_ng.ext.parser import ExtendedJsonPathParser
+    except ImportError as e:  # no EventBridge rules without it anyway
+        print(f"serial.py: JSONPath parsing not cached: {e}", file=sys.stderr)
+        return
+    local = threading.local()
+
+    def parse(path, debug=False):
+        # A parser is reusable but keeps state while it parses: one per
+        # thread. Parsed expressions are only read (find): shared.
+        if getattr(local, "parser", None) is None:
+            local.parser = ExtendedJsonPathParser(debug=debug)
+        return local.parser.parse(path)
+
+    ext.parse = functools.lru_cache(maxsize=1024)(parse)
+
+
 _patch_transactions()
+_patch_event_paths()
 server.run_simple = _serial
 sys.exit(server.main(sys.argv[1:]))

@@ -4,7 +4,8 @@
 // wxbridge's keys, token secrets filled as the token-refresher fills them,
 // queues by their template.yaml logical IDs, log and metric capture, and
 // the awsenv.Env a function's FromEnv reads in Lambda, resolved from
-// template.yaml. Everything AWS is moto (infra/devkit/awstest), so the
+// template.yaml, whose AWS calls are held to the function's policy there
+// (infra/devkit/iam). Everything AWS is moto (infra/devkit/awstest), so the
 // test binary's TestMain must call awstest.Main.
 //
 //	func TestMain(m *testing.M) { awstest.Main(m) }
@@ -30,6 +31,7 @@ import (
 
 	"wxbridge/infra/devkit/awstest"
 	"wxbridge/infra/devkit/cfn"
+	"wxbridge/infra/devkit/iam"
 	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/awsenv"
 	"wxbridge/shared/config"
@@ -81,8 +83,12 @@ type Env struct {
 	Logs *observe.Capture
 
 	t      testing.TB
+	tpl    *cfn.Template
+	policy *iam.Template // tpl's policies, for the IAM check
+	iam    *iam.Proxy    // started by the first FunctionAWS
 	mu     sync.Mutex
 	queues map[string]string
+	buses  map[string]string
 	params map[string]string
 }
 
@@ -95,6 +101,7 @@ type options struct {
 	tokens    []string // appids
 	tokensSet bool
 	params    map[string]string
+	template  string // a template file instead of the repository's
 }
 
 // Sandbox changes the sandbox's configuration before it starts.
@@ -124,6 +131,13 @@ func Parameter(name, value string) Option {
 		}
 		o.params[name] = value
 	}
+}
+
+// Template makes FunctionEnv and FunctionAWS read the template at path
+// (a changed copy of template.yaml) instead of the repository's: its
+// environments and its policies.
+func Template(path string) Option {
+	return func(o *options) { o.template = path }
 }
 
 // New makes the environment for t.
@@ -157,8 +171,20 @@ func New(t testing.TB, opts ...Option) *Env {
 		o.tokens = []string{sbc.MiniProgram.AppID, sbc.OfficialAccount.AppID}
 	}
 
+	tpl, policy := repositoryTemplate(t)
+	if o.template != "" {
+		var err error
+		if tpl, err = cfn.Load(o.template); err != nil {
+			t.Fatal(err)
+		}
+		if policy, err = iam.Load(o.template); err != nil {
+			t.Fatal(err)
+		}
+	}
 	counter := &awstest.Counter{}
 	e := &Env{
+		tpl:          tpl,
+		policy:       policy,
 		Sandbox:      sb,
 		Server:       api,
 		URL:          api.URL,
@@ -173,6 +199,7 @@ func New(t testing.TB, opts ...Option) *Env {
 		Logs:         &observe.Capture{},
 		t:            t,
 		queues:       map[string]string{},
+		buses:        map[string]string{},
 		params:       o.params,
 	}
 	ctx := context.Background()
@@ -203,17 +230,45 @@ func (e *Env) Logger(function string) *slog.Logger { return observe.Logger(e.Log
 func (e *Env) Metrics(function string) *observe.Metrics { return observe.NewMetrics(e.Logs, function) }
 
 // Queue is the URL of the test's queue for template.yaml's logicalID (with
-// its dead-letter queue), made on first use.
+// its dead-letter queue), made on first use. A dead-letter queue of the
+// template is the one its source queue redrives to, as in the stack, so
+// that !Ref PushRetryDLQ and the retry queue's redrive target (and their
+// ARNs, for the IAM check) agree.
 func (e *Env) Queue(logicalID string) string {
 	e.t.Helper()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.queue(logicalID)
+}
+
+func (e *Env) queue(logicalID string) string {
 	if url, ok := e.queues[logicalID]; ok {
 		return url
+	}
+	for _, id := range e.tpl.ResourcesOf("AWS::SQS::Queue") {
+		if def, err := e.tpl.Queue(id); err == nil && def.DeadLetter == logicalID {
+			url := awstest.DeadLetterQueue(e.t, e.SQS, e.queue(id))
+			e.queues[logicalID] = url
+			return url
+		}
 	}
 	url := awstest.Queue(e.t, logicalID)
 	e.queues[logicalID] = url
 	return url
+}
+
+// Bus is the name of the test's EventBridge bus for template.yaml's
+// logicalID, made on first use.
+func (e *Env) Bus(logicalID string) string {
+	e.t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if name, ok := e.buses[logicalID]; ok {
+		return name
+	}
+	name := awstest.Bus(e.t, logicalID)
+	e.buses[logicalID] = name
+	return name
 }
 
 // tokenSecrets are template.yaml's token secrets and whose token each
@@ -226,8 +281,23 @@ var tokenSecrets = map[string]func(config.Config) string{
 var (
 	templateOnce sync.Once
 	template     *cfn.Template
+	policies     *iam.Template
 	templateErr  error
 )
+
+// repositoryTemplate is template.yaml, read once per test binary.
+func repositoryTemplate(t testing.TB) (*cfn.Template, *iam.Template) {
+	t.Helper()
+	templateOnce.Do(func() {
+		if template, templateErr = cfn.LoadNearest(); templateErr == nil {
+			policies, templateErr = iam.LoadNearest()
+		}
+	})
+	if templateErr != nil {
+		t.Fatal(templateErr)
+	}
+	return template, policies
+}
 
 // FunctionEnv is the environment template.yaml gives function logicalID
 // (such as "FollowerSyncFunction"), resolved to this test's resources as
@@ -236,14 +306,11 @@ var (
 // of a parameter, its default or Parameter's value. WXB_WECHAT_API_BASE and
 // WXB_WECHAT_OPEN_BASE point at the sandbox. vars, in name and value
 // pairs, add or replace variables. Logs and metrics go to Logs; Lambda is
-// nil (set it to let the function invoke others).
+// nil (set it to let the function invoke others). AWS is FunctionAWS's:
+// every call the function makes is held to its policy in the template.
 func (e *Env) FunctionEnv(logicalID string, vars ...string) awsenv.Env {
 	e.t.Helper()
-	templateOnce.Do(func() { template, templateErr = cfn.LoadNearest() })
-	if templateErr != nil {
-		e.t.Fatal(templateErr)
-	}
-	fns, err := template.Functions()
+	fns, err := e.tpl.Functions()
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -262,7 +329,52 @@ func (e *Env) FunctionEnv(logicalID string, vars ...string) awsenv.Env {
 	for k := 0; k+1 < len(vars); k += 2 {
 		out[vars[k]] = vars[k+1]
 	}
-	return awsenv.Env{Vars: out, AWS: awstest.Config(nil), Out: e.Logs}
+	return awsenv.Env{Vars: out, AWS: e.FunctionAWS(logicalID), Out: e.Logs}
+}
+
+// FunctionAWS is the AWS configuration of function logicalID: its calls go
+// through the test's IAM check (infra/devkit/iam) as that function, so a
+// call its policy in the template does not allow fails with
+// AccessDeniedException, as in AWS. The policy's references resolve to
+// this test's resources (made on first use, as FunctionEnv's).
+func (e *Env) FunctionAWS(logicalID string) aws.Config {
+	e.t.Helper()
+	p := e.IAM()
+	if err := p.Checker().Admit(logicalID); err != nil {
+		e.t.Fatalf("testenv: IAM policy of %s: %v", logicalID, err)
+	}
+	return p.Config(awstest.Config(nil), logicalID)
+}
+
+// IAM is the test's IAM check, started on first use: Denials lists the
+// calls it refused. To make a function's calls fail on the wire as well,
+// put an awsfault proxy in front of it:
+//
+//	faults := awsfault.ForTest(t, e.IAM().URL(), rules...)
+//	env := e.FunctionEnv("SendWorkerFunction")
+//	env.AWS = faults.Config(env.AWS)
+func (e *Env) IAM() *iam.Proxy {
+	e.t.Helper()
+	e.mu.Lock()
+	p := e.iam
+	e.mu.Unlock()
+	if p != nil {
+		return p
+	}
+	ch := iam.New(e.policy, iam.Env{Region: awstest.Region, Ref: func(name string) (string, error) { return e.resolve(cfn.Value{Ref: name}) }})
+	p, err := iam.Start(ch, iam.Options{Upstream: awstest.Endpoint()})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(p.Close)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.iam != nil { // another goroutine was first
+		p.Close()
+		return e.iam
+	}
+	e.iam = p
+	return p
 }
 
 // resolve turns a template value into what it is for this test.
@@ -288,15 +400,17 @@ func (e *Env) resolve(v cfn.Value) (string, error) {
 	case "AppSecret":
 		return e.ConfigSecret, nil
 	}
-	if p, ok := template.Parameters[v.Ref]; ok {
+	if p, ok := e.tpl.Parameters[v.Ref]; ok {
 		return p.Default.Value, nil
 	}
-	res, ok := template.Resources[v.Ref]
+	res, ok := e.tpl.Resources[v.Ref]
 	switch {
 	case !ok:
 		return "", fmt.Errorf("!Ref %s: not a resource or parameter of template.yaml", v.Ref)
 	case res.Type == "AWS::SQS::Queue":
 		return e.Queue(v.Ref), nil
+	case res.Type == "AWS::Events::EventBus":
+		return e.Bus(v.Ref), nil
 	case res.Type == "AWS::Serverless::Function":
 		return v.Ref, nil
 	}
