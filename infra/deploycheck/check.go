@@ -11,10 +11,11 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// placeholderRE is how samconfig.toml marks a value to fill in: the whole
-// value in angle brackets, such as <https://h5.example.com>. No parameter
-// of the template accepts one as a real value.
-var placeholderRE = regexp.MustCompile(`^<[^<>]*>$`)
+// placeholderRE is how samconfig.toml marks a value to fill in: angle
+// brackets, such as <https://h5.example.com>, wherever they are in the
+// value (" <x>", "<a>,<b>", "<x>/wx" are half-filled placeholders). No
+// parameter of the template accepts one as a real value.
+var placeholderRE = regexp.MustCompile(`<[^<>]*>`)
 
 // template is what the check reads of template.yaml: its parameters, in
 // order, and which of them a working stack needs (Metadata DeployCheck).

@@ -202,10 +202,11 @@ func decodeInto(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) 
 // untouched and once with crashes between the ledger write and the
 // publish. There, a fifth of the publisher's invocations die, half after
 // their PutEvents calls went out (a panic before answering) and half
-// midway (their time runs out with calls in flight); a PutEvents answer
-// is lost on the wire every 50 ms, and the send-worker loses the answer
-// to a ledger write every 100 ms, so it fails right after writing (the
-// functions' AWS fault proxy, /_dev/faults). It reports distinct event
+// midway (their time runs out with calls in flight); and up to every
+// 100 ms a PutEvents answer is lost on the wire (the SDK sends the events
+// again), and so is the answer to a ledger write, so that the send-worker
+// or follow-event fails right after writing (the functions' AWS fault
+// proxy, /_dev/faults). It reports distinct event
 // ids per ledger change (target exactly 1), changes with no event,
 // events with no change, duplicate deliveries, and the latency from the
 // ledger write (the stream record's time) to the event's arrival in the
@@ -215,7 +216,7 @@ func BenchmarkOutcomes(b *testing.B) {
 		name  string
 		crash float64       // share of publisher invocations that die
 		lose  time.Duration // how often an answer is lost
-	}{{"clean", 0, 0}, {"crashes", 0.2, 50 * time.Millisecond}} {
+	}{{"clean", 0, 0}, {"crashes", 0.2, 100 * time.Millisecond}} {
 		b.Run(bc.name, func(b *testing.B) {
 			for range b.N {
 				outcomeRun(b, 1000, bc.crash, bc.lose)
@@ -348,34 +349,31 @@ func outcomeRun(b *testing.B, n int, crash float64, lose time.Duration) {
 		}()
 	}
 
-	// Answers lost on the wire while the jobs run: one PutEvents answer
-	// per tick, one ledger write's every other tick (a rule not yet fired
-	// is replaced, not piled up).
+	// Answers lost on the wire while the jobs run: each tick arms the
+	// next lost answer of a PutEvents call and of a ledger write, unless
+	// the last one armed has not fired yet.
 	loseCtx, stopLosing := context.WithCancel(context.Background())
 	var losing sync.WaitGroup
-	var lost int
-	collect := func() {
-		for _, r := range s.faults.List() {
-			lost += r.Fired
-		}
-		s.faults.Clear()
-	}
 	if lose > 0 {
 		losing.Add(1)
 		go func() {
 			defer losing.Done()
-			defer collect()
 			t := time.NewTicker(lose)
 			defer t.Stop()
-			for i := 0; ; i++ {
+			for {
 				select {
 				case <-loseCtx.Done():
 					return
 				case <-t.C:
 				}
-				collect()
-				s.faults.Add(awsfault.Rule{Service: awsfault.EventBridge, Operation: "PutEvents", Count: 1, Error: awsfault.LostAnswer})
-				if i%2 == 0 {
+				pending := map[string]bool{}
+				for _, r := range s.faults.List() {
+					pending[r.Service] = pending[r.Service] || r.Fired == 0
+				}
+				if !pending[awsfault.EventBridge] {
+					s.faults.Add(awsfault.Rule{Service: awsfault.EventBridge, Operation: "PutEvents", Count: 1, Error: awsfault.LostAnswer})
+				}
+				if !pending[awsfault.DynamoDB] {
 					s.faults.Add(awsfault.Rule{Service: awsfault.DynamoDB, Operation: "UpdateItem", Match: `"SEND#`, Count: 1, Error: awsfault.LostAnswer})
 				}
 			}
@@ -419,6 +417,10 @@ func outcomeRun(b *testing.B, n int, crash float64, lose time.Duration) {
 	elapsed := time.Since(start)
 	stopReading()
 	readers.Wait()
+	lost := map[string]int{}
+	for _, r := range s.faults.List() {
+		lost[r.Service] += r.Fired
+	}
 
 	// The ledger's changes, from the table's stream.
 	changes := ledgerChanges(b, s)
@@ -459,7 +461,8 @@ func outcomeRun(b *testing.B, n int, crash float64, lose time.Duration) {
 	b.ReportMetric(pct(0.5), "ms-p50-write-to-queue")
 	b.ReportMetric(pct(0.99), "ms-p99-write-to-queue")
 	b.ReportMetric(float64(inj.panics.Load()+inj.timeouts.Load()), "publisher-crashes")
-	b.ReportMetric(float64(lost), "answers-lost")
+	b.ReportMetric(float64(lost[awsfault.EventBridge]), "putevents-answers-lost")
+	b.ReportMetric(float64(lost[awsfault.DynamoDB]), "ledger-write-answers-lost")
 	b.ReportMetric(elapsed.Seconds(), "s-total")
 }
 

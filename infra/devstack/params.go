@@ -34,10 +34,24 @@ func basePath(publicURL string) (string, error) {
 	if u.Path == "" || u.Path == "/" {
 		return "", nil
 	}
-	if !mappingPath.MatchString(u.Path) {
-		return "", fmt.Errorf("PublicUrl %q: the path %s cannot be an API mapping's (letters, digits and $-_.+!*'() in each segment)", publicURL, u.Path)
+	// The path as written: a percent-encoded one (/w%2Fx) would be served
+	// under its decoded form while the functions build URLs with the
+	// encoded one.
+	p := u.EscapedPath()
+	if !mappingPath.MatchString(p) {
+		return "", fmt.Errorf("PublicUrl %q: the path %s cannot be an API mapping's (letters, digits and $-_.+!*'() in each segment)", publicURL, p)
 	}
-	return u.Path, nil
+	first, _, _ := strings.Cut(p[1:], "/")
+	for seg := range strings.SplitSeq(p[1:], "/") {
+		if seg == "." || seg == ".." {
+			// Browsers and ServeMux resolve these: nothing could reach it.
+			return "", fmt.Errorf("PublicUrl %q: the path %s has a %s segment, which no request keeps", publicURL, p, seg)
+		}
+	}
+	if first == "_dev" {
+		return "", fmt.Errorf("PublicUrl %q: the path %s is under /_dev, the devstack's own console and API", publicURL, p)
+	}
+	return p, nil
 }
 
 // listenAddr is where a devstack without an address of its own listens:

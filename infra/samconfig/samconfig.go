@@ -118,18 +118,29 @@ type Override struct{ Key, Value string }
 // single-quoted or bare value (no spaces or double quotes unless escaped).
 var overrideRE = regexp.MustCompile(`^([A-Za-z0-9"']+)=("(?:\\.|[^"\\]+)*"|'(?:\\.|[^'\\]+)*'|(?:\\.|[^ "\\]+)+)`)
 
+// longOverrideRE is the CLI's other form of one pair,
+// ParameterKey=Key,ParameterValue=Value, which it prefers: a string with
+// one such pair anywhere is read in that form only.
+var longOverrideRE = regexp.MustCompile(`^ParameterKey=([A-Za-z0-9"']+),ParameterValue=("(?:\\.|[^"\\]+)*"|'(?:\\.|[^'\\]+)*'|(?:\\.|[^ "\\]+)+)`)
+
 // ParseOverrides parses a --parameter-overrides string, "Key=Value
-// Other=\"a value\"", as the SAM CLI does: wrapping quotes removed, "\ ",
-// "\"" and "\'" unescaped. Where the CLI would silently skip what it
-// cannot match, this is an error, as is a key given twice.
+// Other=\"a value\"" (or "ParameterKey=Key,ParameterValue=Value ..."), as
+// the SAM CLI does: wrapping quotes removed, "\ ", "\"" and "\'"
+// unescaped. Where the CLI would silently skip what it cannot match (in a
+// string of the long form, any Key=Value pair), this is an error, as is a
+// key given twice.
 func ParseOverrides(s string) ([]Override, error) {
 	var out []Override
 	seen := map[string]bool{}
 	rest := strings.TrimSpace(s)
+	re, form := overrideRE, "Key=Value pairs"
+	if strings.Contains(rest, "ParameterKey=") && strings.Contains(rest, ",ParameterValue=") {
+		re, form = longOverrideRE, "ParameterKey=Key,ParameterValue=Value pairs (the SAM CLI reads no Key=Value pair beside them)"
+	}
 	for rest != "" {
-		m := overrideRE.FindStringSubmatch(rest)
+		m := re.FindStringSubmatch(rest)
 		if m == nil || (len(m[0]) < len(rest) && rest[len(m[0])] != ' ') {
-			return nil, fmt.Errorf("cannot read %q: want Key=Value pairs separated by spaces, with \"double quotes\" around a value that has spaces", rest)
+			return nil, fmt.Errorf("cannot read %q: want %s separated by spaces, with \"double quotes\" around a value that has spaces", rest, form)
 		}
 		key := unquote(m[1])
 		if seen[key] {

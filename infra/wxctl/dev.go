@@ -21,23 +21,40 @@ const devDefault = "http://127.0.0.1:8080"
 
 // devArgs takes wxctl's own flag off the front of args: --dev (make dev at
 // its default address), --dev URL or --dev=URL. Without it, WXB_DEV names
-// the devstack. url is "" for a deployed stack.
+// the devstack. url is "" for a deployed stack. An address without a
+// scheme (127.0.0.1:9090, as WXB_DEV_ADDR is written) is http; --dev= with
+// nothing after it is --dev, never a deployed stack.
 func devArgs(args []string, getenv func(string) string) (url string, rest []string) {
-	url = strings.TrimSpace(getenv("WXB_DEV"))
+	url = devURLOf(getenv("WXB_DEV"))
 	if len(args) == 0 {
 		return url, args
 	}
 	switch a := args[0]; {
 	case a == "--dev" || a == "-dev":
-		if len(args) > 1 && (strings.HasPrefix(args[1], "http://") || strings.HasPrefix(args[1], "https://")) {
-			return strings.TrimRight(args[1], "/"), args[2:]
+		// No command has a ':' in its name: a next argument with one is
+		// the address.
+		if len(args) > 1 && strings.Contains(args[1], ":") {
+			return devURLOf(args[1]), args[2:]
 		}
 		return devDefault, args[1:]
 	case strings.HasPrefix(a, "--dev=") || strings.HasPrefix(a, "-dev="):
 		_, v, _ := strings.Cut(a, "=")
-		return strings.TrimRight(v, "/"), args[1:]
+		if url = devURLOf(v); url == "" {
+			url = devDefault
+		}
+		return url, args[1:]
 	}
-	return strings.TrimRight(url, "/"), args
+	return url, args
+}
+
+// devURLOf is a devstack address as given, with http:// when it has no
+// scheme and without a trailing slash.
+func devURLOf(s string) string {
+	s = strings.TrimRight(strings.TrimSpace(s), "/")
+	if s != "" && !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	return s
 }
 
 // devstack is what wxctl reads of the devstack's GET /_dev/config: every

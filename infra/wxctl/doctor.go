@@ -447,14 +447,23 @@ func (d *doctor) push(ctx context.Context, c config.Config) result {
 	case token == "":
 		return fail("put the Token in the configuration secret (see above)", "push URL %s: not checked: no official_account.token to sign the check with", d.stack.pushURL)
 	}
+	// Parsed before the signature is added: an error about the URL then
+	// quotes the URL as given, not the signed one.
+	target, err := url.Parse(d.stack.pushURL)
+	if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
+		return fail("pass -push-url with the URL in the OA console", "push URL %s: not an http(s) URL", d.stack.pushURL)
+	}
 	ts, nonce, echo := strconv.FormatInt(d.now().Unix(), 10), randomHex(5), randomHex(10)
-	q := url.Values{"signature": {push.Signature(token, ts, nonce)}, "timestamp": {ts}, "nonce": {nonce}, "echostr": {echo}}
-	target := d.stack.pushURL + "?" + q.Encode()
+	q := target.Query()
+	for k, v := range map[string]string{"signature": push.Signature(token, ts, nonce), "timestamp": ts, "nonce": nonce, "echostr": echo} {
+		q.Set(k, v)
+	}
+	target.RawQuery = q.Encode()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
 	if err != nil {
-		return fail("pass -push-url with the URL in the OA console", "push URL %s: %v", d.stack.pushURL, err)
+		return fail("pass -push-url with the URL in the OA console", "push URL %s: not a URL to check", d.stack.pushURL)
 	}
 	resp, err := d.http.Do(req)
 	if err != nil {

@@ -83,6 +83,42 @@ func TestSend(t *testing.T) {
 			t.Fatalf("job = %+v", job)
 		}
 	})
+	t.Run("oa_subscribe_customer_service_and_any", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			args []string
+			ok   func(notify.Job) bool
+		}{
+			{"text", []string{"-oa-subscribe", "tpl-oa-sub", "-oa-page", "https://shop.example.com/o/8812", "-data", "thing1=Blue kettle",
+				"-text", "Your kettle is on its way", "-channels", "any"}, func(j notify.Job) bool {
+				return j.Channels.Any() && j.OASubscribe.TemplateID == "tpl-oa-sub" && j.OASubscribe.Page == "https://shop.example.com/o/8812" &&
+					j.OASubscribe.Data["thing1"] == "Blue kettle" && j.CustomerService.Text == "Your kettle is on its way" && j.Template == nil
+			}},
+			{"card", []string{"-card", "title=Your order", "-card", "appid=wxmp0000000000001", "-card", "pagepath=pages/order?id=8812",
+				"-card", "thumb_media_id=MEDIA1", "-channels", "customer_service"}, func(j notify.Job) bool {
+				c := j.CustomerService.MiniProgramPage
+				return c != nil && c.Title == "Your order" && c.PagePath == "pages/order?id=8812" && c.ThumbMediaID == "MEDIA1" &&
+					j.CustomerService.Text == "" && len(j.Channels) == 1 && j.Channels[0] == notify.CustomerService
+			}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				var out, errOut bytes.Buffer
+				args := append([]string{"send", "-queue", url, "-id", "cs-" + tc.name, "-to", "external_id=8812"}, tc.args...)
+				if code := run(context.Background(), args, stdio{strings.NewReader(""), &out, &errOut}); code != 0 {
+					t.Fatalf("exit %d: %s", code, errOut.String())
+				}
+				if _, job := receive(t, c, url); !tc.ok(job) {
+					t.Fatalf("job = %+v", job)
+				}
+			})
+		}
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), []string{"send", "-queue", url, "-id", "x", "-to", "external_id=1", "-card", "colour=red"},
+			stdio{strings.NewReader(""), &out, &errOut})
+		if code != 1 || !strings.Contains(errOut.String(), "colour") {
+			t.Fatalf("an unknown card field: exit %d, %q", code, errOut.String())
+		}
+	})
 	t.Run("json_on_stdin", func(t *testing.T) {
 		body := `{"id":"j2","to":{"uid":"01H"},"template":{"template_id":"t","data":{"thing1":"x"}}}`
 		var out, errOut bytes.Buffer

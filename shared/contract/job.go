@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -26,19 +27,75 @@ const (
 	// Subscribe is the mini program's subscribe message: it needs a
 	// one-time consent from the person, which the send uses up.
 	Subscribe Channel = "subscribe"
+	// OASubscribe is the official account's subscribe notification (订阅通知):
+	// it needs the person's consent for the template, one-time (used up by
+	// the send) or long-term.
+	OASubscribe Channel = "oa_subscribe"
+	// CustomerService is the official account's customer-service message:
+	// only within 48 hours of the person's last interaction with the
+	// account, and only a few per interaction.
+	CustomerService Channel = "customer_service"
+	// Any, as the whole of a job's channels (JSON "channels": "any"), lets
+	// wxbridge choose among the channels the job has a message for.
+	Any Channel = "any"
 )
+
+// channels are the channels a job can name, in the default order.
+var channels = []Channel{Template, Subscribe, OASubscribe, CustomerService}
+
+// ChannelList is a job's channels: in JSON either a list of channels in
+// order of preference or the string "any", which decodes to
+// ChannelList{Any}.
+type ChannelList []Channel
+
+// Any reports whether the list is "any": wxbridge chooses.
+func (l ChannelList) Any() bool { return len(l) == 1 && l[0] == Any }
+
+// MarshalJSON writes "any" for ChannelList{Any}, else the list.
+func (l ChannelList) MarshalJSON() ([]byte, error) {
+	if l.Any() {
+		return []byte(`"any"`), nil
+	}
+	return json.Marshal([]Channel(l))
+}
+
+// UnmarshalJSON reads a list of channels or the string "any". "any" inside
+// a list is refused: it stands alone.
+func (l *ChannelList) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		if Channel(s) != Any {
+			return &FieldError{Field: "channels", Problem: `must be a list of channels or "any"`}
+		}
+		*l = ChannelList{Any}
+		return nil
+	}
+	var list []Channel
+	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) || json.Unmarshal(b, &list) != nil {
+		return &json.UnmarshalTypeError{Value: "channels", Type: reflect.TypeFor[ChannelList](), Field: "channels"}
+	}
+	if i := slices.Index(list, Any); i >= 0 {
+		return &FieldError{Field: fmt.Sprintf("channels[%d]", i), Problem: `is "any", which stands alone: "channels": "any"`}
+	}
+	*l = list
+	return nil
+}
 
 // Job is one notification to one person.
 type Job struct {
 	// ID is the idempotency key: a job id is sent at most once, however
 	// often it is enqueued or delivered. At most 128 characters.
-	ID        string            `json:"id"`
-	To        Recipient         `json:"to"`
-	Template  *TemplateMessage  `json:"template,omitempty"`
-	Subscribe *SubscribeMessage `json:"subscribe,omitempty"`
+	ID              string                  `json:"id"`
+	To              Recipient               `json:"to"`
+	Template        *TemplateMessage        `json:"template,omitempty"`
+	Subscribe       *SubscribeMessage       `json:"subscribe,omitempty"`
+	OASubscribe     *OASubscribeMessage     `json:"oa_subscribe,omitempty"`
+	CustomerService *CustomerServiceMessage `json:"customer_service,omitempty"`
 	// Channels is the order of preference; empty means every channel the
-	// job has a message for, template first.
-	Channels []Channel `json:"channels,omitempty"`
+	// job has a message for, in the order template, subscribe,
+	// oa_subscribe, customer_service; ChannelList{Any} lets wxbridge
+	// choose (see Plan).
+	Channels ChannelList `json:"channels,omitempty"`
 	// ExpiresAt, when set, is when the notification stops being worth
 	// sending: a job found later is recorded EXPIRED, not sent.
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
@@ -80,17 +137,65 @@ type SubscribeMessage struct {
 	Lang             string            `json:"lang,omitempty"`              // zh_CN (default), en_US, zh_HK, zh_TW
 }
 
-// Plan returns the channels to try, in order.
+// OASubscribeMessage is the job's official-account subscribe notification.
+type OASubscribeMessage struct {
+	TemplateID string `json:"template_id"`
+	// Page is the web page (an http or https URL) the notification opens;
+	// MiniProgram, when set, opens a mini-program page instead.
+	Page        string           `json:"page,omitempty"`
+	MiniProgram *MiniProgramLink `json:"miniprogram,omitempty"`
+	// Data values must fit the limit of their key's type, as for the mini
+	// program's subscribe messages: see Validate.
+	Data map[string]string `json:"data"`
+}
+
+// CustomerServiceMessage is the job's customer-service message: exactly one
+// of Text and MiniProgramPage.
+type CustomerServiceMessage struct {
+	// Text is at most MaxTextLength characters.
+	Text            string           `json:"text,omitempty"`
+	MiniProgramPage *MiniProgramCard `json:"miniprogrampage,omitempty"`
+}
+
+// MiniProgramCard is a mini-program card sent as a customer-service message.
+type MiniProgramCard struct {
+	Title    string `json:"title"`
+	AppID    string `json:"appid"`
+	PagePath string `json:"pagepath"`
+	// ThumbMediaID is the card's picture: a media id the official account
+	// uploaded.
+	ThumbMediaID string `json:"thumb_media_id"`
+}
+
+// Has reports whether the job has a message for channel c.
+func (j Job) Has(c Channel) bool {
+	switch c {
+	case Template:
+		return j.Template != nil
+	case Subscribe:
+		return j.Subscribe != nil
+	case OASubscribe:
+		return j.OASubscribe != nil
+	case CustomerService:
+		return j.CustomerService != nil
+	}
+	return false
+}
+
+// Plan returns the channels to try, in order: the job's channels, or,
+// when it names none or "any", every channel it has a message for in the
+// default order (template, subscribe, oa_subscribe, customer_service). For
+// "any" (Channels.Any) the worker reorders them by what each costs and
+// whether it can reach the person.
 func (j Job) Plan() []Channel {
-	if len(j.Channels) > 0 {
+	if len(j.Channels) > 0 && !j.Channels.Any() {
 		return j.Channels
 	}
 	var out []Channel
-	if j.Template != nil {
-		out = append(out, Template)
-	}
-	if j.Subscribe != nil {
-		out = append(out, Subscribe)
+	for _, c := range channels {
+		if j.Has(c) {
+			out = append(out, c)
+		}
 	}
 	return out
 }
@@ -137,7 +242,12 @@ func Parse(b []byte) (Job, error) {
 func decodeError(err error) error {
 	var te *json.UnmarshalTypeError
 	var pe *time.ParseError
+	var fe *FieldError
 	switch {
+	case errors.As(err, &fe):
+		return fe
+	case errors.As(err, &te) && te.Type == reflect.TypeFor[ChannelList]():
+		return &FieldError{Field: "channels", Problem: `must be a list of channels or "any"`}
 	case errors.As(err, &te):
 		field := te.Field
 		if field == "" {
@@ -153,7 +263,8 @@ func decodeError(err error) error {
 }
 
 // objects are the job's nested objects, by path.
-var objects = []string{"", "to", "template", "template.miniprogram", "subscribe", "template.data", "subscribe.data"}
+var objects = []string{"", "to", "template", "template.miniprogram", "subscribe", "oa_subscribe", "oa_subscribe.miniprogram",
+	"customer_service", "customer_service.miniprogrampage", "template.data", "subscribe.data", "oa_subscribe.data"}
 
 // locate turns the decoder's bare field names into paths: an unknown field
 // "email" becomes "to.email", a non-string data value "template.data"
@@ -203,11 +314,15 @@ func locate(b []byte, err error) error {
 // known reports whether key is a field of the object at path.
 func known(path, key string) bool {
 	fields := map[string][]string{
-		"":                     {"id", "to", "template", "subscribe", "channels", "expires_at"},
-		"to":                   recipientFieldNames,
-		"template":             {"template_id", "url", "miniprogram", "data"},
-		"template.miniprogram": {"appid", "pagepath"},
-		"subscribe":            {"template_id", "page", "data", "miniprogram_state", "lang"},
+		"":                                 {"id", "to", "template", "subscribe", "oa_subscribe", "customer_service", "channels", "expires_at"},
+		"to":                               recipientFieldNames,
+		"template":                         {"template_id", "url", "miniprogram", "data"},
+		"template.miniprogram":             {"appid", "pagepath"},
+		"subscribe":                        {"template_id", "page", "data", "miniprogram_state", "lang"},
+		"oa_subscribe":                     {"template_id", "page", "miniprogram", "data"},
+		"oa_subscribe.miniprogram":         {"appid", "pagepath"},
+		"customer_service":                 {"text", "miniprogrampage"},
+		"customer_service.miniprogrampage": {"title", "appid", "pagepath", "thumb_media_id"},
 	}
 	return slices.Contains(fields[path], key)
 }

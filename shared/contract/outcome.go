@@ -14,15 +14,15 @@ type Status string
 
 // The states. INPROGRESS is the only one that changes by itself (its lease
 // runs out) and the only one no outcome event carries; SENT changes once
-// more when WeChat reports a template message's delivery; the others are
-// final.
+// more when WeChat reports the delivery of a template message or an
+// official-account subscribe notification; the others are final.
 const (
 	InProgress    Status = "INPROGRESS"    // claimed by a worker, or waiting to be retried
-	Sent          Status = "SENT"          // WeChat accepted it (template messages: msgid)
+	Sent          Status = "SENT"          // WeChat accepted it (template messages and OA subscribe notifications: msgid)
 	Failed        Status = "FAILED"        // it will not be sent: errcode, rid and class say why
 	Undeliverable Status = "UNDELIVERABLE" // the person cannot be reached on any allowed channel
 	Expired       Status = "EXPIRED"       // found after its expires_at
-	Delivered     Status = "DELIVERED"     // WeChat reported the template message delivered
+	Delivered     Status = "DELIVERED"     // WeChat reported the message delivered
 	Blocked       Status = "BLOCKED"       // WeChat reported the person refuses the account's messages
 	// Unknown: an attempt on channel went out and no answer came back (it
 	// was lost, or the worker stopped), so the message may or may not have
@@ -88,8 +88,8 @@ type Outcome struct {
 	EventID string `json:"event_id"`
 	JobID   string `json:"job_id"`
 	Status  Status `json:"status"`
-	// Final is false only for SENT, which a template message's delivery
-	// report may still change.
+	// Final is false only for SENT, which a delivery report may still
+	// change.
 	Final   bool    `json:"final"`
 	Channel Channel `json:"channel,omitempty"`
 	MsgID   string  `json:"msgid,omitempty"`
@@ -97,13 +97,14 @@ type Outcome struct {
 	RID     string  `json:"rid,omitempty"`
 	Class   string  `json:"class,omitempty"`
 	Reason  string  `json:"reason,omitempty"`
-	// Tried has one Try per channel wxbridge called, in the order first
-	// called, each with that channel's latest answer: a retry that calls
-	// a channel again replaces its Try (Attempts counts retries).
+	// Tried has one Try per channel wxbridge called or skipped, in the
+	// order first considered, each with that channel's latest answer: a
+	// retry that calls a channel again replaces its Try (Attempts counts
+	// retries).
 	Tried    []Try `json:"tried,omitempty"`
 	Attempts int   `json:"attempts"`
-	// Report is WeChat's delivery report of a template message
-	// ("success", "failed:user block", ...).
+	// Report is WeChat's delivery report of a template message or an OA
+	// subscribe notification ("success", "failed:user block", ...).
 	Report string `json:"report,omitempty"`
 	// To is the recipient as the job named it; UID the person wxbridge
 	// resolved it to.

@@ -47,7 +47,14 @@ func compile(t *testing.T, file string) *jsonschema.Schema {
 const base = `{"id":"order-8812-shipped","to":{"external_id":"8812"},
  "template":{"template_id":"tpl-oa","url":"https://shop.example.com/o/8812","miniprogram":{"appid":"wx5a0dbe0c0de00001","pagepath":"pages/o?id=8812"},"data":{"thing1":"Blue kettle","keyword2":"anything at all, template lines are cut by WeChat"}},
  "subscribe":{"template_id":"tpl-mp","page":"pages/o?id=8812","miniprogram_state":"formal","lang":"zh_CN","data":{"thing1":"Blue kettle"}},
+ "oa_subscribe":{"template_id":"tpl-oas","page":"https://shop.example.com/o/8812","miniprogram":{"appid":"wx5a0dbe0c0de00001","pagepath":"pages/o?id=8812"},"data":{"thing1":"Blue kettle","phrase2":"已发货"}},
+ "customer_service":{"text":"Your Blue kettle is on its way."},
  "channels":["template","subscribe"],"expires_at":"2026-11-22T00:00:00Z"}`
+
+// card is a valid customer-service mini-program card.
+func card() map[string]any {
+	return map[string]any{"title": "Your order", "appid": "wx5a0dbe0c0de00001", "pagepath": "pages/o?id=8812", "thumb_media_id": "MEDIA1"}
+}
 
 // with returns base with the JSON at path (dot-separated) replaced by v, or
 // removed when v is nil.
@@ -115,6 +122,39 @@ func TestSchemaAndGoAgree(t *testing.T) {
 		{"bad_lang", with(t, "subscribe.lang", "fr_FR"), "subscribe.lang"},
 		{"expires_not_rfc3339", with(t, "expires_at", "2026-11-22 00:00:00"), "expires_at"},
 		{"expires_bad_month", with(t, "expires_at", "2026-13-22T00:00:00Z"), "expires_at"},
+
+		// The official account's subscribe notifications and customer-service
+		// messages, and "channels": "any".
+		{"valid_any", with(t, "channels", "any"), ""},
+		{"valid_all_four_in_order", with(t, "channels", []any{"customer_service", "oa_subscribe", "subscribe", "template"}), ""},
+		{"valid_oa_subscribe_only", `{"id":"a","to":{"oa_openid":"o1"},"oa_subscribe":{"template_id":"t","data":{"thing1":"x"}},"channels":["oa_subscribe"]}`, ""},
+		{"valid_customer_service_only", `{"id":"a","to":{"oa_openid":"o1"},"customer_service":{"text":"hi"},"channels":"any"}`, ""},
+		{"valid_card", with(t, "customer_service", map[string]any{"miniprogrampage": card()}), ""},
+		{"valid_card_with_empty_text", with(t, "customer_service", map[string]any{"text": "", "miniprogrampage": card()}), ""},
+		{"valid_text_512_characters", with(t, "customer_service", map[string]any{"text": strings.Repeat("字", 512)}), ""},
+		{"any_inside_a_list", with(t, "channels", []any{"template", "any"}), "channels[1]"},
+		{"any_alone_in_a_list", with(t, "channels", []any{"any"}), "channels[0]"},
+		{"channels_other_string", with(t, "channels", "all"), "channels"},
+		{"channels_a_number", with(t, "channels", 3), "channels"},
+		{"channels_an_object", with(t, "channels", map[string]any{"any": true}), "channels"},
+		{"oa_subscribe_listed_without_message", `{"id":"a","to":{"uid":"u"},"template":{"template_id":"t","data":{"k":"x"}},"channels":["template","oa_subscribe"]}`, "oa_subscribe"},
+		{"customer_service_listed_without_message", `{"id":"a","to":{"uid":"u"},"template":{"template_id":"t","data":{"k":"x"}},"channels":["customer_service"]}`, "customer_service"},
+		{"oa_subscribe_without_id", with(t, "oa_subscribe.template_id", nil), "oa_subscribe.template_id"},
+		{"oa_subscribe_without_data", with(t, "oa_subscribe.data", nil), "oa_subscribe.data"},
+		{"oa_subscribe_page_not_a_url", with(t, "oa_subscribe.page", "pages/o?id=8812"), "oa_subscribe.page"},
+		{"oa_subscribe_miniprogram_without_appid", with(t, "oa_subscribe.miniprogram", map[string]any{"pagepath": "p"}), "oa_subscribe.miniprogram.appid"},
+		{"oa_subscribe_unknown_field", with(t, "oa_subscribe.url", "https://a.example"), "oa_subscribe.url"},
+		{"oa_subscribe_thing_too_long", with(t, "oa_subscribe.data", data("thing1", strings.Repeat("字", 21))), "oa_subscribe.data.thing1"},
+		{"oa_subscribe_phrase_not_chinese", with(t, "oa_subscribe.data", data("phrase2", "shipped")), "oa_subscribe.data.phrase2"},
+		{"oa_subscribe_value_not_string", with(t, "oa_subscribe.data", map[string]any{"thing1": true}), "oa_subscribe.data.thing1"},
+		{"customer_service_empty", with(t, "customer_service", map[string]any{}), "customer_service"},
+		{"customer_service_empty_text", with(t, "customer_service", map[string]any{"text": ""}), "customer_service"},
+		{"customer_service_text_and_card", with(t, "customer_service", map[string]any{"text": "hi", "miniprogrampage": card()}), "customer_service"},
+		{"customer_service_text_too_long", with(t, "customer_service", map[string]any{"text": strings.Repeat("字", 513)}), "customer_service.text"},
+		{"customer_service_unknown_type", with(t, "customer_service", map[string]any{"image": map[string]any{"media_id": "m"}}), "customer_service.image"},
+		{"card_without_thumb", with(t, "customer_service", map[string]any{"miniprogrampage": func() map[string]any { c := card(); delete(c, "thumb_media_id"); return c }()}), "customer_service.miniprogrampage.thumb_media_id"},
+		{"card_empty_title", with(t, "customer_service", map[string]any{"miniprogrampage": func() map[string]any { c := card(); c["title"] = ""; return c }()}), "customer_service.miniprogrampage.title"},
+		{"card_unknown_field", with(t, "customer_service", map[string]any{"miniprogrampage": func() map[string]any { c := card(); c["url"] = "https://a.example"; return c }()}), "customer_service.miniprogrampage.url"},
 	}
 	// A job with neither message.
 	cases[14].job = `{"id":"a","to":{"uid":"u"}}`

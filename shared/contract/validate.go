@@ -17,6 +17,11 @@ const maxKeyLength = 128
 // maxLinkLength bounds URLs and pages.
 const maxLinkLength = 1024
 
+// MaxTextLength is the longest customer-service text, in characters: any
+// text this long fits the platform's limit of 2048 bytes (45002 past it),
+// whatever its characters.
+const MaxTextLength = 512
+
 // The patterns below are written once, as the strings that both Go's regexp
 // and the JSON Schema file (ECMA-262 regular expressions) use; a test feeds
 // the same jobs to both. han is the CJK Unified Ideographs and Extension A.
@@ -133,8 +138,8 @@ func Validate(j Job) error {
 	if keys != 1 {
 		return bad("to", "must have exactly one of %s", strings.Join(recipientFieldNames, ", "))
 	}
-	if j.Template == nil && j.Subscribe == nil {
-		return bad("template", "or subscribe is required")
+	if !slices.ContainsFunc(channels, j.Has) {
+		return bad("template", "or subscribe, oa_subscribe or customer_service is required")
 	}
 	if m := j.Template; m != nil {
 		if err := checkTemplateID("template.template_id", m.TemplateID); err != nil {
@@ -143,13 +148,8 @@ func Validate(j Job) error {
 		if m.URL != "" && (len(m.URL) > maxLinkLength || !urlPattern.MatchString(m.URL)) {
 			return bad("template.url", "must be an http(s) URL of at most %d characters", maxLinkLength)
 		}
-		if mp := m.MiniProgram; mp != nil {
-			if mp.AppID == "" || utf8.RuneCountInString(mp.AppID) > maxKeyLength {
-				return bad("template.miniprogram.appid", "is required")
-			}
-			if utf8.RuneCountInString(mp.PagePath) > maxLinkLength {
-				return bad("template.miniprogram.pagepath", "must be at most %d characters", maxLinkLength)
-			}
+		if err := checkMiniProgram("template.miniprogram", m.MiniProgram); err != nil {
+			return err
 		}
 		if err := checkData("template.data", m.Data, false); err != nil {
 			return err
@@ -172,21 +172,76 @@ func Validate(j Job) error {
 			return err
 		}
 	}
+	if m := j.OASubscribe; m != nil {
+		if err := checkTemplateID("oa_subscribe.template_id", m.TemplateID); err != nil {
+			return err
+		}
+		if m.Page != "" && (len(m.Page) > maxLinkLength || !urlPattern.MatchString(m.Page)) {
+			return bad("oa_subscribe.page", "must be an http(s) URL of at most %d characters", maxLinkLength)
+		}
+		if err := checkMiniProgram("oa_subscribe.miniprogram", m.MiniProgram); err != nil {
+			return err
+		}
+		if err := checkData("oa_subscribe.data", m.Data, true); err != nil {
+			return err
+		}
+	}
+	if m := j.CustomerService; m != nil {
+		switch {
+		case (m.Text == "") == (m.MiniProgramPage == nil):
+			return bad("customer_service", "must have exactly one of text and miniprogrampage")
+		case utf8.RuneCountInString(m.Text) > MaxTextLength:
+			return bad("customer_service.text", "must be at most %d characters", MaxTextLength)
+		}
+		if c := m.MiniProgramPage; c != nil {
+			for _, f := range []struct{ name, v string }{{"title", c.Title}, {"appid", c.AppID}, {"pagepath", c.PagePath}, {"thumb_media_id", c.ThumbMediaID}} {
+				limit := maxKeyLength
+				if f.name == "pagepath" {
+					limit = maxLinkLength
+				}
+				if f.v == "" || utf8.RuneCountInString(f.v) > limit {
+					return bad("customer_service.miniprogrampage."+f.name, "is required, at most %d characters", limit)
+				}
+			}
+		}
+	}
 	if j.Channels != nil && len(j.Channels) == 0 {
 		return bad("channels", "must not be empty (leave it out for the default order)")
+	}
+	if j.Channels.Any() {
+		return nil
 	}
 	for i, c := range j.Channels {
 		field := fmt.Sprintf("channels[%d]", i)
 		switch {
-		case c != Template && c != Subscribe:
-			return bad(field, "must be %q or %q", Template, Subscribe)
+		case !slices.Contains(channels, c):
+			return bad(field, "must be one of %s", channelNames())
 		case slices.Contains(j.Channels[:i], c):
 			return bad(field, "repeats %q", c)
-		case c == Template && j.Template == nil:
-			return bad("template", "is required when channels lists it")
-		case c == Subscribe && j.Subscribe == nil:
-			return bad("subscribe", "is required when channels lists it")
+		case !j.Has(c):
+			return bad(string(c), "is required when channels lists it")
 		}
+	}
+	return nil
+}
+
+func channelNames() string {
+	names := make([]string, len(channels))
+	for i, c := range channels {
+		names[i] = string(c)
+	}
+	return strings.Join(names, ", ")
+}
+
+func checkMiniProgram(field string, mp *MiniProgramLink) error {
+	if mp == nil {
+		return nil
+	}
+	if mp.AppID == "" || utf8.RuneCountInString(mp.AppID) > maxKeyLength {
+		return &FieldError{Field: field + ".appid", Problem: "is required"}
+	}
+	if utf8.RuneCountInString(mp.PagePath) > maxLinkLength {
+		return &FieldError{Field: field + ".pagepath", Problem: fmt.Sprintf("must be at most %d characters", maxLinkLength)}
 	}
 	return nil
 }

@@ -13,19 +13,26 @@ import "wxbridge/shared/contract"
 // The job contract lives in shared/contract, which a business imports
 // alone; these names keep the sender's code reading as before.
 type (
-	Job              = contract.Job
-	Recipient        = contract.Recipient
-	TemplateMessage  = contract.TemplateMessage
-	SubscribeMessage = contract.SubscribeMessage
-	MiniProgramLink  = contract.MiniProgramLink
-	Channel          = contract.Channel
-	FieldError       = contract.FieldError
+	Job                    = contract.Job
+	Recipient              = contract.Recipient
+	TemplateMessage        = contract.TemplateMessage
+	SubscribeMessage       = contract.SubscribeMessage
+	OASubscribeMessage     = contract.OASubscribeMessage
+	CustomerServiceMessage = contract.CustomerServiceMessage
+	MiniProgramLink        = contract.MiniProgramLink
+	Channel                = contract.Channel
+	FieldError             = contract.FieldError
 )
 
 // The channels.
 const (
-	Template  = contract.Template
-	Subscribe = contract.Subscribe
+	Template        = contract.Template
+	Subscribe       = contract.Subscribe
+	OASubscribe     = contract.OASubscribe
+	CustomerService = contract.CustomerService
+	// Any, as a job's channels, lets wxbridge choose: the cheapest channel
+	// that can reach the person first.
+	Any = contract.Any
 )
 
 // MaxIDLength is the longest job id, in characters.

@@ -59,7 +59,9 @@ type Entry struct {
 	// by Record). Tried holds one Try per channel wxbridge called, in the
 	// order first called, each with that channel's latest answer: a retry
 	// that calls a channel again replaces its Try, so the list never grows
-	// with retries (Attempts counts those). Outcome events carry both.
+	// with retries (Attempts counts those). A channel skipped (known not to
+	// reach the person) has a Try too, unless an answer of its own is
+	// there already. Outcome events carry both.
 	To         *contract.Recipient `dynamodbav:"to,omitempty"`
 	Tried      []contract.Try      `dynamodbav:"tried,omitempty"`
 	CreatedAt  time.Time           `dynamodbav:"created_at"`
@@ -97,8 +99,9 @@ type DB interface {
 //	            the sparse MsgKey index by which a delivery report finds it
 //	to          the recipient as the job named it (a map: uid, external_id,
 //	            unionid, oa_openid or mp_openid)
-//	tried       a list, one map per channel called: channel, outcome (sent,
-//	            failed, unknown), errcode, rid, class, reason (Entry.Tried)
+//	tried       a list, one map per channel called or skipped: channel,
+//	            outcome (sent, failed, unknown, skipped), errcode, rid,
+//	            class, reason (Entry.Tried)
 //	attempts, uid, channel, msgid, errcode, rid, class, reason, report,
 //	created_at, updated_at, reported_at, ttl
 //
@@ -395,10 +398,12 @@ func (l *Ledger) Settle(ctx context.Context, jobID string, c Claim, r result) er
 }
 
 // SettleSent records a claimed job SENT on channel; for a template
-// message, appid and msgid are what its delivery report will carry.
+// message or an OA subscribe notification, appid and msgid are what its
+// delivery report (TEMPLATESENDJOBFINISH, subscribe_msg_sent_event) will
+// carry. A send without a msgid cannot be matched to its report.
 func (l *Ledger) SettleSent(ctx context.Context, jobID string, c Claim, channel Channel, appid, msgid string) error {
 	r := result{Status: Sent, Channel: channel, MsgID: msgid}
-	if channel == Template {
+	if (channel == Template || channel == OASubscribe) && msgid != "" {
 		r.MsgKey = msgKey(appid, msgid)
 	}
 	return l.Settle(ctx, jobID, c, r)
@@ -468,7 +473,8 @@ func (l *Ledger) try(ctx context.Context, jobID string, c Claim, channel Channel
 // earlier attempt may have sent it (trying): then it returns that entry and
 // changes nothing. One conditional write. An entry an earlier attempt
 // released keeps its created_at, attempts, tried and uid (when uid is
-// empty); its other outcome fields give way to r's. A non-nil to is
+// empty); its other outcome fields give way to r's, and r's tries (the
+// channels skipped) become its tried only when it had none. A non-nil to is
 // recorded as the job's recipient.
 func (l *Ledger) Record(ctx context.Context, jobID, uid string, to *Recipient, r result) (Entry, bool, error) {
 	now := l.Now()
@@ -490,6 +496,16 @@ func (l *Ledger) Record(ctx context.Context, jobID, uid string, to *Recipient, r
 		}
 		set += ", #to = :to"
 		values[":to"], n["#to"] = v, ledgerNames["#to"]
+	}
+	if len(r.tries) > 0 {
+		// The channels skipped: an earlier attempt's answers, when the
+		// entry has them, say more and stay.
+		v, err := attributevalue.Marshal(r.tries)
+		if err != nil {
+			return Entry{}, false, fmt.Errorf("notify: record %s: %w", jobID, err)
+		}
+		set += ", #tries = if_not_exists(#tries, :tries)"
+		values[":tries"], n["#tries"] = v, ledgerNames["#tries"]
 	}
 	// Whatever a released attempt left goes (removing an absent attribute
 	// is no error), and so does a lease that ran out.

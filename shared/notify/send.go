@@ -16,6 +16,7 @@ import (
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
 	"wxbridge/shared/queue"
+	"wxbridge/shared/reach"
 	"wxbridge/shared/wechat"
 )
 
@@ -30,6 +31,16 @@ type People interface {
 type WeChat interface {
 	SendTemplate(ctx context.Context, appid string, m wechat.TemplateMessage) (string, error)
 	SendSubscribe(ctx context.Context, appid string, m wechat.SubscribeMessage) error
+	SendOASubscribe(ctx context.Context, appid string, m wechat.OASubscribeMessage) (string, error)
+	SendCustom(ctx context.Context, appid string, m wechat.CustomMessage) error
+}
+
+// Reach is what wxbridge knows of how each person can be reached
+// (shared/reach): consents and the customer-service window.
+type Reach interface {
+	Get(ctx context.Context, keys ...reach.Key) (map[reach.Key]reach.State, error)
+	Use(ctx context.Context, k reach.Key, templateID string) error
+	Lost(ctx context.Context, k reach.Key, templateID string) error
 }
 
 // DefaultRecipientWait is how long a job addressed to someone wxbridge has
@@ -39,18 +50,25 @@ type WeChat interface {
 const DefaultRecipientWait = 15 * time.Minute
 
 // Sender sends jobs: it resolves the recipient, claims the job in the
-// ledger, tries the channels in order and records the outcome.
+// ledger, tries the channels in order and records the outcome. A channel
+// wxbridge knows cannot reach the person (not following, no consent left,
+// the customer-service window closed) is skipped without calling WeChat;
+// with "channels": "any" the cheapest reachable channel goes first
+// (plan.go).
 //
 // A job is delivered at most once, on at most one channel. When an attempt
 // gets no answer (a timeout, a dropped connection: WeChat may have sent
 // it), the job never moves to another channel: a template message is sent
 // again on the same channel while WeChat's client_msg_id still deduplicates
-// it (10 minutes), and is otherwise settled UNKNOWN; a subscribe message,
-// which has no such dedup, is settled UNKNOWN at once.
+// it (10 minutes), and is otherwise settled UNKNOWN; a message of the other
+// channels, which have no such dedup, is settled UNKNOWN at once.
 type Sender struct {
 	People People
 	Ledger *Ledger
 	WeChat WeChat
+	// Reach knows consents and interactions; nil knows nothing (every
+	// channel the person has an identity for is tried).
+	Reach Reach
 	// The apps the channels send from; an empty appid disables its channel.
 	OfficialAccount string
 	MiniProgram     string
@@ -137,18 +155,55 @@ func (s *Sender) Send(ctx context.Context, job Job, at Attempt) Result {
 	case err != nil:
 		return s.storeRetry(job.ID, "", at, err)
 	}
-	steps, why := s.plan(job, p)
-	if len(steps) == 0 {
-		return s.record(ctx, job.ID, p.UID, &job.To, result{Status: Undeliverable, Reason: strings.Join(why, "; ")}, at)
+	opts := s.options(job, p, s.known(ctx, job, p), now)
+	first := slices.IndexFunc(opts, func(o option) bool { return o.skip == "" })
+	if first < 0 {
+		r := result{Status: Undeliverable, Reason: strings.Join(skipReasons(opts), "; ")}
+		for _, o := range opts {
+			r.tries = append(r.tries, o.skipped())
+		}
+		return s.record(ctx, job.ID, p.UID, &job.To, r, at)
 	}
-	c, err := s.Ledger.claim(ctx, job.ID, p.UID, at.Lease, steps[0].channel, &job.To)
+	c, err := s.Ledger.claim(ctx, job.ID, p.UID, at.Lease, opts[first].channel, &job.To)
 	if res, ok := s.notClaimed(job.ID, p.UID, c, err, at); !ok {
 		return res
 	}
 	if c.Uncertain != "" {
-		return s.resume(ctx, job, p.UID, c, steps, at)
+		return s.resume(ctx, job, p.UID, c, opts, at)
 	}
-	return s.attempt(ctx, job, p.UID, c, steps, why, at)
+	return s.attempt(ctx, job, p.UID, c, opts, at)
+}
+
+// known is what the reach store knows of p for job: nothing when there is
+// no store, or when it cannot be read (every channel is then tried, and
+// WeChat's answers say what the store would have).
+func (s *Sender) known(ctx context.Context, job Job, p identity.Person) map[reach.Key]reach.State {
+	keys := s.reachKeys(job, p)
+	if s.Reach == nil || len(keys) == 0 {
+		return nil
+	}
+	known, err := s.Reach.Get(ctx, keys...)
+	if err != nil {
+		s.Log.WarnContext(ctx, "reach state not read: trying every channel", "outcome", "not_read", "error", err)
+		return nil
+	}
+	return known
+}
+
+// skipReasons lists why the options skipped cannot reach the person.
+func skipReasons(opts []option) []string {
+	var why []string
+	for _, o := range opts {
+		if o.skip != "" {
+			why = append(why, string(o.channel)+": "+o.skip)
+		}
+	}
+	return why
+}
+
+// skipped is the Try of a channel not called.
+func (o option) skipped() contract.Try {
+	return contract.Try{Channel: o.channel, Outcome: contract.TrySkipped, Reason: o.skip}
 }
 
 // notClaimed is the result of a claim that did not give the caller the
@@ -183,37 +238,49 @@ func (s *Sender) storeRetry(jobID, uid string, at Attempt, err error) Result {
 // answer: that attempt may have sent it, so no other channel is tried. A
 // template message goes out again with the same client_msg_id while WeChat
 // still deduplicates it (if the earlier one was sent, WeChat sends nothing
-// new and answers its msgid); a subscribe message has no such dedup and
+// new and answers its msgid); the other channels have no such dedup and
 // would reach the person twice, so the job is settled UNKNOWN.
-func (s *Sender) resume(ctx context.Context, job Job, uid string, c Claim, steps []step, at Attempt) Result {
+func (s *Sender) resume(ctx context.Context, job Job, uid string, c Claim, opts []option, at Attempt) Result {
 	unknown := result{Status: Unknown, Channel: c.Uncertain, Class: "interrupted",
 		Reason: string(c.Uncertain) + ": an earlier attempt was interrupted before WeChat's answer (lost, or its worker stopped); it may have sent the message"}
-	i := slices.IndexFunc(steps, func(st step) bool { return st.channel == c.Uncertain })
+	i := slices.IndexFunc(opts, func(o option) bool { return o.channel == c.Uncertain && o.skip == "" })
 	switch {
 	case c.Uncertain != Template:
-		unknown.Reason += "; a subscribe message cannot be sent again safely"
+		unknown.Reason += "; a " + string(c.Uncertain) + " message cannot be sent again safely"
 	case i < 0:
 		unknown.Reason += "; the template channel no longer reaches the person"
 	case !s.canResend(c.UncertainSince):
 		unknown.Reason += "; past WeChat's 10-minute client_msg_id window"
 	default:
-		return s.attempt(ctx, job, uid, c, steps[i:i+1], nil, at)
+		return s.attempt(ctx, job, uid, c, opts[i:i+1], at)
 	}
 	return s.settle(ctx, job.ID, uid, c, unknown.after(nil, contract.TryUnknown), at)
 }
 
-// attempt tries steps in order under claim c and settles or releases the
-// job. why lists the channels already ruled out. Every write notes the
-// answers of the channels called so far (result.tries).
-func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, steps []step, why []string, at Attempt) Result {
+// attempt calls the options in order under claim c, skipping those that
+// cannot reach the person, and settles or releases the job. Every write
+// notes the answers of the channels passed so far (result.tries): each
+// called channel's, and why each skipped one was not called (unless an
+// earlier attempt's answer on it is on the entry: that says more).
+func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, opts []option, at Attempt) Result {
 	since := c.At // when the current channel may first have sent
 	if c.Uncertain != "" {
 		since = c.UncertainSince
 	}
 	var last error
-	var tries []contract.Try // the channels called, with their answers
-	for i, st := range steps {
-		if i > 0 {
+	var why []string
+	var tries []contract.Try // the channels passed, with their answers
+	called := 0
+	for _, o := range opts {
+		if o.skip != "" {
+			why = append(why, string(o.channel)+": "+o.skip)
+			if !slices.ContainsFunc(c.tried, func(t contract.Try) bool { return t.Channel == o.channel }) {
+				tries = append(tries, o.skipped())
+			}
+			continue
+		}
+		st := o.step
+		if called > 0 {
 			// Falling back: the entry must name the channel that may
 			// send before it may (it named the previous one).
 			t, err := s.Ledger.try(ctx, job.ID, c, st.channel, tries)
@@ -227,12 +294,18 @@ func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, step
 			}
 			since = t
 		}
+		called++
 		asked := s.now()
 		msgid, err := s.sendOn(ctx, job, st)
 		if err == nil {
 			r := result{Status: Sent, Channel: st.channel, MsgID: msgid}
-			if st.channel == Template {
+			if msgid != "" {
+				// The delivery report (TEMPLATESENDJOBFINISH,
+				// subscribe_msg_sent_event) finds the entry by it.
 				r.MsgKey = msgKey(st.appid, msgid)
+			}
+			if o.spend != "" {
+				s.spent(ctx, o)
 			}
 			return s.settle(ctx, job.ID, uid, c, r.after(tries, contract.TrySent), at)
 		}
@@ -249,13 +322,12 @@ func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, step
 			failure.Reason = "an earlier attempt got no answer and may have sent the message; the resend answered " + describe(err)
 			return s.unanswered(ctx, job.ID, uid, c, failure, tries, since, at, err)
 		}
-		if errors.Is(err, wechat.ErrNotFollowing) && uid != "" {
-			s.unfollowed(ctx, st.openid, asked)
-		}
+		s.learn(ctx, job, o, err, uid, asked)
 		switch {
 		case class == wechat.ClassUserState:
 			// Not this person on this channel (43004 not following, 43101
-			// no consent, 43019 blocked, 40003): try the next one.
+			// no consent, 43019 blocked, 40003, 45015 window closed, 45047
+			// customer-service limit): try the next one.
 			why = append(why, failure.Reason)
 			tries = append(tries, failure.try(contract.TryFailed))
 			last = err
@@ -276,10 +348,53 @@ func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, step
 		}
 		return s.release(ctx, job.ID, uid, c, failure.after(tries, contract.TryFailed), false, delay, err)
 	}
-	return s.settle(ctx, job.ID, uid, c, result{
-		Status: Undeliverable, ErrCode: errCode(last), RID: wechat.RID(last), Class: wechat.ClassUserState.String(),
-		Reason: strings.Join(why, "; "), tries: tries,
-	}, at)
+	r := result{Status: Undeliverable, ErrCode: errCode(last), RID: wechat.RID(last), Reason: strings.Join(why, "; "), tries: tries}
+	if last != nil {
+		r.Class = wechat.ClassUserState.String()
+	}
+	return s.settle(ctx, job.ID, uid, c, r, at)
+}
+
+// learn records what a WeChat answer (err, to a call made at asked on o)
+// says of the person: 43004, that they do not follow the official account;
+// 43101, that they hold no consent to the template any more. A failure to
+// record only costs a wasted call next time.
+func (s *Sender) learn(ctx context.Context, job Job, o option, err error, uid string, asked time.Time) {
+	switch {
+	case errors.Is(err, wechat.ErrNotFollowing) && uid != "" && o.appid == s.OfficialAccount:
+		s.unfollowed(ctx, o.openid, asked)
+	case errors.Is(err, wechat.ErrNoConsent) && s.Reach != nil:
+		tid := templateOf(job, o.channel)
+		if tid == "" {
+			return
+		}
+		if err := s.Reach.Lost(ctx, reach.Key{AppID: o.appid, OpenID: o.openid}, tid); err != nil {
+			s.Log.WarnContext(ctx, "consent not marked lost after 43101", "outcome", "not_updated", "channel", o.channel, "error", err)
+		}
+	}
+}
+
+// spent records that a send on o used up one of the person's one-time
+// consents.
+func (s *Sender) spent(ctx context.Context, o option) {
+	if s.Reach == nil {
+		return
+	}
+	if err := s.Reach.Use(ctx, reach.Key{AppID: o.appid, OpenID: o.openid}, o.spend); err != nil {
+		s.Log.WarnContext(ctx, "one-time consent not marked used", "outcome", "not_updated", "channel", o.channel, "error", err)
+	}
+}
+
+// templateOf is the template id of the job's message for a subscribe
+// channel.
+func templateOf(job Job, ch Channel) string {
+	switch {
+	case ch == Subscribe && job.Subscribe != nil:
+		return job.Subscribe.TemplateID
+	case ch == OASubscribe && job.OASubscribe != nil:
+		return job.OASubscribe.TemplateID
+	}
+	return ""
 }
 
 // unanswered handles an attempt that may have sent the message (failure
@@ -370,36 +485,6 @@ type step struct {
 	appid, openid string
 }
 
-// plan lists the channels that can reach p, in the job's order, and why the
-// others cannot. A person known to have unfollowed the official account is
-// not sent template messages (WeChat would answer 43004).
-func (s *Sender) plan(job Job, p identity.Person) ([]step, []string) {
-	var steps []step
-	var why []string
-	for _, ch := range job.Plan() {
-		switch ch {
-		case Template:
-			id, ok := p.OA[s.OfficialAccount]
-			switch {
-			case s.OfficialAccount == "" || !ok || id.OpenID == "":
-				why = append(why, "template: no official-account identity")
-			case !id.Subscribed && (id.SubscribedAt != nil || id.UnsubscribedAt != nil):
-				why = append(why, "template: does not follow the official account")
-			default:
-				steps = append(steps, step{Template, s.OfficialAccount, id.OpenID})
-			}
-		case Subscribe:
-			id, ok := p.MP[s.MiniProgram]
-			if s.MiniProgram == "" || !ok || id.OpenID == "" {
-				why = append(why, "subscribe: no mini-program identity")
-				continue
-			}
-			steps = append(steps, step{Subscribe, s.MiniProgram, id.OpenID})
-		}
-	}
-	return steps, why
-}
-
 // clientMsgID derives template/send's client_msg_id from the job id: a
 // resend of the same job within WeChat's 10-minute window (after a lost
 // answer, a crash or a lost ledger write) sends nothing new.
@@ -422,8 +507,26 @@ func (s *Sender) sendOn(ctx context.Context, job Job, st step) (string, error) {
 		return "", s.WeChat.SendSubscribe(ctx, st.appid, wechat.SubscribeMessage{
 			ToUser: st.openid, TemplateID: m.TemplateID, Page: m.Page, MiniProgramState: m.MiniProgramState, Lang: m.Lang, Data: m.Data,
 		})
+	case OASubscribe:
+		m := job.OASubscribe
+		msg := wechat.OASubscribeMessage{ToUser: st.openid, TemplateID: m.TemplateID, Page: m.Page, Data: m.Data}
+		if m.MiniProgram != nil {
+			msg.MiniProgram = &wechat.MiniProgram{AppID: m.MiniProgram.AppID, PagePath: m.MiniProgram.PagePath}
+		}
+		return s.WeChat.SendOASubscribe(ctx, st.appid, msg)
+	case CustomerService:
+		return "", s.WeChat.SendCustom(ctx, st.appid, customMessage(st.openid, job.CustomerService))
 	}
 	return "", fmt.Errorf("notify: unknown channel %q", st.channel)
+}
+
+// customMessage is the job's customer-service message to openid.
+func customMessage(openid string, m *CustomerServiceMessage) wechat.CustomMessage {
+	out := wechat.CustomMessage{ToUser: openid, Text: m.Text}
+	if c := m.MiniProgramPage; c != nil {
+		out.MiniProgramPage = &wechat.MiniProgramPage{Title: c.Title, AppID: c.AppID, PagePath: c.PagePath, ThumbMediaID: c.ThumbMediaID}
+	}
+	return out
 }
 
 // unfollowed records what a 43004 to a send made at asked says: the person
@@ -501,6 +604,10 @@ func (s *Sender) record(ctx context.Context, jobID, uid string, to *Recipient, r
 		return res
 	}
 	if c.Uncertain == "" { // a worker settled that attempt meanwhile
+		// Its answers say more than a skip of the same channel.
+		r.tries = slices.DeleteFunc(slices.Clone(r.tries), func(t contract.Try) bool {
+			return slices.ContainsFunc(c.tried, func(o contract.Try) bool { return o.Channel == t.Channel })
+		})
 		return s.settle(ctx, jobID, uid, c, r, at)
 	}
 	const interrupted = "an earlier attempt was interrupted before WeChat's answer; it may have sent the message"

@@ -2,9 +2,14 @@
 // follow links the follower (by unionid from user/info) and marks them
 // subscribed, an unfollow marks them unsubscribed and keeps the link, a
 // parametric QR scene carrying a binding token binds the business's
-// external_id, and a template delivery report (TEMPLATESENDJOBFINISH)
-// settles its send-ledger entry. Everything else is acknowledged and
-// ignored.
+// external_id, and a delivery report (TEMPLATESENDJOBFINISH for a template
+// message, subscribe_msg_sent_event for a subscribe notification) settles
+// its send-ledger entry. The person's answers to the subscribe-notification
+// popup and their withdrawals (subscribe_msg_popup_event,
+// subscribe_msg_change_event) are recorded as consents, and every
+// interaction that opens the customer-service window (a message; a follow,
+// a scan or a menu click, for a minute) as such (shared/reach). Everything
+// else is acknowledged and ignored.
 //
 // A follower is never recorded without their unionid because user/info was
 // unavailable: such an event fails retryably and waits (in follow-event's
@@ -33,6 +38,7 @@ import (
 	"wxbridge/shared/binding"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
+	"wxbridge/shared/reach"
 	"wxbridge/shared/wechat"
 	"wxbridge/shared/wechat/push"
 )
@@ -46,6 +52,14 @@ type WeChat interface {
 // (notify.Ledger), reporting whether the msgid was one of wxbridge's.
 type Reports interface {
 	Report(ctx context.Context, appid, msgid, status string) (bool, error)
+}
+
+// Reach records what the pushes say about reaching the person
+// (reach.Store): their consents and interactions.
+type Reach interface {
+	Interacted(ctx context.Context, k reach.Key, at time.Time) error
+	InteractedBriefly(ctx context.Context, k reach.Key, at time.Time) error
+	Consented(ctx context.Context, k reach.Key, cs []reach.Consent) error
 }
 
 // People is the identity store as push events use it.
@@ -68,13 +82,17 @@ type Processor struct {
 	Bindings *binding.Verifier // nil: scenes never bind
 	Uses     TokenUses         // nil: scenes never bind (a token must be single-use)
 	Reports  Reports           // nil: delivery reports are ignored
+	Reach    Reach             // nil: consents and interactions are not recorded
+	// LongTerm names the templates whose consents are long-term: the
+	// popup event does not say.
+	LongTerm reach.LongTerm
 	Log      *slog.Logger
 	Metrics  *observe.Metrics
 }
 
 // Result says what an event did.
 type Result struct {
-	Action string // "linked", "unsubscribed", "bound", "reported", "ignored"
+	Action string // "linked", "unsubscribed", "bound", "reported", "consented", "interacted", "ignored"
 	UID    string
 	// Follow is the follow state a subscribe or unsubscribe recorded
 	// (push.Subscribe or push.Unsubscribe): the platform's, when it
@@ -100,27 +118,128 @@ func (p *Processor) ProcessLate(ctx context.Context, e push.Event) (Result, erro
 
 func (p *Processor) apply(ctx context.Context, e push.Event, late bool) (Result, error) {
 	p.Metrics.Count("PushEvents", "kind", e.Kind())
+	// The interaction is recorded first: the event's own handling may
+	// be retried, and recording it again changes nothing.
+	interacted, err := p.interaction(ctx, e)
+	if err != nil {
+		return Result{}, err
+	}
 	switch e.Kind() {
 	case push.Subscribe, push.Unsubscribe:
 		return p.followState(ctx, e, late)
 	case push.Scan:
 		return p.scan(ctx, e)
+	case push.SubscribePopup, push.SubscribeChange:
+		if p.Reach != nil {
+			return p.consent(ctx, e)
+		}
+	case push.SubscribeSent:
+		if p.Reports != nil {
+			return p.sent(ctx, e)
+		}
+	case push.TemplateFinish:
+		if p.Reports != nil && e.MsgID != "" {
+			return p.report(ctx, e, []delivery{{e.MsgID, e.Status}})
+		}
 	}
-	if e.Kind() == push.TemplateFinish && p.Reports != nil && e.MsgID != "" {
-		return p.report(ctx, e)
+	if interacted {
+		return Result{Action: "interacted"}, nil
 	}
-	// Messages and menu events are not ours.
+	// Other events are not ours.
 	p.Metrics.Count("PushIgnored", "kind", e.Kind())
 	return Result{Action: "ignored"}, nil
 }
 
-// report records a template message's delivery report in the send ledger.
-// A msgid the ledger does not know (sent by another system on the same
-// account) is ignored; a ledger outage is retried like any store outage.
-func (p *Processor) report(ctx context.Context, e push.Event) (Result, error) {
-	matched, err := p.Reports.Report(ctx, p.AppID, e.MsgID, e.Status)
-	if err != nil {
+// interaction records a push that opens the customer-service window
+// (custom/send): any message the person sends opens it for 48 hours; a
+// follow, a scan of a parametric code, or a click of a menu that pushes
+// (CLICK, scancode_push, scancode_waitmsg: not VIEW) for a minute. It
+// reports whether e was one.
+func (p *Processor) interaction(ctx context.Context, e push.Event) (bool, error) {
+	if p.Reach == nil {
+		return false, nil
+	}
+	k := reach.Key{AppID: p.AppID, OpenID: e.FromUserName}
+	if e.MsgType != "event" {
+		return true, p.Reach.Interacted(ctx, k, e.At())
+	}
+	switch e.Event {
+	case push.Subscribe, push.Scan, "CLICK", "scancode_push", "scancode_waitmsg":
+		return true, p.Reach.InteractedBriefly(ctx, k, e.At())
+	}
+	return false, nil
+}
+
+// consent records the person's answers to the subscribe-notification
+// popup, or their withdrawals in the account's notification settings (a
+// change event only ever rejects). A popup's "reject" declines that
+// request only: consents given before stay.
+func (p *Processor) consent(ctx context.Context, e push.Event) (Result, error) {
+	var cs []reach.Consent
+	for _, t := range e.Templates {
+		switch {
+		case t.Status == "accept":
+			cs = append(cs, p.LongTerm.Accepted(t.TemplateID, e.At()))
+		case t.Status == "reject" && e.Event == push.SubscribeChange:
+			cs = append(cs, reach.Consent{TemplateID: t.TemplateID, Rejected: true, At: e.At()})
+		case t.Status == "reject":
+			cs = append(cs, reach.Consent{TemplateID: t.TemplateID, Declined: true, At: e.At()})
+		}
+	}
+	if err := p.Reach.Consented(ctx, reach.Key{AppID: p.AppID, OpenID: e.FromUserName}, cs); err != nil {
 		return Result{}, err
+	}
+	return Result{Action: "consented"}, nil
+}
+
+// sent records a subscribe_msg_sent_event: each notification's delivery
+// report, as for template messages. "failed:user block" is the person
+// refusing the template's notifications, which is also recorded as a
+// rejection: the next send skips the template until they accept it again.
+func (p *Processor) sent(ctx context.Context, e push.Event) (Result, error) {
+	var ds []delivery
+	var refused []reach.Consent
+	for _, t := range e.Templates {
+		status := t.ErrorStatus
+		if status == "" && t.ErrorCode == "0" {
+			status = "success"
+		}
+		if t.MsgID != "" {
+			ds = append(ds, delivery{t.MsgID, status})
+		}
+		if status == "failed:user block" || status == "failed: user block" {
+			refused = append(refused, reach.Consent{TemplateID: t.TemplateID, Rejected: true, At: e.At()})
+		}
+	}
+	if len(refused) > 0 && p.Reach != nil {
+		if err := p.Reach.Consented(ctx, reach.Key{AppID: p.AppID, OpenID: e.FromUserName}, refused); err != nil {
+			return Result{}, err
+		}
+	}
+	if len(ds) == 0 {
+		p.Metrics.Count("PushIgnored", "kind", e.Kind())
+		return Result{Action: "ignored"}, nil
+	}
+	return p.report(ctx, e, ds)
+}
+
+// delivery is one message's delivery report.
+type delivery struct{ msgid, status string }
+
+// report records delivery reports in the send ledger. A msgid the ledger
+// does not know (sent by another system on the same account) is ignored;
+// a ledger outage is retried like any store outage.
+func (p *Processor) report(ctx context.Context, e push.Event, ds []delivery) (Result, error) {
+	matched := true
+	for _, d := range ds {
+		ok, err := p.Reports.Report(ctx, p.AppID, d.msgid, d.status)
+		if err != nil {
+			return Result{}, err
+		}
+		if ok {
+			p.Metrics.Count("DeliveryReports", "status", d.status)
+		}
+		matched = matched && ok
 	}
 	if !matched {
 		// The ledger finds the job through an index that is only
@@ -133,7 +252,6 @@ func (p *Processor) report(ctx context.Context, e push.Event) (Result, error) {
 		p.Metrics.Count("PushIgnored", "kind", e.Kind())
 		return Result{Action: "ignored"}, nil
 	}
-	p.Metrics.Count("DeliveryReports", "status", e.Status)
 	return Result{Action: "reported"}, nil
 }
 

@@ -135,6 +135,10 @@ var codeClasses = map[int]Class{
 	// "out of response count limit": customer-service messages to one user
 	// are capped until that user interacts again.
 	45047: ClassUserState,
+	// "response out of time limit or subscription is canceled": the
+	// customer-service window (48 hours after the user's last interaction)
+	// is closed.
+	45015: ClassUserState,
 
 	// Invalid template_id.
 	40037: ClassSender,
@@ -144,6 +148,8 @@ var codeClasses = map[int]Class{
 	41030: ClassSender,
 	// "data format error": the request body is not the JSON the API expects.
 	47001: ClassSender,
+	// "content size out of limit": a customer-service text too long.
+	45002: ClassSender,
 
 	// "invalid ip, not in whitelist" on the token endpoints.
 	40164: ClassConfig,
@@ -236,6 +242,12 @@ var (
 	ErrNotFollowing = &Error{Code: 43004}
 	// ErrNoConsent (43101): no subscribe-message consent, or it is used up.
 	ErrNoConsent = &Error{Code: 43101}
+	// ErrWindowClosed (45015): the customer-service window is closed: the
+	// user has not interacted with the account recently enough.
+	ErrWindowClosed = &Error{Code: 45015}
+	// ErrResponseLimit (45047): the customer-service messages the user's
+	// last interaction allows are used up.
+	ErrResponseLimit = &Error{Code: 45047}
 	// ErrInvalidOpenID (40003): the openid is unknown to this app: an answer
 	// about that user itself.
 	ErrInvalidOpenID = &Error{Code: 40003}

@@ -18,6 +18,7 @@ import (
 	"wxbridge/shared/notify"
 	"wxbridge/shared/observe"
 	"wxbridge/shared/pushevent"
+	"wxbridge/shared/reach"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat"
 	"wxbridge/shared/wechat/push"
@@ -27,7 +28,7 @@ import (
 // WXB_APP_SECRET, WXB_PUSH_RETRY_QUEUE, the OA token secret and the
 // refresher (shared/tokens), and optionally WXB_PUSH_DLQ (the retry
 // queue's dead-letter queue), WXB_PUSH_RETRY_CONCURRENCY, WXB_PUSH_BUDGET,
-// WXB_PUSH_WINDOW and WXB_WECHAT_API_BASE.
+// WXB_PUSH_WINDOW, WXB_LONG_TERM_TEMPLATES and WXB_WECHAT_API_BASE.
 func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	vars, err := env.Require("WXB_TABLE", "WXB_APP_SECRET", "WXB_PUSH_RETRY_QUEUE", tokens.EnvOfficialAccountSecret)
 	if err != nil {
@@ -70,12 +71,14 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	people := identity.NewStore(db, vars["WXB_TABLE"])
 	people.Metrics = metrics // merges and link conflicts a push causes
 	proc := &pushevent.Processor{
-		AppID:   oa.AppID,
-		WeChat:  wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Tokens: tokens.FromEnv(env, cfg, log, metrics), Metrics: metrics}),
-		People:  people,
-		Reports: notify.NewLedger(db, vars["WXB_TABLE"]),
-		Log:     log,
-		Metrics: metrics,
+		AppID:    oa.AppID,
+		WeChat:   wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Tokens: tokens.FromEnv(env, cfg, log, metrics), Metrics: metrics}),
+		People:   people,
+		Reports:  notify.NewLedger(db, vars["WXB_TABLE"]),
+		Reach:    reach.New(db, vars["WXB_TABLE"]),
+		LongTerm: reach.ParseLongTerm(env.Get("WXB_LONG_TERM_TEMPLATES")),
+		Log:      log,
+		Metrics:  metrics,
 	}
 	if cfg.Check(config.NeedBindKey) == nil {
 		proc.Bindings = binding.NewVerifier(cfg.BindKey, cfg.BindKeyPrevious)

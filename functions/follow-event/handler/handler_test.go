@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"wxbridge/infra/devkit/awsfault"
 	"wxbridge/infra/devkit/awstest"
 	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/infra/devkit/testenv"
@@ -45,10 +46,14 @@ var (
 )
 
 // env is one follow-event function wired to its own table, queue, token
-// secret and sandbox, with the sandbox pushing to it over HTTP.
+// secret and sandbox, with the sandbox pushing to it over HTTP. The
+// function's AWS calls (fn) are held to FollowEventFunction's policy; wc,
+// store, db and sqs are the test's, unchecked.
 type env struct {
 	sb       *sandbox.Sandbox
 	h        *Handler
+	te       *testenv.Env
+	fn       testenv.Clients
 	wc       *wechat.Client
 	store    *identity.Store
 	db       *dynamodb.Client
@@ -56,7 +61,7 @@ type env struct {
 	sqs      *sqs.Client
 	queueURL string
 	logs     *bytes.Buffer
-	counter  *awstest.Counter
+	counter  *awstest.Counter // the function's DynamoDB requests (and db's)
 	mode     push.Mode
 }
 
@@ -64,11 +69,11 @@ func newEnv(t testing.TB, mode push.Mode) *env {
 	t.Helper()
 	// The OA token secret is written as the token-refresher writes it.
 	te := testenv.New(t, testenv.Tokens(oaApp))
-	sb, wc, counter, table, db, sqsClient := te.Sandbox, te.WeChat, te.Counter, te.Table, te.DB, te.SQS
+	fn := te.As("FollowEventFunction")
+	sb, counter, table := te.Sandbox, te.Counter, te.Table
 	logs := &bytes.Buffer{}
 	out := &syncWriter{w: logs} // the logger and the metrics write concurrently
 	log, metrics := observe.Logger(out, "follow-event"), observe.NewMetrics(out, "follow-event")
-	store := identity.NewStore(db, table)
 	queueURL := te.Queue("PushRetryQueue")
 
 	key := ""
@@ -83,10 +88,10 @@ func newEnv(t testing.TB, mode push.Mode) *env {
 	h := &Handler{
 		Receiver: receiver,
 		Processor: &pushevent.Processor{
-			AppID: oaApp, WeChat: wc, People: store, Bindings: binding.NewVerifier(bindKey), Uses: binding.NewUses(db, table), Log: log, Metrics: metrics,
+			AppID: oaApp, WeChat: fn.WeChat, People: identity.NewStore(fn.DB, table), Bindings: binding.NewVerifier(bindKey), Uses: binding.NewUses(fn.DB, table), Log: log, Metrics: metrics,
 		},
-		Claims:   idempotency.NewStore(db, table, "push"),
-		Queue:    sqsClient,
+		Claims:   idempotency.NewStore(fn.DB, table, "push"),
+		Queue:    fn.SQS,
 		QueueURL: queueURL,
 		// These tests are not about WeChat's 5 s: on a loaded machine the
 		// default budget would queue events and make "linked at once"
@@ -100,7 +105,16 @@ func newEnv(t testing.TB, mode push.Mode) *env {
 	if err := sb.SetPushTarget(sandbox.PushTarget{URL: srv.URL + "/wechat/push", Token: pushToken, EncodingAESKey: key, Mode: mode}); err != nil {
 		t.Fatal(err)
 	}
-	return &env{sb: sb, h: h, wc: wc, store: store, db: db, table: table, sqs: sqsClient, queueURL: queueURL, logs: logs, counter: counter, mode: mode}
+	return &env{sb: sb, h: h, te: te, fn: fn, wc: te.WeChat, store: identity.NewStore(te.DB, table), db: te.DB, table: table, sqs: te.SQS, queueURL: queueURL,
+		logs: logs, counter: counter, mode: mode}
+}
+
+// faults puts an AWS fault proxy in front of the IAM check, and returns it
+// with the function's AWS configuration through both.
+func (e *env) faults(t testing.TB, rules ...awsfault.Rule) (*awsfault.Proxy, aws.Config) {
+	t.Helper()
+	p := awsfault.ForTest(t, e.te.IAM().URL(), rules...)
+	return p, p.Config(e.fn.AWS)
 }
 
 // follow plays a follow through the sandbox and requires WeChat to have
@@ -379,7 +393,7 @@ func TestDynamoDBDownIsQueued(t *testing.T) {
 	healthy := e.h.Processor
 	down := dynamodb.NewFromConfig(deadConfig(t))
 	e.h.Claims = idempotency.NewStore(down, e.table, "push")
-	e.h.Processor = &pushevent.Processor{AppID: oaApp, WeChat: e.wc, People: identity.NewStore(down, e.table), Log: e.h.Log, Metrics: e.h.Metrics}
+	e.h.Processor = &pushevent.Processor{AppID: oaApp, WeChat: e.fn.WeChat, People: identity.NewStore(down, e.table), Log: e.h.Log, Metrics: e.h.Metrics}
 	p := e.sb.CreatePerson(sandbox.PersonSpec{})
 	e.follow(t, p.ID, "")
 	if n := e.queued(t); n != 1 {

@@ -217,8 +217,9 @@ func (e *env) loginHandler(t testing.TB) *loginfn.Handler {
 	out := &syncWriter{w: &logs}
 	api := httptest.NewServer(e.sb) // the same sandbox at a second address
 	t.Cleanup(api.Close)
-	h, err := loginfn.New(cfg, wechat.New(wechat.Options{APIBase: api.URL}), e.store, observe.Logger(out, "login"), observe.NewMetrics(out, "login"),
-		loginfn.WithTokenUses(binding.NewUses(e.db, e.table)))
+	db := e.te.As("LoginFunction").DB
+	h, err := loginfn.New(cfg, wechat.New(wechat.Options{APIBase: api.URL}), identity.NewStore(db, e.table), observe.Logger(out, "login"), observe.NewMetrics(out, "login"),
+		loginfn.WithTokenUses(binding.NewUses(db, e.table)))
 	if err != nil {
 		t.Fatal(err)
 	}

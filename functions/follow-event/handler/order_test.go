@@ -156,7 +156,7 @@ func (g *gate) RoundTrip(r *http.Request) (*http.Response, error) {
 // retryConsumerThrough is the function as another invocation runs it for
 // the retry queue, its identity store's DynamoDB calls going through rt.
 func (e *env) retryConsumerThrough(rt http.RoundTripper) *Handler {
-	cfg := awstest.Config(nil)
+	cfg := e.fn.AWS.Copy()
 	cfg.HTTPClient = &http.Client{Transport: rt}
 	proc := *e.h.Processor.(*pushevent.Processor)
 	proc.People = identity.NewStore(dynamodb.NewFromConfig(cfg), e.table)
@@ -241,8 +241,7 @@ func TestUnfollowOnItsWordDoesNotWinATie(t *testing.T) {
 // WeChat's.
 func TestHeldClaimQueuesTheNextEventOfItsSecond(t *testing.T) {
 	e := newEnv(t, push.Safe)
-	proxy := awsfault.ForTest(t, awstest.Endpoint())
-	cfg := proxy.Config(awstest.Config(nil))
+	proxy, cfg := e.faults(t)
 	cfg.Retryer = func() aws.Retryer {
 		return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxBackoff = 10 * time.Millisecond })
 	}

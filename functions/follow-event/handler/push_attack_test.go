@@ -40,11 +40,11 @@ import (
 
 // throughFaults sends every AWS call of the function (the claim, the
 // identity store, the token uses, the retry queue) through an awsfault
-// proxy in front of moto, with the SDK's standard retries kept but quick.
+// proxy in front of the IAM check, with the SDK's standard retries kept
+// but quick.
 func (e *env) throughFaults(t testing.TB) *awsfault.Proxy {
 	t.Helper()
-	proxy := awsfault.ForTest(t, awstest.Endpoint())
-	cfg := proxy.Config(awstest.Config(nil))
+	proxy, cfg := e.faults(t)
 	cfg.Retryer = func() aws.Retryer {
 		return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxBackoff = 10 * time.Millisecond })
 	}
@@ -299,8 +299,8 @@ func TestAttackCrashedDeliveryIsNotLost(t *testing.T) {
 func TestAttackClaimWhoseAnswerIsLost(t *testing.T) {
 	e := newEnv(t, push.Safe)
 	e.h.Budget = DefaultBudget
-	lost := awsfault.ForTest(t, awstest.Endpoint(), awsfault.Rule{Service: awsfault.DynamoDB, Operation: "UpdateItem", Match: `{"S":"claimed"}`, Count: 1, Error: awsfault.LostAnswer})
-	e.h.Claims = idempotency.NewStore(dynamodb.NewFromConfig(lost.Config(awstest.Config(nil)), func(o *dynamodb.Options) {
+	lost, cfg := e.faults(t, awsfault.Rule{Service: awsfault.DynamoDB, Operation: "UpdateItem", Match: `{"S":"claimed"}`, Count: 1, Error: awsfault.LostAnswer})
+	e.h.Claims = idempotency.NewStore(dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.MaxBackoff = 10 * time.Millisecond })
 	}), e.table, "push")
 	p := e.sb.CreatePerson(sandbox.PersonSpec{})

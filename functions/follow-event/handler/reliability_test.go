@@ -393,7 +393,7 @@ func (s slowTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // queued as when the table is out, and linked from the queue later.
 func TestSlowDynamoDBStillAnswersInTime(t *testing.T) {
 	e := newEnv(t, push.Safe)
-	slow := awstest.Config(nil)
+	slow := e.fn.AWS.Copy()
 	slow.HTTPClient = &http.Client{Transport: slowTransport{6 * time.Second}}
 	e.h.Claims = idempotency.NewStore(dynamodb.NewFromConfig(slow), e.table, "push")
 	e.h.Budget = 500 * time.Millisecond

@@ -11,8 +11,6 @@ import (
 	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/backfill"
 	"wxbridge/shared/identity"
-	"wxbridge/shared/observe"
-	"wxbridge/shared/pushevent"
 	"wxbridge/shared/wechat/push"
 )
 
@@ -73,7 +71,7 @@ func backfillWhileUsersLogInAndFollow(tb testing.TB, n int) (time.Duration, map[
 
 	// While it runs: the other half log in, and follow events arrive for
 	// listed followers, through the follow-event's own code.
-	proc := &pushevent.Processor{AppID: oaApp, WeChat: e.wc, People: e.people, Log: observe.Logger(e.logs, "follow-event")}
+	proc := e.followEvent()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {

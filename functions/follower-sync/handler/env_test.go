@@ -23,6 +23,7 @@ import (
 	"wxbridge/shared/config"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
+	"wxbridge/shared/pushevent"
 	"wxbridge/shared/wechat"
 )
 
@@ -35,9 +36,15 @@ var (
 
 // env is the follower-sync function wired to its own table, sync queue,
 // token secret and sandbox, with the mini program's login function next to
-// it on the same table.
+// it on the same table. Each function's AWS calls are held to its policy:
+// h, syncer and runs to FollowerSyncFunction's (syncer's Start, Status and
+// Resume are wxctl's in a deployment, with an operator's rights; the
+// function's policy allows them too), login to LoginFunction's, follow
+// events (followEvent) to FollowEventFunction's; wc, people, db and sqs
+// are the test's, unchecked.
 type env struct {
 	sb       *sandbox.Sandbox
+	te       *testenv.Env
 	wc       *wechat.Client
 	h        *Handler
 	syncer   *backfill.Syncer
@@ -85,22 +92,34 @@ func newEnv(t testing.TB) *env {
 	}))
 	log, metrics := te.Logger("follower-sync"), te.Metrics("follower-sync")
 	queueURL := te.Queue("SyncQueue")
-	people := identity.NewStore(te.DB, te.Table)
+	fn := te.As("FollowerSyncFunction")
+	people := identity.NewStore(fn.DB, te.Table)
 	people.Metrics = metrics
-	runs := backfill.NewStore(te.DB, te.Table)
+	runs := backfill.NewStore(fn.DB, te.Table)
 	syncer := &backfill.Syncer{
-		AppID: oaApp, WeChat: te.WeChat, People: people, Store: runs,
-		Queue: backfill.Queue{Client: te.SQS, URL: queueURL}, Log: log, Metrics: metrics,
+		AppID: oaApp, WeChat: fn.WeChat, People: people, Store: runs,
+		Queue: backfill.Queue{Client: fn.SQS, URL: queueURL}, Log: log, Metrics: metrics,
 	}
-	d := &delays{client: te.SQS}
+	d := &delays{client: fn.SQS}
 	h := &Handler{Jobs: syncer, Queue: d, QueueURL: queueURL, Concurrency: 10, Log: log, Metrics: metrics}
 
-	lh, err := loginhandler.New(te.Config, wechat.New(wechat.Options{APIBase: te.URL}), people, te.Logger("login"), te.Metrics("login"))
+	loginPeople := identity.NewStore(te.As("LoginFunction").DB, te.Table)
+	loginPeople.Metrics = te.Metrics("login")
+	lh, err := loginhandler.New(te.Config, wechat.New(wechat.Options{APIBase: te.URL}), loginPeople, te.Logger("login"), te.Metrics("login"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{sb: te.Sandbox, wc: te.WeChat, h: h, syncer: syncer, runs: runs, people: people, login: lh, db: te.DB, table: te.Table,
+	return &env{sb: te.Sandbox, te: te, wc: te.WeChat, h: h, syncer: syncer, runs: runs, people: identity.NewStore(te.DB, te.Table), login: lh, db: te.DB, table: te.Table,
 		sqs: te.SQS, queueURL: queueURL, delays: d, logs: te.Logs, counter: te.Counter}
+}
+
+// followEvent is the follow-event function's processor over the same
+// table and sandbox, counting its merges as that function does.
+func (e *env) followEvent() *pushevent.Processor {
+	fn := e.te.As("FollowEventFunction")
+	people := identity.NewStore(fn.DB, e.table)
+	people.Metrics = e.te.Metrics("follow-event")
+	return &pushevent.Processor{AppID: oaApp, WeChat: fn.WeChat, People: people, Log: observe.Logger(e.logs, "follow-event")}
 }
 
 // loginAs logs person id in through the login function, as the mini

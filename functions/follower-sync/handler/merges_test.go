@@ -8,8 +8,6 @@ import (
 	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/backfill"
 	"wxbridge/shared/identity"
-	"wxbridge/shared/observe"
-	"wxbridge/shared/pushevent"
 	"wxbridge/shared/wechat/push"
 )
 
@@ -36,7 +34,7 @@ func TestMergesAreCountedWhateverTheirSource(t *testing.T) {
 		t.Fatalf("%d people before the merges, want 4", n)
 	}
 
-	proc := &pushevent.Processor{AppID: oaApp, WeChat: e.wc, People: e.people, Log: observe.Logger(e.logs, "follow-event")}
+	proc := e.followEvent()
 	ev := push.Event{ToUserName: "gh_sandbox", FromUserName: fs[0].OAOpenID, CreateTime: time.Now().Unix(), MsgType: "event", Event: "subscribe"}
 	if _, err := proc.Process(ctx, ev); err != nil {
 		t.Fatal(err)

@@ -19,7 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"wxbridge/infra/devkit/awsfault"
-	"wxbridge/infra/devkit/awstest"
 	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/binding"
 	"wxbridge/shared/identity"
@@ -180,8 +179,7 @@ func TestAttackBadTokensCostNothing(t *testing.T) {
 // binds.
 func TestAttackLinkFailsAfterTheTokenIsSpent(t *testing.T) {
 	e := newEnv(t)
-	proxy := awsfault.ForTest(t, awstest.Endpoint())
-	cfg := proxy.Config(awstest.Config(nil))
+	proxy, cfg := e.faults(t)
 	db := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.MaxBackoff = 5 * time.Millisecond })
 	})

@@ -11,11 +11,13 @@ import (
 	"wxbridge/shared/config"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
+	"wxbridge/shared/reach"
 	"wxbridge/shared/wechat"
 )
 
 // FromEnv builds the login function from its environment (template.yaml's
-// variables): WXB_TABLE, WXB_APP_SECRET and optionally WXB_WECHAT_API_BASE.
+// variables): WXB_TABLE, WXB_APP_SECRET and optionally
+// WXB_LONG_TERM_TEMPLATES and WXB_WECHAT_API_BASE.
 func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	vars, err := env.Require("WXB_TABLE", "WXB_APP_SECRET")
 	if err != nil {
@@ -30,7 +32,8 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	db := dynamodb.NewFromConfig(env.AWS)
 	people := identity.NewStore(db, vars["WXB_TABLE"])
 	people.Metrics = metrics // merges and binding conflicts, counted where they happen
-	return New(cfg, wc, people, observe.Logger(env.Out, "login"), metrics, WithTokenUses(binding.NewUses(db, vars["WXB_TABLE"])))
+	return New(cfg, wc, people, observe.Logger(env.Out, "login"), metrics, WithTokenUses(binding.NewUses(db, vars["WXB_TABLE"])),
+		WithConsents(reach.New(db, vars["WXB_TABLE"]), reach.ParseLongTerm(env.Get("WXB_LONG_TERM_TEMPLATES"))))
 }
 
 // Build is the function's entry point for awsenv.Main and the devstack: the

@@ -1,5 +1,6 @@
 // Package handler is the login function's HTTP shape: POST /mp/login,
-// POST /mp/profile and GET /me, taking and returning API Gateway v2 events
+// POST /mp/profile, POST /mp/subscribe-consents and GET /me, taking and
+// returning API Gateway v2 events
 // so the same code runs in Lambda, the devstack and the tests.
 package handler
 
@@ -19,6 +20,7 @@ import (
 	"wxbridge/shared/httpapi"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
+	"wxbridge/shared/reach"
 	"wxbridge/shared/session"
 	"wxbridge/shared/wechat"
 )
@@ -54,6 +56,9 @@ type Handler struct {
 	sessions *session.Keys
 	bindings *binding.Verifier // nil when no bind key is configured
 	uses     TokenUses         // nil: bind tokens cannot be made single-use, so none is accepted
+	consents Consents          // nil: POST /mp/subscribe-consents is not served
+	longTerm reach.LongTerm
+	now      func() time.Time // when consents are recorded
 	log      *slog.Logger
 	metrics  *observe.Metrics
 }
@@ -102,6 +107,8 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 		body, err = h.profile(ctx, req)
 	case "GET /me":
 		body, err = h.me(ctx, req)
+	case "POST /mp/subscribe-consents":
+		body, err = h.subscribeConsents(ctx, req)
 	default:
 		err = httpapi.Fail(http.StatusNotFound, "not_found", "no route %s", route)
 	}

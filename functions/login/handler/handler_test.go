@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"wxbridge/infra/devkit/awsfault"
 	"wxbridge/infra/devkit/awstest"
 	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/infra/devkit/testenv"
@@ -29,15 +31,18 @@ const (
 	bindKey    = "business-bind-key-for-tests-0123456789abcdef"
 )
 
-// env is one login function wired to its own table, secret and sandbox.
+// env is one login function wired to its own table, secret and sandbox,
+// its AWS calls held to LoginFunction's policy; store and db are the
+// test's, unchecked.
 type env struct {
 	h       *Handler
+	te      *testenv.Env
 	sb      *sandbox.Sandbox
 	store   *identity.Store
 	db      *dynamodb.Client
 	table   string
 	logs    *bytes.Buffer
-	counter *awstest.Counter
+	counter *awstest.Counter // the handler's DynamoDB requests (and db's)
 }
 
 func newEnv(t testing.TB, tweaks ...func(*sandbox.Config)) *env {
@@ -49,19 +54,27 @@ func newEnv(t testing.TB, tweaks ...func(*sandbox.Config)) *env {
 		opts = append(opts, testenv.Sandbox(f))
 	}
 	te := testenv.New(t, opts...)
+	fn := te.As("LoginFunction")
 	// The configuration goes through a real secret, as in Lambda.
-	cfg, err := config.Load(context.Background(), te.Secrets, te.ConfigSecret)
+	cfg, err := config.Load(context.Background(), fn.Secrets, te.ConfigSecret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, table := te.DB, te.Table
-	store := identity.NewStore(db, table)
+	table := te.Table
 	logs := &bytes.Buffer{}
-	h, err := New(cfg, wechat.New(wechat.Options{APIBase: te.URL}), store, observe.Logger(logs, "login"), observe.NewMetrics(logs, "login"), WithTokenUses(binding.NewUses(db, table)))
+	h, err := New(cfg, wechat.New(wechat.Options{APIBase: te.URL}), identity.NewStore(fn.DB, table), observe.Logger(logs, "login"), observe.NewMetrics(logs, "login"), WithTokenUses(binding.NewUses(fn.DB, table)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{h: h, sb: te.Sandbox, store: store, db: db, table: table, logs: logs, counter: te.Counter}
+	return &env{h: h, te: te, sb: te.Sandbox, store: identity.NewStore(te.DB, table), db: te.DB, table: table, logs: logs, counter: te.Counter}
+}
+
+// faults puts an AWS fault proxy in front of the IAM check, and returns it
+// with the login function's AWS configuration through both.
+func (e *env) faults(t testing.TB) (*awsfault.Proxy, aws.Config) {
+	t.Helper()
+	p := awsfault.ForTest(t, e.te.IAM().URL())
+	return p, p.Config(e.te.FunctionAWS("LoginFunction"))
 }
 
 func (e *env) call(t testing.TB, route, body, bearer string) (int, map[string]any, events.APIGatewayV2HTTPResponse) {

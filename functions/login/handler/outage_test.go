@@ -11,7 +11,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"wxbridge/infra/devkit/awsfault"
-	"wxbridge/infra/devkit/awstest"
 	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/identity"
 )
@@ -21,8 +20,7 @@ import (
 // Retry-After, nothing written, and the same code works once it passes.
 func TestStoreOutageAsksTheClientToRetry(t *testing.T) {
 	e := newEnv(t)
-	p := awsfault.ForTest(t, awstest.Endpoint())
-	cfg := p.Config(awstest.Config(nil))
+	p, cfg := e.faults(t)
 	cfg.Retryer = func() aws.Retryer {
 		return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxBackoff = 5 * time.Millisecond })
 	}

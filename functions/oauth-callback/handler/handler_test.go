@@ -43,9 +43,13 @@ var platformState = regexp.MustCompile(`^[a-zA-Z0-9]{1,128}$`)
 
 // env is one oauth-callback function served over HTTP, as API Gateway
 // would, next to the sandbox (api.weixin.qq.com and open.weixin.qq.com) and
-// an H5 site, all on loopback, with its own table and secret.
+// an H5 site, all on loopback, with its own table and secret. The
+// function's AWS calls are held to OAuthCallbackFunction's policy; store,
+// profiles and db are the test's, unchecked.
 type env struct {
 	h        *Handler
+	te       *testenv.Env
+	fn       testenv.Clients // OAuthCallbackFunction's
 	cfg      config.Config
 	sb       *sandbox.Sandbox
 	sbSrv    *httptest.Server
@@ -70,7 +74,7 @@ func newEnv(t testing.TB) *env {
 		c.SigningKey, c.BindKey = sessionKey, ""
 		c.OfficialAccount.Token, c.OfficialAccount.EncodingAESKey = "", ""
 	}))
-	e := &env{sb: te.Sandbox, sbSrv: te.Server, logs: &bytes.Buffer{}, wire: &recorder{}, jar: jar}
+	e := &env{te: te, fn: te.As("OAuthCallbackFunction"), sb: te.Sandbox, sbSrv: te.Server, logs: &bytes.Buffer{}, wire: &recorder{}, jar: jar}
 	e.h5 = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "landing")
 	}))
@@ -83,7 +87,7 @@ func newEnv(t testing.TB) *env {
 	t.Cleanup(e.bridge.Close)
 
 	// The configuration goes through a real secret, as in Lambda.
-	cfg, err := config.Load(context.Background(), te.Secrets, te.ConfigSecret)
+	cfg, err := config.Load(context.Background(), e.fn.Secrets, te.ConfigSecret)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,9 +108,9 @@ func (e *env) newHandler(t testing.TB, opts Options) *Handler {
 	t.Helper()
 	h, err := New(e.cfg, opts, Deps{
 		WeChat:   e.wc,
-		People:   e.store,
-		States:   oauthstate.NewLedger(e.db, e.table),
-		Profiles: e.profiles,
+		People:   identity.NewStore(e.fn.DB, e.table),
+		States:   oauthstate.NewLedger(e.fn.DB, e.table),
+		Profiles: profiles.NewStore(e.fn.DB, e.table),
 		Log:      observe.Logger(e.logs, "oauth-callback"),
 		Metrics:  observe.NewMetrics(e.logs, "oauth-callback"),
 	})
@@ -323,7 +327,7 @@ func TestOnePersonAcrossOAuthAndLogin(t *testing.T) {
 	for _, order := range []string{"oauth_then_login", "login_then_oauth"} {
 		t.Run(order, func(t *testing.T) {
 			e := newEnv(t)
-			login, err := loginhandler.New(e.cfg, e.wc, e.store, observe.Logger(e.logs, "login"), nil)
+			login, err := loginhandler.New(e.cfg, e.wc, identity.NewStore(e.te.As("LoginFunction").DB, e.table), observe.Logger(e.logs, "login"), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -15,6 +15,7 @@ import (
 	"wxbridge/shared/identity"
 	"wxbridge/shared/notify"
 	"wxbridge/shared/observe"
+	"wxbridge/shared/reach"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat"
 )
@@ -53,6 +54,7 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	sender := &notify.Sender{
 		People:          identity.NewStore(db, vars["WXB_TABLE"]),
 		Ledger:          notify.NewLedger(db, vars["WXB_TABLE"]),
+		Reach:           reach.New(db, vars["WXB_TABLE"]),
 		WeChat:          wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Tokens: tokens.FromEnv(env, cfg, log, metrics), Metrics: metrics}),
 		OfficialAccount: cfg.OfficialAccount.AppID,
 		MiniProgram:     cfg.MiniProgram.AppID,

@@ -18,6 +18,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	followevent "wxbridge/functions/follow-event/handler"
+	"wxbridge/infra/devkit/awsfault"
 	"wxbridge/infra/devkit/awstest"
 	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/infra/devkit/testenv"
@@ -27,6 +28,7 @@ import (
 	"wxbridge/shared/notify"
 	"wxbridge/shared/observe"
 	"wxbridge/shared/pushevent"
+	"wxbridge/shared/reach"
 	"wxbridge/shared/tokens"
 	"wxbridge/shared/wechat"
 	"wxbridge/shared/wechat/push"
@@ -47,9 +49,14 @@ const pushToken = "wxbridgepushtoken"
 // env is the whole notification path on one machine: the send queue (with
 // its DLQ) and the table in moto, the send-worker, the sandbox as WeChat,
 // and the follow-event function as the push target, so that follows link
-// people and delivery reports reach the ledger as in production.
+// people and delivery reports reach the ledger as in production. Each
+// function's AWS calls are held to its policy: the worker's (sender, h,
+// wc, source) to SendWorkerFunction's, the push target's to
+// FollowEventFunction's; ledger, store, client and sqs are the test's,
+// unchecked.
 type env struct {
 	sb       *sandbox.Sandbox
+	te       *testenv.Env
 	h        *Handler
 	sender   *notify.Sender
 	ledger   *notify.Ledger
@@ -63,35 +70,36 @@ type env struct {
 	queueURL string
 	table    string
 	logs     *observe.Capture
-	counter  *awstest.Counter // DynamoDB requests of the worker
+	counter  *awstest.Counter // DynamoDB requests of the worker (and the test's)
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	// Both apps' token secrets, written as the token-refresher writes them.
 	te := testenv.New(t)
-	sb, api, source, secrets := te.Sandbox, te.Server, te.Tokens, te.TokenSecrets
+	fn := te.As("SendWorkerFunction")
+	sb, api, source, secrets := te.Sandbox, te.Server, fn.Tokens, te.TokenSecrets
 	// Many sends at once: more idle connections than net/http's default 2.
 	hc := &httpClient
 	wc := wechat.New(wechat.Options{APIBase: api.URL, Tokens: source, HTTPClient: hc})
 
 	logs := te.Logs
 	log, metrics := te.Logger("send-worker"), te.Metrics("send-worker")
-	table, counter, db := te.Table, te.Counter, te.DB
-	store := identity.NewStore(db, table)
-	ledger := notify.NewLedger(db, table)
+	table, counter := te.Table, te.Counter
+	ledger := notify.NewLedger(fn.DB, table)
 	ledger.Now = sb.Clock().Now
 	sender := &notify.Sender{
-		People: store, Ledger: ledger, WeChat: wc, OfficialAccount: oaApp, MiniProgram: mpApp,
+		People: identity.NewStore(fn.DB, table), Ledger: ledger, Reach: reachStore(fn.DB, table, sb), WeChat: wc, OfficialAccount: oaApp, MiniProgram: mpApp,
 		Unrecorded: notify.NewUnrecorded(), Log: log, Metrics: metrics, Now: sb.Clock().Now,
 	}
 	queueURL := te.Queue("SendQueue")
-	sqsClient := te.SQS
-	h := &Handler{Sender: sender, Queue: sqsClient, QueueURL: queueURL, Log: log, Metrics: metrics, Now: sb.Clock().Now}
+	h := &Handler{Sender: sender, Queue: fn.SQS, QueueURL: queueURL, Log: log, Metrics: metrics, Now: sb.Clock().Now}
 
 	// follow-event, with its own view of the table (its requests are not
-	// the worker's to count).
-	plainDB := dynamodb.NewFromConfig(awstest.Config(nil))
+	// the worker's to count) and its own token source.
+	feAWS := te.FunctionAWS("FollowEventFunction")
+	feDB := dynamodb.NewFromConfig(feAWS)
+	feTokens := tokens.NewSource(tokens.Options{Secrets: secrets, Reader: secretsmanager.NewFromConfig(feAWS), Now: sb.Clock().Now})
 	receiver, err := push.NewReceiver(pushToken, "", oaApp, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -100,11 +108,12 @@ func newEnv(t testing.TB) *env {
 	fe := &followevent.Handler{
 		Receiver: receiver,
 		Processor: &pushevent.Processor{
-			AppID: oaApp, WeChat: wc, People: identity.NewStore(plainDB, table), Reports: notify.NewLedger(plainDB, table),
+			AppID: oaApp, WeChat: wechat.New(wechat.Options{APIBase: api.URL, Tokens: feTokens, HTTPClient: hc}),
+			People: identity.NewStore(feDB, table), Reports: notify.NewLedger(feDB, table), Reach: reachStore(feDB, table, sb),
 			Log: log, Metrics: metrics,
 		},
-		Claims:   idempotency.NewStore(plainDB, table, "push"),
-		Queue:    sqsClient,
+		Claims:   idempotency.NewStore(feDB, table, "push"),
+		Queue:    sqs.NewFromConfig(feAWS),
 		QueueURL: te.Queue("PushRetryQueue"),
 		// Follows must link at once here: on a loaded machine the default
 		// 3 s budget would queue some (nothing drains that queue here).
@@ -117,10 +126,28 @@ func newEnv(t testing.TB) *env {
 	if err := sb.SetPushTarget(sandbox.PushTarget{URL: srv.URL + "/wechat/push", Token: pushToken, Mode: push.Plaintext}); err != nil {
 		t.Fatal(err)
 	}
+	// The test's view of the ledger, on the same clock.
+	view := notify.NewLedger(te.DB, table)
+	view.Now = sb.Clock().Now
 	return &env{
-		sb: sb, h: h, sender: sender, ledger: ledger, store: store, client: notify.NewClient(sqsClient, queueURL), wc: wc, source: source, secrets: secrets, apiURL: api.URL,
-		sqs: sqsClient, queueURL: queueURL, table: table, logs: logs, counter: counter,
+		sb: sb, te: te, h: h, sender: sender, ledger: view, store: identity.NewStore(te.DB, table), client: notify.NewClient(te.SQS, queueURL),
+		wc: wc, source: source, secrets: secrets, apiURL: api.URL, sqs: te.SQS, queueURL: queueURL, table: table, logs: logs, counter: counter,
 	}
+}
+
+// reachStore is the reach store in table on the sandbox's clock.
+func reachStore(db reach.DB, table string, sb *sandbox.Sandbox) *reach.Store {
+	s := reach.New(db, table)
+	s.Now = sb.Clock().Now
+	return s
+}
+
+// faults puts an AWS fault proxy in front of the IAM check, and returns it
+// with the worker's AWS configuration through both.
+func (e *env) faults(t testing.TB, rules ...awsfault.Rule) (*awsfault.Proxy, aws.Config) {
+	t.Helper()
+	p := awsfault.ForTest(t, e.te.IAM().URL(), rules...)
+	return p, p.Config(e.te.FunctionAWS("SendWorkerFunction"))
 }
 
 // follower is a person who follows the official account and has logged

@@ -11,7 +11,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"wxbridge/infra/devkit/awsfault"
-	"wxbridge/infra/devkit/awstest"
 	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/notify"
 	"wxbridge/shared/wechat"
@@ -151,12 +150,11 @@ func TestAnUnansweredSendIsNeverSentOnAnotherChannel(t *testing.T) {
 }
 
 // faultyLedger makes the worker's ledger writes go through an awsfault
-// proxy in front of moto, with the SDK's retries kept but quick, and
-// returns the proxy.
+// proxy in front of the IAM check, with the SDK's retries kept but quick,
+// and returns the proxy.
 func (e *env) faultyLedger(t testing.TB) *awsfault.Proxy {
 	t.Helper()
-	proxy := awsfault.ForTest(t, awstest.Endpoint())
-	cfg := proxy.Config(awstest.Config(nil))
+	proxy, cfg := e.faults(t)
 	db := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.MaxBackoff = 20 * time.Millisecond })
 	})

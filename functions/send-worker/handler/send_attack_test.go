@@ -236,8 +236,8 @@ func TestAttackClaimWhoseAnswerIsLost(t *testing.T) {
 	e := newEnv(t)
 	p := e.follower(t)
 	e.consent(t, p)
-	lost := awsfault.ForTest(t, awstest.Endpoint(), awsfault.Rule{Service: awsfault.DynamoDB, Operation: "UpdateItem", Match: `":inprogress"`, Count: 1, Error: awsfault.LostAnswer})
-	ledger := notify.NewLedger(dynamodb.NewFromConfig(lost.Config(awstest.Config(nil)), func(o *dynamodb.Options) {
+	lost, cfg := e.faults(t, awsfault.Rule{Service: awsfault.DynamoDB, Operation: "UpdateItem", Match: `":inprogress"`, Count: 1, Error: awsfault.LostAnswer})
+	ledger := notify.NewLedger(dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.MaxBackoff = 10 * time.Millisecond })
 	}), e.table)
 	ledger.Now = e.sb.Clock().Now
@@ -258,19 +258,18 @@ func TestAttackClaimWhoseAnswerIsLost(t *testing.T) {
 	}
 }
 
-// emptyTokenSecret replaces the token secret of appid, for the worker's
-// WeChat calls, by one that holds no token yet (as the stack creates it;
-// the refresher has not run, or could not be asked), and returns a
+// emptyTokenSecret empties the token secret of appid (as the stack
+// creates it; the refresher has not run, or could not be asked), gives
+// the worker a token source that has not read it yet, and returns a
 // function that stores a working token in it.
 func (e *env) emptyTokenSecret(t testing.TB, appid string) (store func()) {
 	t.Helper()
-	secrets := map[string]string{}
-	for k, v := range e.secrets {
-		secrets[k] = v
-	}
-	secrets[appid] = awstest.Secret(t, struct{}{})
+	secrets := e.secrets
 	sm := secretsmanager.NewFromConfig(awstest.Config(nil))
-	src := tokens.NewSource(tokens.Options{Secrets: secrets, Reader: sm, Now: e.sb.Clock().Now})
+	if _, err := sm.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{SecretId: aws.String(secrets[appid]), SecretString: aws.String("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	src := tokens.NewSource(tokens.Options{Secrets: secrets, Reader: e.te.As("SendWorkerFunction").Secrets, Now: e.sb.Clock().Now})
 	s := *e.sender
 	s.WeChat = wechat.New(wechat.Options{APIBase: e.apiURL, Tokens: src, HTTPClient: &httpClient})
 	e.h.Sender = &s

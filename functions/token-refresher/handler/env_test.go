@@ -30,8 +30,12 @@ var (
 // env is a refresher deployment in miniature: the sandbox, one table, one
 // token secret per app in moto, and as many refresher "instances"
 // (handlers) and function "processes" (token sources) as a test wants.
+// The refresher's AWS calls are held to TokenRefresherFunction's policy,
+// the processes' to SendWorkerFunction's (which reads both apps' tokens);
+// db and sm are the test's, unchecked.
 type env struct {
 	t       testing.TB
+	te      *testenv.Env
 	sb      *sandbox.Sandbox
 	url     string
 	table   string
@@ -69,6 +73,7 @@ func newEnv(t testing.TB) *env {
 	te := testenv.New(t, testenv.Tokens())
 	e := &env{
 		t:       t,
+		te:      te,
 		sb:      te.Sandbox,
 		url:     te.URL,
 		table:   te.Table,
@@ -90,14 +95,17 @@ func newEnv(t testing.TB) *env {
 }
 
 // handler returns a new refresher instance over the same resources, as a
-// second Lambda execution environment would be.
+// second Lambda execution environment would be. Its policy is resolved
+// anew, for a test that replaced a token secret (e.secrets is the
+// testenv's).
 func (e *env) handler(tweaks ...func(*handler.Options)) *handler.Handler {
 	e.t.Helper()
+	fn := e.te.As("TokenRefresherFunction")
 	o := handler.Options{
 		Apps:    e.apps,
 		WeChat:  wechat.New(wechat.Options{APIBase: e.url}),
-		Secrets: e.sm,
-		DB:      e.db,
+		Secrets: fn.Secrets,
+		DB:      fn.DB,
 		Table:   e.table,
 		Now:     e.sb.Clock().Now,
 		Log:     observe.Logger(e.logs, "token-refresher"),
@@ -115,9 +123,10 @@ func (e *env) handler(tweaks ...func(*handler.Options)) *handler.Handler {
 
 // source returns a token source as a function process has one.
 func (e *env) source(tweaks ...func(*tokens.Options)) *tokens.Source {
+	e.t.Helper()
 	o := tokens.Options{
 		Secrets:   e.secrets,
-		Reader:    e.sm,
+		Reader:    e.te.As("SendWorkerFunction").Secrets,
 		Refresher: e.invoker,
 		Now:       e.sb.Clock().Now,
 		Log:       observe.Logger(e.logs, "function"),

@@ -115,7 +115,7 @@ func TestFunctionsFromRepositoryTemplate(t *testing.T) {
 		byID[f.LogicalID] = f
 	}
 	login := byID["LoginFunction"]
-	if login.Env["WXB_TABLE"].Ref != "Table" || len(login.Routes) != 3 {
+	if login.Env["WXB_TABLE"].Ref != "Table" || len(login.Routes) != 4 {
 		t.Errorf("LoginFunction = %+v", login)
 	}
 	push := byID["FollowEventFunction"]

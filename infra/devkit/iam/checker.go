@@ -154,11 +154,16 @@ func (ch *Checker) schema(table string) (tableKeys, error) {
 func (ch *Checker) secretARN(w where, id string) string {
 	ch.mu.RLock()
 	defer ch.mu.RUnlock()
-	if _, rest, ok := strings.Cut(id, ":secret:"); ok && strings.HasPrefix(id, "arn:") {
+	if prefix, rest, ok := strings.Cut(id, ":secret:"); ok && strings.HasPrefix(id, "arn:") {
 		if secretName(id) != rest {
 			return id // a complete ARN, with its random suffix
 		}
-		id = rest // a partial ARN: its name
+		// A partial ARN: the secret of that name in the partition, region
+		// and account it names, never one elsewhere.
+		if arn, ok := ch.secrets[rest]; ok && strings.HasPrefix(arn, prefix+":secret:") {
+			return arn
+		}
+		return id
 	}
 	if arn, ok := ch.secrets[id]; ok {
 		return arn

@@ -1,6 +1,7 @@
 package iam
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"unicode"
 )
 
 // Protocols a request speaks, which decide the shape of a denial.
@@ -79,6 +81,11 @@ func (w where) arn(service, resource string) string {
 // requests maps c to the authorizations it needs.
 func (ch *Checker) requests(c *call, r *http.Request, body []byte) error {
 	w := where{Partition(c.region), c.region, ch.env.account()}
+	if c.protocol == protoJSON {
+		if err := ambiguous(body); err != nil {
+			return err
+		}
+	}
 	switch c.service {
 	case "dynamodb":
 		if c.protocol != protoJSON {
@@ -305,6 +312,86 @@ func (ch *Checker) tableARN(w where, table string) (name, arn string) {
 		return name, table
 	}
 	return table, w.arn("dynamodb", "table/"+table)
+}
+
+// decodedFields are the JSON member names the check decodes requests by.
+// Go's decoder also takes a name in another case for one of them (the
+// last one wins), where AWS reads names exactly: a body with "Key" and
+// "key" would be checked by one and served by the other.
+var decodedFields = map[string]bool{}
+
+func init() {
+	for _, f := range []string{"TableName", "Key", "Item", "Keys", "RequestItems", "PutRequest", "DeleteRequest", "TransactItems",
+		"Put", "Update", "Delete", "ConditionCheck", "Get", "IndexName", "KeyConditionExpression", "ExpressionAttributeNames",
+		"ExpressionAttributeValues", "KeyConditions", "ComparisonOperator", "AttributeValueList",
+		"QueueUrl", "QueueName", "QueueOwnerAWSAccountId", "SecretId", "Entries", "EventBusName", "Source", "DetailType"} {
+		decodedFields[fold(f)] = true
+	}
+}
+
+// fold is s with each letter replaced by the least of its case-folding
+// orbit, so that names Go's decoder matches to one field fold alike
+// (K, k and the Kelvin sign; S, s and the long s).
+func fold(s string) string {
+	return strings.Map(func(r rune) rune {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		return least
+	}, s)
+}
+
+// ambiguous reports an object of a JSON body that names one of the fields
+// the check decodes twice, in two spellings Go's decoder takes for the
+// same field: the check and the service would read different requests.
+// Such a call is denied, as one the check cannot read faithfully. (An
+// exact duplicate is read alike: the last one, by both.) A body that is
+// not JSON is left to the decoding that follows.
+func ambiguous(body []byte) error {
+	type frame struct {
+		names map[string]string // folded -> as written; nil for an array
+		name  bool              // the next token is a member name
+	}
+	var stack []*frame
+	done := func() { // a value ended: an object's next token is a name
+		if n := len(stack); n > 0 && stack[n-1].names != nil {
+			stack[n-1].name = true
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		if n := len(stack); n > 0 && stack[n-1].name {
+			if tok == json.Delim('}') {
+				stack = stack[:n-1]
+				done()
+				continue
+			}
+			name, _ := tok.(string)
+			f := fold(name)
+			if prev, ok := stack[n-1].names[f]; ok && prev != name && decodedFields[f] {
+				return fmt.Errorf("%w: a request naming %q and %q, which the check would read as one and AWS as two", ErrUnknownAPI, prev, name)
+			}
+			stack[n-1].names[f] = name
+			stack[n-1].name = false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{names: map[string]string{}, name: true})
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			done()
+		default:
+			done()
+		}
+	}
 }
 
 var and = regexp.MustCompile(`(?i)\s+and\s+`)

@@ -27,7 +27,7 @@ type messageBook struct {
 	quotaDay   string
 	quotaUsed  int
 	nextMsgID  int64
-	reports    []push.Event // TEMPLATESENDJOBFINISH events not pushed yet
+	reports    []outgoing // TEMPLATESENDJOBFINISH and subscribe_msg_sent_event pushes not made yet
 	reportWait time.Duration
 }
 
@@ -44,7 +44,7 @@ const DefaultTemplateQuota = 100000
 // by openid and client_msg_id.
 const clientMsgWindow = 10 * time.Minute
 
-// Channels of InboxMessage.
+// Channels of InboxMessage (and see channels.go).
 const (
 	ChannelTemplate  = "template"
 	ChannelSubscribe = "subscribe"
@@ -52,10 +52,14 @@ const (
 
 // InboxMessage is one message that reached a person's phone.
 type InboxMessage struct {
-	Channel    string            `json:"channel"` // "template" or "subscribe"
-	TemplateID string            `json:"template_id"`
-	Data       map[string]string `json:"data"`
-	At         time.Time         `json:"at"`
+	Channel    string            `json:"channel"` // template, subscribe, oa_subscribe or customer_service
+	TemplateID string            `json:"template_id,omitempty"`
+	Data       map[string]string `json:"data,omitempty"`
+	MsgID      string            `json:"msgid,omitempty"` // oa_subscribe: the msgid its sent event reports
+	// Text or Card is a customer-service message.
+	Text string           `json:"text,omitempty"`
+	Card *MiniProgramCard `json:"miniprogrampage,omitempty"`
+	At   time.Time        `json:"at"`
 }
 
 // Report statuses of TEMPLATESENDJOBFINISH.
@@ -68,6 +72,7 @@ const (
 func (s *Sandbox) messageRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("/cgi-bin/message/template/send", s.handleTemplateSend)
 	mux.HandleFunc("/cgi-bin/message/subscribe/send", s.handleSubscribeSend)
+	s.channelRoutes(mux) // channels.go
 }
 
 // messageControlRoutes adds consents, inboxes and delivery reports to the
@@ -78,6 +83,7 @@ func (s *Sandbox) messageControlRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /sandbox/people/{id}/refuse-templates", s.postRefuseTemplates)
 	mux.HandleFunc("POST /sandbox/template-reports", s.postTemplateReports)
 	mux.HandleFunc("POST /sandbox/template-quota", s.postTemplateQuota)
+	s.channelControlRoutes(mux) // channels.go
 }
 
 // GrantConsent plays the person accepting wx.requestSubscribeMessage for
@@ -148,8 +154,10 @@ func (s *Sandbox) SetTemplateQuota(n int) {
 	s.mu.Unlock()
 }
 
-// SetTemplateReportDelay makes each template message's TEMPLATESENDJOBFINISH
-// push go out by itself d (real time) after the send, as on the platform.
+// SetTemplateReportDelay makes each delivery report (a template message's
+// TEMPLATESENDJOBFINISH, a subscribe notification's
+// subscribe_msg_sent_event) go out by itself d (real time) after the send,
+// as on the platform.
 // With 0 (the default) reports wait for PushTemplateReports, which tests
 // call when they want them.
 func (s *Sandbox) SetTemplateReportDelay(d time.Duration) {
@@ -166,8 +174,9 @@ func (s *Sandbox) PendingTemplateReports() int {
 	return len(s.messages.reports)
 }
 
-// PushTemplateReports pushes every waiting TEMPLATESENDJOBFINISH event to
-// the push target, oldest first, with the platform's retries. Reports stay
+// PushTemplateReports pushes every waiting delivery report
+// (TEMPLATESENDJOBFINISH, subscribe_msg_sent_event) to the push target,
+// oldest first, with the platform's retries. Reports stay
 // waiting when no push target is set (ErrNoPushTarget).
 func (s *Sandbox) PushTemplateReports(ctx context.Context) ([]Delivery, error) {
 	s.mu.Lock()
@@ -326,11 +335,7 @@ func (s *Sandbox) sendTemplate(openid, templateID, clientMsgID string, data map[
 		return "", 45009, ""
 	}
 	m.quotaUsed++
-	if m.nextMsgID == 0 {
-		m.nextMsgID = 2_000_000_000_000_000_000 + int64(randomInt(1<<30))<<8
-	}
-	m.nextMsgID++
-	msgid := strconv.FormatInt(m.nextMsgID, 10)
+	msgid := m.newMsgID()
 	if clientMsgID != "" {
 		if m.sentByID == nil {
 			m.sentByID = map[string]clientMsg{}
@@ -345,8 +350,18 @@ func (s *Sandbox) sendTemplate(openid, templateID, clientMsgID string, data map[
 	}
 	e := s.event(p, now, push.TemplateFinish)
 	e.MsgID, e.Status = msgid, status
-	m.reports = append(m.reports, e)
+	m.reports = append(m.reports, outgoing{Event: e})
 	return msgid, 0, ""
+}
+
+// newMsgID makes the msgid of a template message or subscribe notification:
+// a 64-bit number, increasing (s.mu held).
+func (m *messageBook) newMsgID() string {
+	if m.nextMsgID == 0 {
+		m.nextMsgID = 2_000_000_000_000_000_000 + int64(randomInt(1<<30))<<8
+	}
+	m.nextMsgID++
+	return strconv.FormatInt(m.nextMsgID, 10)
 }
 
 func (s *Sandbox) deliverToInbox(id string, msg InboxMessage) {

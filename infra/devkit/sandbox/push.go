@@ -80,9 +80,13 @@ func (s *Sandbox) SetPushTarget(t PushTarget) error {
 
 // Delivery reports how a push went, attempt by attempt.
 type Delivery struct {
-	Event     push.Event `json:"event"`
-	Delivered bool       `json:"delivered"`
-	Attempts  []Attempt  `json:"attempts"`
+	Event push.Event `json:"event"`
+	// Content is a text message's; List a subscribe-notification event's
+	// entries, one per template.
+	Content   string          `json:"content,omitempty"`
+	List      []SubscribeItem `json:"list,omitempty"`
+	Delivered bool            `json:"delivered"`
+	Attempts  []Attempt       `json:"attempts"`
 }
 
 // Attempt is one POST of a push.
@@ -113,9 +117,10 @@ func (s *Sandbox) Unfollow(ctx context.Context, id string) (Delivery, error) {
 		return Delivery{}, errors.New("sandbox: person does not follow")
 	}
 	p.Following, p.follow.unsubscribed = false, true
+	delete(s.channels.windows, p.ID) // customer-service messages need a follower
 	e := s.event(p, now, push.Unsubscribe)
 	s.mu.Unlock()
-	return s.deliver(ctx, e)
+	return s.deliver(ctx, outgoing{Event: e})
 }
 
 // Scan plays a person scanning a parametric QR code, by scene or by ticket:
@@ -165,8 +170,9 @@ func (s *Sandbox) followEvent(ctx context.Context, id, scene, ticket string, mus
 			e.EventKey, e.Ticket = "qrscene_"+scene, ticket
 		}
 	}
+	s.interacted(p.ID, true, now) // channels.go
 	s.mu.Unlock()
-	return s.deliver(ctx, e)
+	return s.deliver(ctx, outgoing{Event: e})
 }
 
 // pushable returns person id, if a change of their follow state can be
@@ -213,16 +219,16 @@ func ghID(appid string) string {
 // deliver pushes e the way WeChat does: POST, wait up to the timeout for
 // "success" (or an empty body), and send the same event again up to
 // Retries times otherwise.
-func (s *Sandbox) deliver(ctx context.Context, e push.Event) (Delivery, error) {
+func (s *Sandbox) deliver(ctx context.Context, m outgoing) (Delivery, error) {
 	s.mu.Lock()
 	t, c, hc := s.push.target, s.push.cipher, s.push.client
 	s.mu.Unlock()
+	d := Delivery{Event: m.Event, Content: m.Content, List: m.List}
 	if t.URL == "" {
-		return Delivery{Event: e}, ErrNoPushTarget
+		return d, ErrNoPushTarget
 	}
-	d := Delivery{Event: e}
 	for attempt := 0; attempt <= t.Retries; attempt++ {
-		a := s.post(ctx, hc, t, c, e)
+		a := s.post(ctx, hc, t, c, m)
 		d.Attempts = append(d.Attempts, a)
 		if a.Error == "" && a.Status == http.StatusOK && (a.Body == "" || a.Body == "success") {
 			d.Delivered = true
@@ -235,15 +241,12 @@ func (s *Sandbox) deliver(ctx context.Context, e push.Event) (Delivery, error) {
 	return d, nil
 }
 
-func (s *Sandbox) post(ctx context.Context, hc *http.Client, t PushTarget, c *push.Cipher, e push.Event) Attempt {
+func (s *Sandbox) post(ctx context.Context, hc *http.Client, t PushTarget, c *push.Cipher, m outgoing) Attempt {
 	start := time.Now()
 	ts := strconv.FormatInt(s.clock.Now().Unix(), 10)
 	nonce := strconv.Itoa(randomInt(1 << 30))
-	q, body, err := push.Seal(t.Mode, t.Token, c, e, ts, nonce)
-	if err != nil {
-		return Attempt{Error: err.Error()}
-	}
-	u := t.URL + "?" + query(q, e.FromUserName)
+	q, body := seal(t, c, m, ts, nonce)
+	u := t.URL + "?" + query(q, m.FromUserName)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(string(body)))
 	if err != nil {
 		return Attempt{Error: err.Error()}
@@ -256,6 +259,26 @@ func (s *Sandbox) post(ctx context.Context, hc *http.Client, t PushTarget, c *pu
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	return Attempt{Status: resp.StatusCode, Body: string(b), Duration: time.Since(start)}
+}
+
+// seal signs the push and, unless the mode is plaintext, encrypts it: in
+// safe mode the body has only ToUserName and Encrypt, in compatible mode
+// the plaintext fields come first. (push.Seal does the same for the events
+// push.Event carries; the sandbox renders the XML of the others itself.)
+func seal(t PushTarget, c *push.Cipher, m outgoing, ts, nonce string) (push.Query, []byte) {
+	msg := m.xml()
+	q := push.Query{Timestamp: ts, Nonce: nonce, Signature: push.Signature(t.Token, ts, nonce)}
+	if t.Mode == push.Plaintext || t.Mode == "" || c == nil {
+		return q, msg
+	}
+	enc := c.Encrypt(msg)
+	q.EncryptType = "aes"
+	q.MsgSignature = push.Signature(t.Token, ts, nonce, enc)
+	body := []byte("<xml><ToUserName><![CDATA[" + m.ToUserName + "]]></ToUserName>")
+	if t.Mode == push.Compatible {
+		body = msg[:len(msg)-len("</xml>")]
+	}
+	return q, append(body, "<Encrypt><![CDATA["+enc+"]]></Encrypt></xml>"...)
 }
 
 // query renders the push query string as the platform does.

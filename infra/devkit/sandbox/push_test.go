@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -115,7 +116,7 @@ func TestPushRetriesLikeWeChat(t *testing.T) {
 			t.Fatalf("delivery = %+v", d)
 		}
 		for _, e := range r.events[1:] {
-			if e != r.events[0] {
+			if !reflect.DeepEqual(e, r.events[0]) {
 				t.Fatalf("a retry differs: %+v vs %+v", e, r.events[0])
 			}
 		}

@@ -87,6 +87,7 @@ type Sandbox struct {
 	tokenctl tokenControl       // token errors on demand, token calls per app; see tokenctl.go
 	roster   followerBook       // bulk followers and user/get; see followers.go
 	messages messageBook        // consents, inboxes, template quota and delivery reports; see messages.go
+	channels channelBook        // OA subscribe consents, customer-service windows; see channels.go
 }
 
 // New returns a sandbox for cfg; zero fields take their defaults.

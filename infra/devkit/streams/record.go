@@ -47,11 +47,12 @@ type BatchInfo struct {
 }
 
 // read takes the next page of sh's records: those the filters keep go to
-// sh.buf. It returns how many records were new.
-func (s *Source) read(ctx context.Context, sh *shard) (int, error) {
+// sh.buf. It returns how many records the page held and how many of them
+// were new.
+func (s *Source) read(ctx context.Context, sh *shard) (page, fresh int, err error) {
 	if sh.iter == "" {
 		if err := s.position(ctx, sh); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	out, err := s.streams.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: aws.String(sh.iter), Limit: aws.Int32(readLimit)})
@@ -59,19 +60,19 @@ func (s *Source) read(ctx context.Context, sh *shard) (int, error) {
 	if errors.As(err, &expired) {
 		// Iterators live 15 minutes: take a new one after the last record read.
 		if err := s.position(ctx, sh); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		out, err = s.streams.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: aws.String(sh.iter), Limit: aws.Int32(readLimit)})
 	}
 	if err != nil {
-		return 0, fmt.Errorf("streams: get records of %s: %w", sh.id, err)
+		return 0, 0, fmt.Errorf("streams: get records of %s: %w", sh.id, err)
 	}
+
 	if out.NextShardIterator == nil {
 		sh.closed = true
 	} else {
 		sh.iter = *out.NextShardIterator
 	}
-	n := 0
 	for _, r := range out.Records {
 		// A threaded moto_server (one given by AWS_ENDPOINT_URL;
 		// infra/devkit/moto serializes requests) can number two concurrent
@@ -81,17 +82,17 @@ func (s *Source) read(ctx context.Context, sh *shard) (int, error) {
 		if !sh.seen.add(aws.ToString(r.EventID)) {
 			continue
 		}
-		n++
+		fresh++
 		rec, err := convert(r, s.StreamARN)
 		if err != nil {
-			return n, err
+			return len(out.Records), fresh, err
 		}
 		sh.lastSeq = rec.ev.Change.SequenceNumber
 		if s.keep(rec.ev) {
 			sh.buf = append(sh.buf, rec)
 		}
 	}
-	return n, nil
+	return len(out.Records), fresh, nil
 }
 
 // position gets sh an iterator: after the last record read, or at its

@@ -297,17 +297,22 @@ func (s *Source) step(ctx context.Context, sh *shard) (bool, error) {
 		if size == 0 {
 			size = defaultBatchSize
 		}
-		for len(sh.buf) < size && !sh.closed {
-			n, err := s.read(ctx, sh)
+		// Lambda invokes with what a poll finds (there is no batching
+		// window here), at most BatchSize records; a full page the filters
+		// emptied is followed at once by the next.
+		fresh := 0
+		for len(sh.buf) == 0 && !sh.closed {
+			page, n, err := s.read(ctx, sh)
 			if err != nil {
 				return false, err
 			}
-			if n == 0 {
+			fresh += n
+			if page < readLimit {
 				break
 			}
 		}
 		if len(sh.buf) == 0 {
-			return false, nil
+			return fresh > 0, nil
 		}
 		n := min(size, len(sh.buf))
 		sh.work = []batch{{recs: sh.buf[:n:n]}}

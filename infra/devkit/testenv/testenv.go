@@ -12,12 +12,17 @@
 //
 //	e := testenv.New(t)
 //	h, err := handler.FromEnv(ctx, e.FunctionEnv("FollowerSyncFunction"))
+//
+// A test that builds a handler from its parts takes the function's clients
+// from As, so that its calls are held to the same policy, and keeps DB,
+// SQS and Secrets for its own setup and assertions.
 package testenv
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"sync"
@@ -84,8 +89,9 @@ type Env struct {
 
 	t      testing.TB
 	tpl    *cfn.Template
-	policy *iam.Template // tpl's policies, for the IAM check
-	iam    *iam.Proxy    // started by the first FunctionAWS
+	policy *iam.Template   // tpl's policies, for the IAM check
+	iam    *iam.Proxy      // started by the first FunctionAWS
+	held   map[string]bool // the functions As made clients for
 	mu     sync.Mutex
 	queues map[string]string
 	buses  map[string]string
@@ -200,6 +206,7 @@ func New(t testing.TB, opts ...Option) *Env {
 		t:            t,
 		queues:       map[string]string{},
 		buses:        map[string]string{},
+		held:         map[string]bool{},
 		params:       o.params,
 	}
 	ctx := context.Background()
@@ -344,6 +351,56 @@ func (e *Env) FunctionAWS(logicalID string) aws.Config {
 		e.t.Fatalf("testenv: IAM policy of %s: %v", logicalID, err)
 	}
 	return p.Config(awstest.Config(nil), logicalID)
+}
+
+// Clients are one function's AWS clients in a test, signed as that
+// function (FunctionAWS): a handler a test builds from them, rather than
+// from FunctionEnv, is held to the function's policy all the same, while
+// the Env's own DB, SQS, Secrets and Tokens, for the test's setup and
+// assertions, stay unchecked.
+type Clients struct {
+	AWS aws.Config
+	// DB's requests are counted by the Env's Counter, as DB's are.
+	DB      *dynamodb.Client
+	SQS     *sqs.Client
+	Secrets *secretsmanager.Client
+	// Tokens reads the token secrets through Secrets, on the sandbox's
+	// clock, and asks for no refresh; WeChat calls the sandbox with them.
+	Tokens *tokens.Source
+	WeChat *wechat.Client
+}
+
+// As is the Clients of function logicalID (such as "SendWorkerFunction").
+// Any of the function's calls the check denies fails the test when it
+// ends, even one the code under test swallowed (a best-effort write); a
+// test that expects a denial uses FunctionAWS.
+func (e *Env) As(logicalID string) Clients {
+	e.t.Helper()
+	cfg := e.FunctionAWS(logicalID)
+	e.mu.Lock()
+	first := !e.held[logicalID]
+	e.held[logicalID] = true
+	e.mu.Unlock()
+	if first {
+		e.t.Cleanup(func() {
+			for _, d := range e.IAM().Denials() {
+				if d.Function == logicalID {
+					e.t.Errorf("testenv: the IAM check denied %s: %s", d.Operation, d.Message)
+				}
+			}
+		})
+	}
+	counted := cfg.Copy()
+	counted.HTTPClient = &http.Client{Transport: e.Counter}
+	c := Clients{
+		AWS:     cfg,
+		DB:      dynamodb.NewFromConfig(counted),
+		SQS:     sqs.NewFromConfig(cfg),
+		Secrets: secretsmanager.NewFromConfig(cfg),
+	}
+	c.Tokens = tokens.NewSource(tokens.Options{Secrets: e.TokenSecrets, Reader: c.Secrets, Now: e.Sandbox.Clock().Now})
+	c.WeChat = wechat.New(wechat.Options{APIBase: e.URL, OpenBase: e.URL, Tokens: c.Tokens})
+	return c
 }
 
 // IAM is the test's IAM check, started on first use: Denials lists the

@@ -25,6 +25,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -140,6 +141,25 @@ type Event struct {
 	// TEMPLATESENDJOBFINISH, the template message (MsgID, capital D).
 	MsgID  string `xml:"-" json:"msg_id,omitempty"`
 	Status string `xml:"Status" json:"status,omitempty"`
+	// Templates lists, for a subscribe-notification event (SubscribePopup,
+	// SubscribeChange, SubscribeSent), each template it is about.
+	Templates []TemplateEvent `xml:"-" json:"templates,omitempty"`
+}
+
+// TemplateEvent is one template's entry (List) in a subscribe-notification
+// event.
+type TemplateEvent struct {
+	TemplateID string `xml:"TemplateId" json:"template_id"`
+	// Status is SubscribeStatusString, in popup and change events:
+	// "accept" or "reject" (a change event only ever rejects).
+	Status     string `xml:"SubscribeStatusString" json:"status,omitempty"`
+	PopupScene string `xml:"PopupScene" json:"popup_scene,omitempty"`
+	// MsgID, ErrorCode and ErrorStatus are a sent event's delivery report
+	// of the notification bizsend sent: ErrorStatus "success",
+	// "failed:user block" (the person refuses it), "failed:system failed".
+	MsgID       string `xml:"MsgID" json:"msg_id,omitempty"`
+	ErrorCode   string `xml:"ErrorCode" json:"error_code,omitempty"`
+	ErrorStatus string `xml:"ErrorStatus" json:"error_status,omitempty"`
 }
 
 // Event types wxbridge acts on (the Event field when MsgType is "event").
@@ -148,6 +168,12 @@ const (
 	Unsubscribe    = "unsubscribe"
 	Scan           = "SCAN"
 	TemplateFinish = "TEMPLATESENDJOBFINISH"
+	// The official account's subscribe notifications (订阅通知): the
+	// person answered the popup, withdrew a template in their settings,
+	// and the delivery report of a bizsend.
+	SubscribePopup  = "subscribe_msg_popup_event"
+	SubscribeChange = "subscribe_msg_change_event"
+	SubscribeSent   = "subscribe_msg_sent_event"
 )
 
 // Kind names what the push is: the event name for events ("subscribe"), the
@@ -185,6 +211,11 @@ func (e Event) DedupKey() string {
 		// in the same second; only the MsgID tells them apart.
 		key += "#" + e.MsgID
 	}
+	for _, t := range e.Templates {
+		// Subscribe-notification events: likewise two reports (or answers)
+		// of one second differ only in their list.
+		key += "#" + t.TemplateID + ":" + t.Status + t.MsgID
+	}
 	return key
 }
 
@@ -203,6 +234,12 @@ type envelope struct {
 	MsgId   string `xml:"MsgId"`
 	MsgIDEv string `xml:"MsgID"`
 	Encrypt string `xml:"Encrypt"`
+	// The list of a subscribe-notification event, under the element its
+	// event names. The platform's own example of the change event wraps it
+	// in SubscribeMsgPopupEvent, so any of the three is read.
+	Popup  []TemplateEvent `xml:"SubscribeMsgPopupEvent>List"`
+	Change []TemplateEvent `xml:"SubscribeMsgChangeEvent>List"`
+	Sent   []TemplateEvent `xml:"SubscribeMsgSentEvent>List"`
 }
 
 func parse(b []byte) (envelope, error) {
@@ -214,6 +251,7 @@ func parse(b []byte) (envelope, error) {
 	if env.MsgID == "" {
 		env.MsgID = env.MsgIDEv
 	}
+	env.Templates = slices.Concat(env.Popup, env.Change, env.Sent)
 	return env, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -97,7 +98,7 @@ func TestRoundTripEveryMode(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != want {
+			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("got %+v\nwant %+v", got, want)
 			}
 			if mode == Safe && bytes.Contains(body, []byte(want.FromUserName)) {
@@ -289,5 +290,55 @@ func BenchmarkOpen(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestSubscribeNotificationEvents parses the official account's three
+// subscribe-notification events as the platform documents them (the popup
+// example of developers.weixin.qq.com/doc/service/guide/product/
+// subscription_messages/push, whose change-event example wraps its list
+// in SubscribeMsgPopupEvent), and renders them back.
+func TestSubscribeNotificationEvents(t *testing.T) {
+	head := func(event string) string {
+		return `<xml><ToUserName><![CDATA[gh_123456789abc]]></ToUserName><FromUserName><![CDATA[otFpruAK8D-E6EfStSYonYSBZ8_4]]></FromUserName>` +
+			`<CreateTime>1610969440</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[` + event + `]]></Event>`
+	}
+	tests := []struct {
+		name, body string
+		want       []TemplateEvent
+	}{
+		{"popup", head(SubscribePopup) + `<SubscribeMsgPopupEvent>` +
+			`<List><TemplateId><![CDATA[VRR0UEO9VJOLs0MHlU0OilqX6MVFDwH3_3gz3Oc0NIc]]></TemplateId><SubscribeStatusString><![CDATA[accept]]></SubscribeStatusString><PopupScene>2</PopupScene></List>` +
+			`<List><TemplateId><![CDATA[9nLIlbOQZC5Y89AZteFEux3WCXRRRG5Wfzkpssu4bLI]]></TemplateId><SubscribeStatusString><![CDATA[reject]]></SubscribeStatusString><PopupScene>2</PopupScene></List>` +
+			`</SubscribeMsgPopupEvent></xml>`,
+			[]TemplateEvent{{TemplateID: "VRR0UEO9VJOLs0MHlU0OilqX6MVFDwH3_3gz3Oc0NIc", Status: "accept", PopupScene: "2"}, {TemplateID: "9nLIlbOQZC5Y89AZteFEux3WCXRRRG5Wfzkpssu4bLI", Status: "reject", PopupScene: "2"}}},
+		{"change", head(SubscribeChange) + `<SubscribeMsgChangeEvent><List><TemplateId><![CDATA[VRR0UEO9VJOLs0MHlU0OilqX6MVFDwH3_3gz3Oc0NIc]]></TemplateId><SubscribeStatusString><![CDATA[reject]]></SubscribeStatusString></List></SubscribeMsgChangeEvent></xml>`,
+			[]TemplateEvent{{TemplateID: "VRR0UEO9VJOLs0MHlU0OilqX6MVFDwH3_3gz3Oc0NIc", Status: "reject"}}},
+		{"change_as_documented", head(SubscribeChange) + `<SubscribeMsgPopupEvent><List><TemplateId><![CDATA[VRR0UEO9VJOLs0MHlU0OilqX6MVFDwH3_3gz3Oc0NIc]]></TemplateId><SubscribeStatusString><![CDATA[reject]]></SubscribeStatusString></List></SubscribeMsgPopupEvent></xml>`,
+			[]TemplateEvent{{TemplateID: "VRR0UEO9VJOLs0MHlU0OilqX6MVFDwH3_3gz3Oc0NIc", Status: "reject"}}},
+		{"sent", head(SubscribeSent) + `<SubscribeMsgSentEvent><List><TemplateId><![CDATA[VRR0UEO9VJOLs0MHlU0OilqX6MVFDwH3_3gz3Oc0NIc]]></TemplateId><MsgID>1700827132819554304</MsgID><ErrorCode>0</ErrorCode><ErrorStatus><![CDATA[success]]></ErrorStatus></List></SubscribeMsgSentEvent></xml>`,
+			[]TemplateEvent{{TemplateID: "VRR0UEO9VJOLs0MHlU0OilqX6MVFDwH3_3gz3Oc0NIc", MsgID: "1700827132819554304", ErrorCode: "0", ErrorStatus: "success"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env, err := parse([]byte(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := env.Event; !reflect.DeepEqual(e.Templates, tc.want) || e.MsgID != "" || validate(e) != nil {
+				t.Fatalf("parsed %+v (%v)\nwant templates %+v", e, validate(e), tc.want)
+			}
+			again, err := parse(Marshal(env.Event))
+			if err != nil || !reflect.DeepEqual(again.Event, env.Event) {
+				t.Fatalf("round trip: %+v, %v", again.Event, err)
+			}
+		})
+	}
+	// Two reports of one second differ only in their list.
+	a := Event{FromUserName: "o", CreateTime: 1, MsgType: "event", Event: SubscribeSent, Templates: []TemplateEvent{{TemplateID: "T", MsgID: "1"}}}
+	b := a
+	b.Templates = []TemplateEvent{{TemplateID: "T", MsgID: "2"}}
+	if a.DedupKey() == b.DedupKey() {
+		t.Error("two delivery reports of one second share a dedup key")
 	}
 }

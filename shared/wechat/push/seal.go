@@ -53,6 +53,25 @@ func Marshal(e Event) []byte {
 		field("MsgId", e.MsgID)
 	}
 	field("Status", e.Status)
+	if len(e.Templates) > 0 {
+		// Each event's list sits under its own element.
+		wrap := map[string]string{SubscribeChange: "SubscribeMsgChangeEvent", SubscribeSent: "SubscribeMsgSentEvent"}[e.Event]
+		if wrap == "" {
+			wrap = "SubscribeMsgPopupEvent"
+		}
+		b.WriteString("<" + wrap + ">")
+		for _, t := range e.Templates {
+			b.WriteString("<List>")
+			field("TemplateId", t.TemplateID)
+			field("SubscribeStatusString", t.Status)
+			field("PopupScene", t.PopupScene)
+			field("MsgID", t.MsgID)
+			field("ErrorCode", t.ErrorCode)
+			field("ErrorStatus", t.ErrorStatus)
+			b.WriteString("</List>")
+		}
+		b.WriteString("</" + wrap + ">")
+	}
 	b.WriteString("</xml>")
 	return b.Bytes()
 }
