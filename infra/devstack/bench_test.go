@@ -32,6 +32,7 @@ import (
 
 	"wxbridge/infra/devkit/awsfault"
 	"wxbridge/infra/devkit/sandbox"
+	"wxbridge/infra/devkit/streams"
 	"wxbridge/shared/contract"
 	"wxbridge/shared/notify"
 )
@@ -204,9 +205,9 @@ func decodeInto(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) 
 // their PutEvents calls went out (a panic before answering) and half
 // midway (their time runs out with calls in flight); and up to every
 // 100 ms a PutEvents answer is lost on the wire (the SDK sends the events
-// again), and so is the answer to a ledger write, so that the send-worker
-// or follow-event fails right after writing (the functions' AWS fault
-// proxy, /_dev/faults). It reports distinct event
+// again), and up to every 500 ms the answer to a ledger write, so that the
+// send-worker or follow-event fails right after writing (the functions'
+// AWS fault proxy, /_dev/faults). It reports distinct event
 // ids per ledger change (target exactly 1), changes with no event,
 // events with no change, duplicate deliveries, and the latency from the
 // ledger write (the stream record's time) to the event's arrival in the
@@ -350,8 +351,8 @@ func outcomeRun(b *testing.B, n int, crash float64, lose time.Duration) {
 	}
 
 	// Answers lost on the wire while the jobs run: each tick arms the
-	// next lost answer of a PutEvents call and of a ledger write, unless
-	// the last one armed has not fired yet.
+	// next lost answer of a PutEvents call, every fifth that of a ledger
+	// write, unless the last one armed has not fired yet.
 	loseCtx, stopLosing := context.WithCancel(context.Background())
 	var losing sync.WaitGroup
 	if lose > 0 {
@@ -360,7 +361,7 @@ func outcomeRun(b *testing.B, n int, crash float64, lose time.Duration) {
 			defer losing.Done()
 			t := time.NewTicker(lose)
 			defer t.Stop()
-			for {
+			for i := 0; ; i++ {
 				select {
 				case <-loseCtx.Done():
 					return
@@ -373,7 +374,7 @@ func outcomeRun(b *testing.B, n int, crash float64, lose time.Duration) {
 				if !pending[awsfault.EventBridge] {
 					s.faults.Add(awsfault.Rule{Service: awsfault.EventBridge, Operation: "PutEvents", Count: 1, Error: awsfault.LostAnswer})
 				}
-				if !pending[awsfault.DynamoDB] {
+				if !pending[awsfault.DynamoDB] && i%5 == 0 {
 					s.faults.Add(awsfault.Rule{Service: awsfault.DynamoDB, Operation: "UpdateItem", Match: `"SEND#`, Count: 1, Error: awsfault.LostAnswer})
 				}
 			}
@@ -461,9 +462,31 @@ func outcomeRun(b *testing.B, n int, crash float64, lose time.Duration) {
 	b.ReportMetric(pct(0.5), "ms-p50-write-to-queue")
 	b.ReportMetric(pct(0.99), "ms-p99-write-to-queue")
 	b.ReportMetric(float64(inj.panics.Load()+inj.timeouts.Load()), "publisher-crashes")
+	b.ReportMetric(float64(givenUp(b, s)), "records-given-up")
 	b.ReportMetric(float64(lost[awsfault.EventBridge]), "putevents-answers-lost")
 	b.ReportMetric(float64(lost[awsfault.DynamoDB]), "ledger-write-answers-lost")
 	b.ReportMetric(elapsed.Seconds(), "s-total")
+}
+
+// givenUp counts the stream records the publisher's trigger gave up on:
+// the batch sizes of the invocation records in OutcomeDLQ.
+func givenUp(b *testing.B, s *Stack) int {
+	q, url := sqs.NewFromConfig(s.aws), s.res.queues["OutcomeDLQ"]
+	n := 0
+	for {
+		out, err := q.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 10, VisibilityTimeout: 60})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			return n
+		}
+		for _, m := range out.Messages {
+			var inv streams.Invocation
+			json.Unmarshal([]byte(*m.Body), &inv)
+			n += inv.Batch.BatchSize
+		}
+	}
 }
 
 // ledgerChanges reads the table's whole stream: each change of a ledger

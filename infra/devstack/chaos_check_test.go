@@ -67,6 +67,9 @@ func (r *chaosRun) look(ctx context.Context) quiet {
 	work, _ := r.queueIDs()
 	var parts []string
 	for _, id := range work {
+		if id == outcomeQueue {
+			continue // the business's queue: checkOutcomes reads it
+		}
 		n := r.depth(ctx, id)
 		if id == "PushRetryQueue" {
 			// Delivery reports of sends whose answer was lost match no
@@ -353,8 +356,8 @@ func (r *chaosRun) check() []*invariant {
 	work, dlqs := r.queueIDs()
 	letters := tally{}
 	for _, id := range append(dlqs, work...) {
-		if id == "PushRetryQueue" {
-			continue // counted below
+		if id == "PushRetryQueue" || id == outcomeQueue {
+			continue // counted below; checkOutcomes
 		}
 		for _, m := range r.drainQueue(ctx, id) {
 			dead.checked++
@@ -377,7 +380,7 @@ func (r *chaosRun) check() []*invariant {
 	if letters.total() == 0 {
 		dead.extra = "dead and left-over letters: none"
 	}
-	return []*invariant{follow, split, union, outcome, twice, truth, dead}
+	return []*invariant{follow, split, union, outcome, twice, truth, dead, r.checkOutcomes(ctx, entries, 20*time.Second)}
 }
 
 // explain says why a dead letter is harmless, or what it lost.

@@ -30,11 +30,13 @@ msgid, attempts, each channel tried with WeChat's answer, and the times.
 (schemas/outcome-event.schema.json; an INPROGRESS job has no event_id).
 
 watch prints each change of the job until it is final (DELIVERED, FAILED,
-BLOCKED, UNDELIVERABLE, EXPIRED or UNKNOWN), or SENT on the subscribe
-channel, of which WeChat reports no delivery. -sent stops at SENT on any
-channel. A job not yet in the ledger (still on the queue) is waited for.
+BLOCKED, UNDELIVERABLE, EXPIRED or UNKNOWN), or SENT on the subscribe or
+customer_service channel, of which WeChat reports no delivery. -sent stops
+at SENT on any channel. A job not yet in the ledger (still on the queue) is
+waited for.
 Exit status: 0 delivered or sent, 3 ended without being sent, 4 timed out,
-1 on errors (an unknown id for show), 2 on usage errors.
+5 UNKNOWN (it may have been sent: do not send it again), 1 on errors (an
+unknown id for show), 2 on usage errors.
 
 The table defaults to $WXB_TABLE (the stack's TableName output).
 `
@@ -43,6 +45,9 @@ The table defaults to $WXB_TABLE (the stack's TableName output).
 const (
 	exitNotSent  = 3
 	exitTimedOut = 4
+	// exitUnknown: the person may or may not have the message; a script
+	// that resent on exitNotSent must not resend it.
+	exitUnknown = 5
 )
 
 func runJobs(ctx context.Context, args []string, std stdio) error {
@@ -141,6 +146,9 @@ func watch(ctx context.Context, ledger *notify.Ledger, id string, o watchOptions
 				if code == 0 {
 					return nil
 				}
+				if code == exitUnknown {
+					return exitError{code: code, msg: fmt.Sprintf("job %s ended UNKNOWN: it may or may not have been sent (%s)", id, last.Reason)}
+				}
 				return exitError{code: code, msg: fmt.Sprintf("job %s ended %s without being sent", id, last.Status)}
 			}
 		}
@@ -171,18 +179,30 @@ func changed(a, b notify.Entry) bool {
 }
 
 // ended reports whether e is where watching stops, and with what exit
-// status: 0 for delivered or sent, exitNotSent for the other final states.
+// status: 0 for delivered or sent, exitUnknown for UNKNOWN, exitNotSent
+// for the other final states.
 func ended(e notify.Entry, untilSent bool) (int, bool) {
 	switch {
 	case e.Status == notify.Delivered:
 		return 0, true
-	// No delivery report follows a subscribe message: SENT is its end.
+	// No delivery report follows a mini-program subscribe message or a
+	// customer-service message, nor one the ledger could not match (sent
+	// without a msgid): SENT is their end.
 	case e.Status == notify.Sent:
-		return 0, untilSent || e.Channel == notify.Subscribe
+		return 0, untilSent || !awaitsReport(e)
+	case e.Status == notify.Unknown:
+		return exitUnknown, true
 	case e.Status.Final():
 		return exitNotSent, true
 	}
 	return 0, false
+}
+
+// awaitsReport reports whether a SENT entry may still change: WeChat
+// reports the delivery of template messages and official-account
+// subscribe notifications, and the ledger matches a report by its msgid.
+func awaitsReport(e notify.Entry) bool {
+	return (e.Channel == notify.Template || e.Channel == notify.OASubscribe) && e.MsgID != ""
 }
 
 // printer writes entries as text or as outcome-event details.
@@ -204,7 +224,7 @@ func (p printer) show(e notify.Entry) error {
 	status := string(e.Status)
 	if e.Status.Final() {
 		status += " (final)"
-	} else if e.Status == notify.Sent && e.Channel == notify.Template {
+	} else if e.Status == notify.Sent && awaitsReport(e) {
 		status += " (waiting for WeChat's delivery report)"
 	}
 	row("job", e.JobID)

@@ -139,7 +139,28 @@ func DecodeOutcome(b []byte) (Outcome, error) {
 	if o.EventID == "" || o.JobID == "" || DetailType(o.Status) == "" {
 		return Outcome{}, fmt.Errorf("contract: outcome without event_id, job_id or a known status")
 	}
+	// What consumers deduplicate and branch on must be what wxbridge
+	// publishes (the schema's event_id pattern, final only when the status
+	// is), not merely present.
+	if !isEventID(o.EventID) {
+		return Outcome{}, fmt.Errorf("contract: outcome event_id %q is not 32 lowercase hex digits", o.EventID)
+	}
+	if o.Final != o.Status.Final() {
+		return Outcome{}, fmt.Errorf("contract: outcome %s with final %v", o.Status, o.Final)
+	}
 	return o, nil
+}
+
+func isEventID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // Event is an EventBridge event as a target receives it (an SQS message
@@ -168,6 +189,12 @@ func DecodeEvent(b []byte) (Event, error) {
 	o, err := DecodeOutcome(raw.Detail)
 	if err != nil {
 		return Event{}, err
+	}
+	// Rules route on detail-type, code reads detail.status: they must agree
+	// (encoding/json would also take a second, upper-case "STATUS" key that
+	// rules and the schema never see).
+	if raw.DetailType != DetailType(o.Status) {
+		return Event{}, fmt.Errorf("contract: event of detail-type %q with status %s", raw.DetailType, o.Status)
 	}
 	ev := raw.Event
 	ev.Detail = o

@@ -29,8 +29,9 @@ type option struct {
 type cost int
 
 const (
-	// A customer-service message inside the 48-hour window costs no
-	// consent and no quota.
+	// A customer-service message inside the window (48 hours after the
+	// person's message, a minute after a follow, scan or menu click)
+	// costs no consent and no quota.
 	costWindowOpen cost = iota
 	// A long-term OA subscribe consent is not used up by a send.
 	costLongTerm
@@ -179,7 +180,8 @@ func consent(st reach.State, templateID string) (rank cost, spend, skip string) 
 // follow, a scan or a menu click (reach.State.WindowOpen). Nothing recorded
 // may be a message from before wxbridge received the account's pushes,
 // unless the person's last recorded event (or follow) is older than the
-// 48 hours: a message since would have been recorded.
+// 48 hours: a message since would have been recorded. A refusal (45015,
+// 45047) recorded after every interaction closes it until the next one.
 func window(st reach.State, oa identity.OAIdentity, now time.Time) (cost, string) {
 	last := st.LastBrief
 	if oa.Subscribed && oa.SubscribedAt != nil && oa.SubscribedAt.After(last) {
@@ -190,6 +192,8 @@ func window(st reach.State, oa identity.OAIdentity, now time.Time) (cost, string
 		return costUnknownWindow, "does not follow the official account"
 	case st.WindowOpen(now):
 		return costWindowOpen, ""
+	case st.WindowSpent():
+		return costUnknownWindow, "WeChat refused a customer-service message at " + stamp(st.Refused) + " (45015 or 45047), and the person has not interacted since"
 	case st.WindowClosed(now):
 		return costUnknownWindow, "window closed: the person's last message was at " + stamp(st.LastInteraction) + ", more than 48 hours ago"
 	case st.LastInteraction.IsZero() && !last.IsZero() && now.Sub(last) > reach.Window:

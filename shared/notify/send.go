@@ -41,6 +41,7 @@ type Reach interface {
 	Get(ctx context.Context, keys ...reach.Key) (map[reach.Key]reach.State, error)
 	Use(ctx context.Context, k reach.Key, templateID string) error
 	Lost(ctx context.Context, k reach.Key, templateID string) error
+	WindowRefused(ctx context.Context, k reach.Key, at time.Time) error
 }
 
 // DefaultRecipientWait is how long a job addressed to someone wxbridge has
@@ -271,7 +272,12 @@ func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, opts
 	var why []string
 	var tries []contract.Try // the channels passed, with their answers
 	called := 0
+	notFollowing := false // a channel answered 43004 in this attempt
 	for _, o := range opts {
+		if o.skip == "" && notFollowing && needsFollow(o.channel) && o.appid == s.OfficialAccount {
+			// Only followers receive these (43004): the answer is known.
+			o.skip = "does not follow the official account (43004 to an earlier channel)"
+		}
 		if o.skip != "" {
 			why = append(why, string(o.channel)+": "+o.skip)
 			if !slices.ContainsFunc(c.tried, func(t contract.Try) bool { return t.Channel == o.channel }) {
@@ -331,6 +337,7 @@ func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, opts
 			why = append(why, failure.Reason)
 			tries = append(tries, failure.try(contract.TryFailed))
 			last = err
+			notFollowing = notFollowing || (errors.Is(err, wechat.ErrNotFollowing) && st.appid == s.OfficialAccount)
 			continue
 		case !wechat.Retryable(err):
 			// The sender's mistake (template, data, page): resending
@@ -357,8 +364,9 @@ func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, opts
 
 // learn records what a WeChat answer (err, to a call made at asked on o)
 // says of the person: 43004, that they do not follow the official account;
-// 43101, that they hold no consent to the template any more. A failure to
-// record only costs a wasted call next time.
+// 43101, that they hold no consent to the template any more; 45015 or
+// 45047, that their interactions so far allow no more customer-service
+// messages. A failure to record only costs a wasted call next time.
 func (s *Sender) learn(ctx context.Context, job Job, o option, err error, uid string, asked time.Time) {
 	switch {
 	case errors.Is(err, wechat.ErrNotFollowing) && uid != "" && o.appid == s.OfficialAccount:
@@ -370,6 +378,10 @@ func (s *Sender) learn(ctx context.Context, job Job, o option, err error, uid st
 		}
 		if err := s.Reach.Lost(ctx, reach.Key{AppID: o.appid, OpenID: o.openid}, tid); err != nil {
 			s.Log.WarnContext(ctx, "consent not marked lost after 43101", "outcome", "not_updated", "channel", o.channel, "error", err)
+		}
+	case (errors.Is(err, wechat.ErrWindowClosed) || errors.Is(err, wechat.ErrResponseLimit)) && s.Reach != nil:
+		if err := s.Reach.WindowRefused(ctx, reach.Key{AppID: o.appid, OpenID: o.openid}, asked); err != nil {
+			s.Log.WarnContext(ctx, "customer-service refusal not recorded", "outcome", "not_updated", "channel", o.channel, "error", err)
 		}
 	}
 }
@@ -384,6 +396,10 @@ func (s *Sender) spent(ctx context.Context, o option) {
 		s.Log.WarnContext(ctx, "one-time consent not marked used", "outcome", "not_updated", "channel", o.channel, "error", err)
 	}
 }
+
+// needsFollow reports whether channel ch reaches only the official
+// account's followers (43004 otherwise).
+func needsFollow(ch Channel) bool { return ch == Template || ch == CustomerService }
 
 // templateOf is the template id of the job's message for a subscribe
 // channel.

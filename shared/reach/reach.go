@@ -87,6 +87,11 @@ type State struct {
 	// LastBrief is the latest recorded menu click, scan or follow (it
 	// opens the window for a minute); zero when none is recorded.
 	LastBrief time.Time
+	// Refused is when the latest customer-service message WeChat refused
+	// (45015 window closed, 45047 the messages allowed used up) was
+	// sent; zero when none is recorded. The interactions recorded before
+	// it allow no more messages.
+	Refused time.Time
 	// Consents holds each template with a recorded consent event, by
 	// template id.
 	Consents map[string]Consent
@@ -104,9 +109,18 @@ func (st State) ConsentGone(templateID string) bool {
 
 // WindowOpen reports whether the customer-service window is known to be
 // open at now: a message from the person within Window, or a menu click,
-// scan or follow within BriefWindow.
+// scan or follow within BriefWindow, that WeChat has not refused a message
+// since (Refused).
 func (st State) WindowOpen(now time.Time) bool {
-	return within(st.LastInteraction, now, Window) || within(st.LastBrief, now, BriefWindow)
+	return within(st.LastInteraction, now, Window) && st.LastInteraction.After(st.Refused) ||
+		within(st.LastBrief, now, BriefWindow) && st.LastBrief.After(st.Refused)
+}
+
+// WindowSpent reports whether WeChat refused a customer-service message
+// (45015, 45047) after every recorded interaction: none is allowed until
+// the person interacts again, whatever the time.
+func (st State) WindowSpent() bool {
+	return !st.Refused.IsZero() && !st.LastInteraction.After(st.Refused) && !st.LastBrief.After(st.Refused)
 }
 
 // WindowClosed reports whether the customer-service window is known to be
@@ -152,6 +166,8 @@ type DB interface {
 //	pk            "REACH#<appid>#<openid>"
 //	interacted    Unix ms of the latest recorded message from the person
 //	brief         Unix ms of the latest recorded menu click, scan or follow
+//	refused       Unix ms of the latest customer-service message WeChat
+//	              refused (45015, 45047)
 //	c:<id>:left   one-time consents left for template <id>
 //	c:<id>:long   a long-term consent (BOOL)
 //	c:<id>:rej    the latest word was a rejection (BOOL)
@@ -186,12 +202,22 @@ func (s *Store) InteractedBriefly(ctx context.Context, k Key, at time.Time) erro
 	return s.latest(ctx, k, "brief", at)
 }
 
+// WindowRefused records WeChat's refusal (45015 or 45047) of a
+// customer-service message sent at at: the interactions recorded before
+// it allow no more (State.WindowSpent), until the person interacts again.
+// Push times have whole seconds: an interaction pushed in the second of
+// the refusal counts as before it (at worst a message is not tried until
+// the person's next interaction).
+func (s *Store) WindowRefused(ctx context.Context, k Key, at time.Time) error {
+	return s.latest(ctx, k, "refused", at)
+}
+
 // latest sets the time attribute name to at unless it holds a later time.
 func (s *Store) latest(ctx context.Context, k Key, name string, at time.Time) error {
 	_, err := s.update(ctx, k, "SET #t = :at", "attribute_not_exists(#t) OR #t < :at",
 		map[string]string{"#t": name}, ddb.Item{":at": ddb.Millis(at)})
 	if err != nil && !isCondition(err) {
-		return fmt.Errorf("reach: interaction: %w", err)
+		return fmt.Errorf("reach: record %s: %w", name, err)
 	}
 	return nil
 }
@@ -335,13 +361,18 @@ func (s *Store) Use(ctx context.Context, k Key, templateID string) error {
 }
 
 // Lost records WeChat's word (43101) that the person has no consent left
-// for the template: nothing left, not long-term, and acceptances older
-// than now are spent. A rejection stays recorded.
+// for the template: nothing left, not long-term, and acceptances of
+// earlier seconds are spent. A rejection stays recorded.
+//
+// An acceptance of the answer's own second is kept: push times have
+// whole seconds, so the person's answer to a popup shown while the send
+// was refused carries that second, and must not be taken for one the
+// 43101 spent (at worst the next send hears 43101 once more).
 func (s *Store) Lost(ctx context.Context, k Key, templateID string) error {
-	now := s.Now()
+	now := s.Now().Truncate(time.Second).Add(-time.Millisecond)
 	_, err := s.update(ctx, k,
 		"SET #left = :zero, #long = :false, #reset = :now, #at = if_not_exists(#at, :now)",
-		"attribute_not_exists(#reset) OR #reset < :now",
+		"attribute_not_exists(#reset) OR #reset <= :now",
 		names(templateID), ddb.Item{":zero": ddb.N(0), ":false": ddb.Bool(false), ":now": ddb.Millis(now)})
 	if err != nil && !isCondition(err) {
 		return fmt.Errorf("reach: lost %s: %w", templateID, err)
@@ -414,6 +445,9 @@ func decode(it ddb.Item) State {
 	}
 	if ms := millis(it, "brief"); ms > 0 {
 		st.LastBrief = time.UnixMilli(ms)
+	}
+	if ms := millis(it, "refused"); ms > 0 {
+		st.Refused = time.UnixMilli(ms)
 	}
 	for name, v := range it {
 		rest, ok := strings.CutPrefix(name, "c:")

@@ -170,6 +170,13 @@ func outcomeOf(rec events.DynamoDBEventRecord) (contract.Outcome, bool, error) {
 	if err != nil {
 		return contract.Outcome{}, false, err
 	}
+	// A status this code does not know (a newer writer's, a hand edit) or
+	// an entry that names no job would otherwise be skipped like a claim:
+	// it fails instead, and ends in the on-failure queue, where
+	// OutcomeDLQAlarm tells someone. (moto's bare-key INSERT has no status.)
+	if _, has := rec.Change.NewImage["status"]; has && after.Status != contract.InProgress && (after.JobID == "" || contract.DetailType(after.Status) == "") {
+		return contract.Outcome{}, false, fmt.Errorf("a ledger item with status %q and job id %q: no outcome this code knows", after.Status, after.JobID)
+	}
 	before, err := entry(rec.Change.OldImage)
 	if err != nil {
 		return contract.Outcome{}, false, err

@@ -48,8 +48,9 @@ type Source struct {
 	// Poll is how long an idle shard waits before it is read again;
 	// Lambda's 4 polls a second when zero.
 	Poll time.Duration
-	// RetryDelay is the wait before a failed batch's first retry, doubled
-	// for each further retry up to 5 s; 100 ms when zero.
+	// RetryDelay is the wait after a failed invocation before the shard's
+	// next, doubled for each further failure in a row up to 5 s; 100 ms
+	// when zero.
 	RetryDelay time.Duration
 
 	once    sync.Once
@@ -84,6 +85,9 @@ type shard struct {
 	buf  []record // read and kept by the filters, not yet in a batch
 	work []batch  // the batch being tried, and the halves waiting after it
 	seen seenIDs
+	// failures counts the invocations that failed since the last that
+	// did not: the shard waits longer before each next one.
+	failures int
 }
 
 // record is one stream record as the handler gets it.
@@ -326,12 +330,12 @@ func (s *Source) step(ctx context.Context, sh *shard) (bool, error) {
 		sh.work = sh.work[1:]
 		return true, nil
 	}
-	if b.retries > 0 {
+	if sh.failures > 0 {
 		delay := s.RetryDelay
 		if delay <= 0 {
 			delay = 100 * time.Millisecond
 		}
-		if err := backoff.Sleep(ctx, backoff.Exp(delay, retryCeiling, b.retries)); err != nil {
+		if err := backoff.Sleep(ctx, backoff.Exp(delay, retryCeiling, sh.failures)); err != nil {
 			return false, err
 		}
 	}
@@ -340,12 +344,14 @@ func (s *Source) step(ctx context.Context, sh *shard) (bool, error) {
 		if ctx.Err() != nil {
 			return false, ctx.Err() // stopping: the batch stays for the next call
 		}
+		sh.failures++
 		return true, s.fail(ctx, sh, b.recs, b.retries, true, err)
 	}
 	if !s.Trigger.ReportBatchItemFailures || len(resp.BatchItemFailures) == 0 {
-		sh.work = sh.work[1:]
+		sh.work, sh.failures = sh.work[1:], 0
 		return true, nil
 	}
+	sh.failures++
 	at, ok := lowestFailure(b.recs, resp.BatchItemFailures)
 	if !ok {
 		return true, s.fail(ctx, sh, b.recs, b.retries, true, errors.New("batchItemFailures names a record not in the batch"))

@@ -18,6 +18,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
@@ -198,7 +199,23 @@ func (e Event) At() time.Time { return time.Unix(e.CreateTime, 0) }
 // deduplicator keeps the state the key settled on, so that WeChat's retry
 // of the first follow is a duplicate while the follow after the unfollow is
 // not.
+//
+// A key longer than maxDedupKey (an event listing many templates) is
+// replaced by its SHA-256: keys become DynamoDB partition keys, which
+// hold at most 2048 bytes.
 func (e Event) DedupKey() string {
+	key := e.dedupKey()
+	if len(key) <= maxDedupKey {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return "sha256#" + hex.EncodeToString(sum[:])
+}
+
+// maxDedupKey is the longest dedup key kept as it is.
+const maxDedupKey = 512
+
+func (e Event) dedupKey() string {
 	if e.MsgType != "event" && e.MsgID != "" {
 		return "msg#" + e.MsgID
 	}
