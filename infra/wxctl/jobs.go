@@ -202,7 +202,7 @@ func ended(e notify.Entry, untilSent bool) (int, bool) {
 // reports the delivery of template messages and official-account
 // subscribe notifications, and the ledger matches a report by its msgid.
 func awaitsReport(e notify.Entry) bool {
-	return (e.Channel == notify.Template || e.Channel == notify.OASubscribe) && e.MsgID != ""
+	return contract.AwaitsReport(e.Channel, e.MsgID)
 }
 
 // printer writes entries as text or as outcome-event details.

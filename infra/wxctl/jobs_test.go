@@ -213,12 +213,12 @@ func TestJobsWatch(t *testing.T) {
 		}
 	})
 
-	t.Run("a subscribe message ends at SENT; json prints each change", func(t *testing.T) {
+	t.Run("a subscribe message ends at SENT, final; json prints each change", func(t *testing.T) {
 		now := time.Now()
 		putEntry(t, db, table, notify.Entry{JobID: "order-8812-sub", Status: notify.Sent, Channel: notify.Subscribe, Attempts: 1, CreatedAt: now, UpdatedAt: now})
 		code, out, errOut := wxctl(ctx, "jobs", "watch", "-json", "order-8812-sub")
 		o, err := contract.DecodeOutcome([]byte(out))
-		if code != 0 || err != nil || o.Status != notify.Sent || o.Final || o.EventID != contract.OutcomeEventID("order-8812-sub", now, notify.Sent) {
+		if code != 0 || err != nil || o.Status != notify.Sent || !o.Final || o.EventID != contract.OutcomeEventID("order-8812-sub", now, notify.Sent) {
 			t.Errorf("exit %d, %v, out %q, err %q", code, err, out, errOut)
 		}
 	})

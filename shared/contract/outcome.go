@@ -34,6 +34,22 @@ const (
 // Final reports whether nothing will change the status any more.
 func (s Status) Final() bool { return s != InProgress && s != Sent && s != "" }
 
+// AwaitsReport reports whether a job SENT on channel with msgid may still
+// change: WeChat reports the delivery of a template message
+// (TEMPLATESENDJOBFINISH) and of an OA subscribe notification
+// (subscribe_msg_sent_event) by msgid. A mini-program subscribe message, a
+// customer-service message, or a send whose answer carried no msgid gets no
+// report that could be matched: SENT is its end.
+func AwaitsReport(channel Channel, msgid string) bool {
+	return (channel == Template || channel == OASubscribe) && msgid != ""
+}
+
+// FinalOutcome is an outcome's final: whether nothing will change the job
+// with status, sent (if it was) on channel with msgid.
+func FinalOutcome(s Status, channel Channel, msgid string) bool {
+	return s.Final() || s == Sent && !AwaitsReport(channel, msgid)
+}
+
 // Source is the source of every outcome event on the bus.
 const Source = "wxbridge"
 
@@ -88,8 +104,8 @@ type Outcome struct {
 	EventID string `json:"event_id"`
 	JobID   string `json:"job_id"`
 	Status  Status `json:"status"`
-	// Final is false only for SENT, which a delivery report may still
-	// change.
+	// Final is false only for a SENT that a delivery report may still
+	// change (AwaitsReport): nothing changes the others any more.
 	Final   bool    `json:"final"`
 	Channel Channel `json:"channel,omitempty"`
 	MsgID   string  `json:"msgid,omitempty"`
@@ -145,7 +161,7 @@ func DecodeOutcome(b []byte) (Outcome, error) {
 	if !isEventID(o.EventID) {
 		return Outcome{}, fmt.Errorf("contract: outcome event_id %q is not 32 lowercase hex digits", o.EventID)
 	}
-	if o.Final != o.Status.Final() {
+	if o.Final != FinalOutcome(o.Status, o.Channel, o.MsgID) {
 		return Outcome{}, fmt.Errorf("contract: outcome %s with final %v", o.Status, o.Final)
 	}
 	return o, nil

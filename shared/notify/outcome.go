@@ -22,7 +22,7 @@ func Outcome(before, after Entry) (contract.Outcome, bool) {
 		EventID:    contract.OutcomeEventID(after.JobID, after.CreatedAt, after.Status),
 		JobID:      after.JobID,
 		Status:     after.Status,
-		Final:      after.Status.Final(),
+		Final:      contract.FinalOutcome(after.Status, after.Channel, after.MsgID),
 		Channel:    after.Channel,
 		MsgID:      after.MsgID,
 		ErrCode:    after.ErrCode,

@@ -234,7 +234,7 @@ func TestOutcome(t *testing.T) {
 					got = append(got, *o)
 				}
 			}
-			if len(got) != 1 || got[0].Status != r.status || got[0].Final != r.status.Final() || contract.DetailType(got[0].Status) == "" || got[0].To == nil {
+			if len(got) != 1 || got[0].Status != r.status || got[0].Final != contract.FinalOutcome(r.status, got[0].Channel, got[0].MsgID) || contract.DetailType(got[0].Status) == "" || got[0].To == nil {
 				t.Fatalf("%s: %+v", id, got)
 			}
 			ids[got[0].EventID] = true
