@@ -127,23 +127,7 @@ func (s *Sandbox) channelRoutes(mux *http.ServeMux) {
 // channelControlRoutes adds the person's side: the popup, notification
 // settings, writing to the account, clicking its menu.
 func (s *Sandbox) channelControlRoutes(mux *http.ServeMux) {
-	route := func(do func(r *http.Request, id string) (Delivery, error)) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			d, err := do(r, r.PathValue("id"))
-			var br badRequest
-			switch {
-			case errors.As(err, &br), errors.Is(err, ErrNoTemplate):
-				controlError(w, http.StatusBadRequest, err.Error())
-			case errors.Is(err, ErrNoPerson):
-				controlError(w, http.StatusNotFound, err.Error())
-			case err != nil:
-				controlError(w, http.StatusConflict, err.Error())
-			default:
-				writeJSON(w, http.StatusOK, d)
-			}
-		}
-	}
-	mux.HandleFunc("POST /sandbox/people/{id}/oa-consent", route(func(r *http.Request, id string) (Delivery, error) {
+	mux.HandleFunc("POST /sandbox/people/{id}/oa-consent", deliveryRoute(func(r *http.Request, id string) (Delivery, error) {
 		var req struct {
 			OAPopup
 			Templates []OAPopup `json:"templates"`
@@ -157,7 +141,7 @@ func (s *Sandbox) channelControlRoutes(mux *http.ServeMux) {
 		}
 		return s.OAConsent(r.Context(), id, answers...)
 	}))
-	mux.HandleFunc("POST /sandbox/people/{id}/oa-revoke", route(func(r *http.Request, id string) (Delivery, error) {
+	mux.HandleFunc("POST /sandbox/people/{id}/oa-revoke", deliveryRoute(func(r *http.Request, id string) (Delivery, error) {
 		var req struct {
 			TemplateID string `json:"template_id"`
 		}
@@ -166,7 +150,7 @@ func (s *Sandbox) channelControlRoutes(mux *http.ServeMux) {
 		}
 		return s.OARevoke(r.Context(), id, req.TemplateID)
 	}))
-	mux.HandleFunc("POST /sandbox/people/{id}/message", route(func(r *http.Request, id string) (Delivery, error) {
+	mux.HandleFunc("POST /sandbox/people/{id}/message", deliveryRoute(func(r *http.Request, id string) (Delivery, error) {
 		var req struct {
 			Content string `json:"content"`
 		}
@@ -175,7 +159,7 @@ func (s *Sandbox) channelControlRoutes(mux *http.ServeMux) {
 		}
 		return s.Message(r.Context(), id, req.Content)
 	}))
-	mux.HandleFunc("POST /sandbox/people/{id}/menu-click", route(func(r *http.Request, id string) (Delivery, error) {
+	mux.HandleFunc("POST /sandbox/people/{id}/menu-click", deliveryRoute(func(r *http.Request, id string) (Delivery, error) {
 		var req struct {
 			Key string `json:"key"`
 		}
@@ -448,13 +432,7 @@ func (s *Sandbox) handleBizsend(w http.ResponseWriter, r *http.Request) {
 		s.failMsg(w, 47003, "argument invalid! miniprogram.appid")
 		return
 	}
-	data, bad := plainData(in.Data)
-	if bad == "" && len(data) == 0 {
-		bad = "argument invalid! data is empty"
-	}
-	if bad == "" {
-		bad = checkSubscribeData(data)
-	}
+	data, bad := subscribeData(in.Data)
 	if bad != "" {
 		s.failMsg(w, 47003, bad)
 		return

@@ -406,13 +406,7 @@ func (s *Sandbox) handleSubscribeSend(w http.ResponseWriter, r *http.Request) {
 		s.failMsg(w, 47003, "argument invalid! miniprogram_state")
 		return
 	}
-	data, bad := plainData(in.Data)
-	if bad == "" && len(data) == 0 {
-		bad = "argument invalid! data is empty"
-	}
-	if bad == "" {
-		bad = checkSubscribeData(data)
-	}
+	data, bad := subscribeData(in.Data)
 	if bad != "" {
 		s.failMsg(w, 47003, bad)
 		return
@@ -613,4 +607,18 @@ func (s *Sandbox) postTemplateQuota(w http.ResponseWriter, r *http.Request) {
 	}
 	s.SetTemplateQuota(*req.Daily)
 	writeJSON(w, http.StatusOK, map[string]int{"daily": *req.Daily})
+}
+
+// subscribeData reads a subscribe message's data (mini program's or
+// official account's bizsend: the same typed keys), or the errmsg of a 47003
+// that refuses it.
+func subscribeData(in map[string]dataValue) (map[string]string, string) {
+	data, bad := plainData(in)
+	if bad == "" && len(data) == 0 {
+		bad = "argument invalid! data is empty"
+	}
+	if bad == "" {
+		bad = checkSubscribeData(data)
+	}
+	return data, bad
 }

@@ -309,22 +309,6 @@ func (s *Sandbox) pushControlRoutes(mux *http.ServeMux) {
 		Scene  string `json:"scene"`
 		Ticket string `json:"ticket"`
 	}
-	deliveryRoute := func(do func(r *http.Request, id string) (Delivery, error)) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			d, err := do(r, r.PathValue("id"))
-			var br badRequest
-			switch {
-			case errors.As(err, &br):
-				controlError(w, http.StatusBadRequest, err.Error())
-			case errors.Is(err, ErrNoPerson):
-				controlError(w, http.StatusNotFound, err.Error())
-			case err != nil:
-				controlError(w, http.StatusConflict, err.Error())
-			default:
-				writeJSON(w, http.StatusOK, d)
-			}
-		}
-	}
 	mux.HandleFunc("POST /sandbox/people/{id}/follow", deliveryRoute(func(r *http.Request, id string) (Delivery, error) {
 		b := body
 		if err := decodeBody(r, &b); err != nil {
@@ -342,4 +326,24 @@ func (s *Sandbox) pushControlRoutes(mux *http.ServeMux) {
 		}
 		return s.Scan(r.Context(), id, b.Scene, b.Ticket)
 	}))
+}
+
+// deliveryRoute serves a control route that plays something a person does
+// and answers with the push it delivered: 400 for a bad request, 404 for
+// an unknown person, 409 when the push could not be delivered.
+func deliveryRoute(do func(r *http.Request, id string) (Delivery, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		d, err := do(r, r.PathValue("id"))
+		var br badRequest
+		switch {
+		case errors.As(err, &br), errors.Is(err, ErrNoTemplate):
+			controlError(w, http.StatusBadRequest, err.Error())
+		case errors.Is(err, ErrNoPerson):
+			controlError(w, http.StatusNotFound, err.Error())
+		case err != nil:
+			controlError(w, http.StatusConflict, err.Error())
+		default:
+			writeJSON(w, http.StatusOK, d)
+		}
+	}
 }
