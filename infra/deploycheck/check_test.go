@@ -58,7 +58,12 @@ func deploycheck(t *testing.T, body string, env map[string]string, args ...strin
 	}
 	args = append([]string{"-env", "test", "-config", filepath.Join(dir, "samconfig.toml"), "-template", filepath.Join(dir, "template.yaml")}, args...)
 	var out, errOut bytes.Buffer
-	code = run(args, func(k string) string { return env[k] }, &out, &errOut)
+	code = run(args, func(k string) string {
+		if k == "AWS_CONFIG_FILE" && env[k] == "" {
+			return filepath.Join(dir, "no-aws-config") // not this machine's
+		}
+		return env[k]
+	}, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 
@@ -169,6 +174,45 @@ func TestDeployCheckUsageErrors(t *testing.T) {
 			var out, errOut bytes.Buffer
 			if code := run(args, func(string) string { return "" }, &out, &errOut); code != 2 {
 				t.Errorf("exit %d, want 2:\n%s", code, errOut.String())
+			}
+		})
+	}
+}
+
+// TestRegionFromTheProfile: with no region pinned and none in the
+// environment, the SAM CLI deploys to the region of its AWS CLI profile
+// (samconfig's profile, else AWS_PROFILE, else default), so a China
+// profile must be checked as China.
+func TestRegionFromTheProfile(t *testing.T) {
+	awsConfig := filepath.Join(t.TempDir(), "config")
+	if err := os.WriteFile(awsConfig, []byte("[default]\nregion = cn-north-1\n\n[profile global]\nregion = us-east-1\n\n[profile china]\nregion = cn-northwest-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const ready = `parameter_overrides = ["H5Origins=https://h5.example.com"]`
+	for _, tc := range []struct {
+		name   string
+		body   string
+		env    map[string]string
+		refuse bool // PublicUrl refused: checked as China
+		where  string
+	}{
+		{name: "default_profile", body: ready, refuse: true, where: "region cn-north-1 from the AWS CLI profile default"},
+		{name: "AWS_PROFILE", body: ready, env: map[string]string{"AWS_PROFILE": "global"}, where: "region us-east-1 from the AWS CLI profile global"},
+		{name: "samconfig_profile_wins_over_AWS_PROFILE", body: `profile = "china"` + "\n" + ready, env: map[string]string{"AWS_PROFILE": "global"}, refuse: true, where: "profile china"},
+		{name: "AWS_REGION_wins_over_the_profile", body: ready, env: map[string]string{"AWS_REGION": "us-east-1"}, where: "region us-east-1 from the environment"},
+		{name: "a_profile_without_a_region", body: ready, env: map[string]string{"AWS_PROFILE": "nosuch"}, where: "no region pinned"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"AWS_CONFIG_FILE": awsConfig}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			code, _, stderr := deploycheck(t, tc.body, env)
+			if refused := code == 1 && strings.Contains(stderr, "✗ PublicUrl"); refused != tc.refuse || (!tc.refuse && code != 0) {
+				t.Errorf("exit %d, PublicUrl refused %v, want %v:\n%s", code, refused, tc.refuse, stderr)
+			}
+			if !strings.Contains(stderr, tc.where) {
+				t.Errorf("output does not say %q:\n%s", tc.where, stderr)
 			}
 		})
 	}

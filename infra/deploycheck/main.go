@@ -14,12 +14,16 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/config"
 
 	"wxbridge/infra/samconfig"
 )
@@ -70,6 +74,18 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	if region == "" {
 		region = firstNonEmpty(getenv("AWS_REGION"), getenv("AWS_DEFAULT_REGION"))
 		where = "region " + region + " from the environment"
+	}
+	if region == "" {
+		// Then, as the SAM CLI does, the region of the AWS CLI profile it
+		// deploys with.
+		profile, err := cfg.String(*env, "deploy", "profile")
+		if err != nil {
+			fmt.Fprintf(stderr, "deploycheck: %s: %v\n", *configPath, err)
+			return 1
+		}
+		profile = firstNonEmpty(profile, getenv("AWS_PROFILE"), "default")
+		region = profileRegion(profile, getenv)
+		where = "region " + region + " from the AWS CLI profile " + profile
 		if region == "" {
 			where = "no region pinned: checked as for the aws partition"
 		}
@@ -106,4 +122,25 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// profileRegion is the region the AWS CLI's shared configuration file
+// (AWS_CONFIG_FILE, or ~/.aws/config) gives profile, or "" if it names none.
+func profileRegion(profile string, getenv func(string) string) string {
+	file := getenv("AWS_CONFIG_FILE")
+	if file == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		file = filepath.Join(home, ".aws", "config")
+	}
+	sc, err := config.LoadSharedConfigProfile(context.Background(), profile, func(o *config.LoadSharedConfigOptions) {
+		o.ConfigFiles = []string{file}
+		o.CredentialsFiles = []string{}
+	})
+	if err != nil {
+		return ""
+	}
+	return sc.Region
 }
