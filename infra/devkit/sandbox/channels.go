@@ -253,21 +253,32 @@ func (s *Sandbox) OAConsents(id, templateID string) (left int, longTerm bool) {
 	return 0, false
 }
 
+// interaction records that follower id did something the official
+// account hears of (brief: a click, not a message) and returns them, or
+// ErrNotFollowing: only followers write or click. s.mu must be held.
+func (s *Sandbox) interaction(id string, brief bool, now time.Time) (*person, error) {
+	p, err := s.pushable(id)
+	if err == nil && !p.Following {
+		err = ErrNotFollowing
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.interacted(p.ID, brief, now)
+	return p, nil
+}
+
 // Message plays person id writing content to the official account: a text
 // message is pushed (with its MsgId), and customer-service messages may be
 // sent for MessageWindow. Only followers can write.
 func (s *Sandbox) Message(ctx context.Context, id, content string) (Delivery, error) {
 	now := s.clock.Now()
 	s.mu.Lock()
-	p, err := s.pushable(id)
-	if err == nil && !p.Following {
-		err = ErrNotFollowing
-	}
+	p, err := s.interaction(id, false, now)
 	if err != nil {
 		s.mu.Unlock()
 		return Delivery{}, err
 	}
-	s.interacted(p.ID, false, now)
 	e := s.event(p, now, "")
 	e.MsgType, e.Event = "text", ""
 	if s.channels.nextMsgID == 0 {
@@ -284,15 +295,11 @@ func (s *Sandbox) Message(ctx context.Context, id, content string) (Delivery, er
 func (s *Sandbox) MenuClick(ctx context.Context, id, key string) (Delivery, error) {
 	now := s.clock.Now()
 	s.mu.Lock()
-	p, err := s.pushable(id)
-	if err == nil && !p.Following {
-		err = ErrNotFollowing
-	}
+	p, err := s.interaction(id, true, now)
 	if err != nil {
 		s.mu.Unlock()
 		return Delivery{}, err
 	}
-	s.interacted(p.ID, true, now)
 	e := s.event(p, now, EventClick)
 	e.EventKey = key
 	s.mu.Unlock()
