@@ -27,9 +27,22 @@ type OfficialAccount struct {
 }
 
 // Config is the secret's JSON.
+//
+// It takes any number of apps of each kind. MiniProgram and OfficialAccount
+// are the default mini program and official account (the old single-app
+// shape, which keeps working unchanged); the lists add more. When only a
+// list is given, Load makes its first entry the default. Apps, App, OA and
+// Default read them whichever shape the secret has.
 type Config struct {
-	MiniProgram     App             `json:"mini_program"`
-	OfficialAccount OfficialAccount `json:"official_account"`
+	MiniProgram      App               `json:"mini_program"`
+	OfficialAccount  OfficialAccount   `json:"official_account"`
+	MiniPrograms     []App             `json:"mini_programs,omitempty"`
+	OfficialAccounts []OfficialAccount `json:"official_accounts,omitempty"`
+	// WebsiteApps are open platform website apps (QR login, snsapi_login);
+	// MobileApps are open platform mobile apps (the WeChat SDK's login).
+	// Neither takes an access token.
+	WebsiteApps []App `json:"website_apps,omitempty"`
+	MobileApps  []App `json:"mobile_apps,omitempty"`
 	// SigningKey signs wxbridge's own sessions and OAuth states (JSON
 	// "session_key" for compatibility; not WeChat's per-user session_key);
 	// SigningKeyPrevious still verifies them during a rotation.
@@ -51,7 +64,9 @@ const MinKeyLength = 32
 var ErrIncomplete = errors.New("config: configuration secret is incomplete")
 
 // Load reads and decodes the secret id, refusing verify_files that could
-// not be served (VerifyFiles.Check).
+// not be served (VerifyFiles.Check) and an appid configured as two kinds or
+// twice with different settings. The default app of each kind ends up in
+// MiniProgram and OfficialAccount whichever shape the secret has.
 func Load(ctx context.Context, sm awsenv.SecretGetter, id string) (Config, error) {
 	var c Config
 	if err := awsenv.SecretJSON(ctx, sm, id, &c); err != nil {
@@ -60,6 +75,9 @@ func Load(ctx context.Context, sm awsenv.SecretGetter, id string) (Config, error
 	// The secret is one document: an entry that could never be served is
 	// refused wherever it is read, as a syntax error in it is.
 	if err := c.VerifyFiles.Check(); err != nil {
+		return Config{}, fmt.Errorf("%w (in secret %s)", err, id)
+	}
+	if err := c.normalize(); err != nil {
 		return Config{}, fmt.Errorf("%w (in secret %s)", err, id)
 	}
 	return c, nil
@@ -87,13 +105,9 @@ func (c Config) Check(needs ...Need) error {
 	for _, n := range needs {
 		switch n {
 		case NeedMiniProgram:
-			if c.MiniProgram.AppID == "" || c.MiniProgram.Secret == "" {
-				missing = append(missing, "mini_program.appid/secret")
-			}
+			missing = append(missing, c.incomplete(KindMiniProgram, "mini_program")...)
 		case NeedOfficialAccount:
-			if c.OfficialAccount.AppID == "" || c.OfficialAccount.Secret == "" {
-				missing = append(missing, "official_account.appid/secret")
-			}
+			missing = append(missing, c.incomplete(KindOfficialAccount, "official_account")...)
 		case NeedSigningKey:
 			if c.SigningKey == "" {
 				missing = append(missing, "session_key")
@@ -114,17 +128,65 @@ func (c Config) Check(needs ...Need) error {
 	return nil
 }
 
+// Normalize is what Load does to a decoded secret: the default app of each
+// kind in MiniProgram and OfficialAccount, and an error for an appid
+// configured as two kinds or twice with different settings. For
+// configurations built in code.
+func (c Config) Normalize() (Config, error) {
+	err := c.normalize()
+	return c, err
+}
+
+// incomplete names the apps of kind k without an appid or a secret, or
+// single when there is no app of the kind at all.
+func (c Config) incomplete(k Kind, single string) []string {
+	var missing []string
+	es := c.entries(k)
+	any := false
+	for _, e := range es {
+		switch {
+		case e.app.AppID == "" && e.app.Secret == "" && e.where == single:
+			// The old single field left empty: the lists may name the apps.
+		case e.app.AppID == "" || e.app.Secret == "":
+			missing = append(missing, e.where+".appid/secret")
+		default:
+			any = true
+		}
+	}
+	if !any && len(missing) == 0 {
+		missing = append(missing, single+".appid/secret")
+	}
+	return missing
+}
+
 // LogValue shows the appids only.
 func (c Config) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("mini_program", c.MiniProgram.AppID),
-		slog.String("official_account", c.OfficialAccount.AppID),
-	)
+	var attrs []slog.Attr
+	for _, k := range Kinds {
+		var ids []string
+		for _, a := range c.Apps(k) {
+			ids = append(ids, a.AppID)
+		}
+		if len(ids) > 0 {
+			attrs = append(attrs, slog.String(string(k), strings.Join(ids, ",")))
+		}
+	}
+	return slog.GroupValue(attrs...)
 }
 
 // String shows the appids only, so that printing a Config leaks nothing.
 func (c Config) String() string {
-	return fmt.Sprintf("config.Config{mini_program:%s official_account:%s}", c.MiniProgram.AppID, c.OfficialAccount.AppID)
+	var parts []string
+	for _, k := range Kinds {
+		var ids []string
+		for _, a := range c.Apps(k) {
+			ids = append(ids, a.AppID)
+		}
+		if len(ids) > 0 {
+			parts = append(parts, string(k)+":"+strings.Join(ids, ","))
+		}
+	}
+	return "config.Config{" + strings.Join(parts, " ") + "}"
 }
 
 // GoString is String, for %#v.

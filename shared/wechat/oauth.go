@@ -16,6 +16,10 @@ const (
 	// ScopeUserInfo shows a consent page and yields the profile and, for an
 	// account bound to the open platform, the unionid.
 	ScopeUserInfo = "snsapi_userinfo"
+	// ScopeLogin is a website app's QR login (open platform): the user scans
+	// a QR code on the connect page and consents on the phone. The grant
+	// carries the unionid for an app bound to the open platform.
+	ScopeLogin = "snsapi_login"
 )
 
 // MaxStateLen is the longest state the authorize page carries back; it must
@@ -23,14 +27,15 @@ const (
 const MaxStateLen = 128
 
 // AuthorizeURL returns the page to send a browser to for an official
-// account's web OAuth: the platform asks for consent (ScopeUserInfo) or not
-// (ScopeBase) and redirects to redirectURI?code=CODE&state=STATE, or
+// account's web OAuth (the platform asks for consent, ScopeUserInfo, or
+// not, ScopeBase) or a website app's QR login (ScopeLogin), and which
+// redirects to redirectURI?code=CODE&state=STATE, or
 // redirectURI?state=STATE when the user refuses.
 func (c *Client) AuthorizeURL(appid, redirectURI, scope, state string) (string, error) {
 	switch {
 	case appid == "":
 		return "", fmt.Errorf("wechat authorize: empty appid")
-	case scope != ScopeBase && scope != ScopeUserInfo:
+	case scope != ScopeBase && scope != ScopeUserInfo && scope != ScopeLogin:
 		return "", fmt.Errorf("wechat authorize: unknown scope %q", scope)
 	case len(state) > MaxStateLen || !alnumOnly(state):
 		return "", fmt.Errorf("wechat authorize: state must be at most %d letters and digits", MaxStateLen)
@@ -41,8 +46,13 @@ func (c *Client) AuthorizeURL(appid, redirectURI, scope, state string) (string, 
 	}
 	// The platform matches the link against a strict pattern: parameters in
 	// this order, and the #wechat_redirect fragment; links that differ get
-	// an error page instead of the consent page.
-	return c.openBase + "/connect/oauth2/authorize" +
+	// an error page instead of the consent page. A website app's QR login
+	// has its own page, qrconnect, with the same parameters.
+	page := "/connect/oauth2/authorize"
+	if scope == ScopeLogin {
+		page = "/connect/qrconnect"
+	}
+	return c.openBase + page +
 		"?appid=" + url.QueryEscape(appid) +
 		"&redirect_uri=" + url.QueryEscape(redirectURI) +
 		"&response_type=code" +
