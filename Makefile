@@ -4,7 +4,7 @@ FUNCTIONS := $(notdir $(patsubst %/main.go,%,$(wildcard functions/*/main.go)))
 GOFLAGS_BUILD := -trimpath -tags lambda.norpc -ldflags="-s -w"
 BUILD_DIR ?= build
 
-.PHONY: all build dev test unit race cfn-lint lint bench tools-dev tools-test deploy clean $(addprefix build-,$(FUNCTIONS))
+.PHONY: all build dev test unit race cfn-lint js-test lint bench tools-dev tools-test deploy clean $(addprefix build-,$(FUNCTIONS))
 
 all: test
 
@@ -70,9 +70,9 @@ endif
 
 ## test: unit and integration tests (moto and the WeChat sandbox), the
 ## packages with real concurrency under the race detector, template lint,
-## build; the four at once once the tools are there
+## build, the client kit; the five at once once the tools are there
 test: tools-test
-	@$(MAKE) --no-print-directory -j4 unit race cfn-lint build
+	@$(MAKE) --no-print-directory -j5 unit race cfn-lint build js-test
 
 # The packages with real concurrency (goroutines racing against moto,
 # bounded batches, single-flight caches) run under the race detector, the
@@ -112,6 +112,13 @@ race:
 CFN_LINT_REGIONS := us-east-1 cn-north-1 cn-northwest-1
 cfn-lint:
 	cfn-lint --regions $(CFN_LINT_REGIONS) -- template.yaml docs/examples/outcome-subscriber.yaml
+
+## js-test: the client kit (infra/clients/js): TypeScript from its lock
+## file, dist/ checked against tsc's output, and node --test against a
+## devstack the test builds and starts (README, "The client kit")
+js-test:
+	@command -v npm >/dev/null || { echo "js-test needs Node.js 20 and npm: https://nodejs.org/"; exit 1; }
+	cd infra/clients/js && npm ci --prefer-offline --no-audit --no-fund --loglevel=error && npm test --silent
 
 ## lint: formatting and vet
 lint:

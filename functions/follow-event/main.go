@@ -1,5 +1,6 @@
-// Command follow-event is the official account's server push endpoint
-// (GET and POST /wechat/push) and the consumer of its retry queue.
+// Command follow-event is the official accounts' server push endpoint (GET
+// and POST /wechat/push and /wechat/push/{appid}) and the consumer of its
+// retry queue.
 package main
 
 import (

@@ -1,5 +1,6 @@
-// Command login is the mini-program login function: POST /mp/login,
-// POST /mp/profile and GET /me.
+// Command login is the login function of the mini programs and mobile
+// apps: POST /mp/login, /mp/profile, /mp/phone, /mp/subscribe-consents (and
+// under /mp/{appid}/), POST /app/login (and /app/{appid}/login), GET /me.
 package main
 
 import (

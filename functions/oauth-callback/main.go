@@ -1,6 +1,8 @@
-// Command oauth-callback is the official account's web OAuth for H5 pages:
-// GET /oauth/authorize and GET /oauth/callback, and WeChat's domain
-// verification files at GET /<name>.
+// Command oauth-callback is web OAuth in the browser: the official
+// accounts' H5 sign-in (GET /oauth/authorize, /oauth/callback and
+// /oauth/{appid}/…), the website apps' QR login (GET /web/authorize,
+// /web/callback and /web/{appid}/…), and WeChat's domain verification
+// files at GET /<name>.
 package main
 
 import (

@@ -16,7 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"wxbridge/infra/devkit/moto"
 	"wxbridge/shared/observe"
 )
 
@@ -109,24 +108,22 @@ func runChaos(tb testing.TB, n int) {
 	tb.Logf("chaos story: seed %d, size %d (WXB_CHAOS_SEED=%d WXB_CHAOS_SIZE=%d go test -count=1 -run '^TestChaos$' ./infra/devstack replays it)", seed, n, seed, n)
 	began := time.Now()
 
-	m, err := moto.Start()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(m.Stop)
-	r.lapse, err = startTimeLapse(m.URL)
+	// On the package's shared moto, as a stack of its own name (testStack).
+	motoURL := *testAWS(tb).BaseEndpoint
+	var err error
+	r.lapse, err = startTimeLapse(motoURL)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(r.lapse.Close)
 	restore := withSendWorkerTimeout(sendWorkerTimeout)
-	r.s, err = Start(context.Background(), Config{Addr: "127.0.0.1:0", AWSEndpoint: r.lapse.URL(), Logs: r.logs})
+	r.s, err = Start(context.Background(), Config{Addr: "127.0.0.1:0", AWSEndpoint: r.lapse.URL(), Logs: r.logs, name: fmt.Sprintf("wxbridge-t%d", stacks.Add(1))})
 	restore()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(r.s.Close)
-	direct := aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(m.URL),
+	direct := aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(motoURL),
 		Credentials: credentials.NewStaticCredentialsProvider("chaos", "chaos", "")}
 	r.db, r.sqs = dynamodb.NewFromConfig(direct), sqs.NewFromConfig(direct)
 	for id, secs := range lapsedVisibility {

@@ -25,15 +25,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	jskit "wxbridge/infra/clients/js"
 	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/shared/awsenv"
 	"wxbridge/shared/backfill"
 	"wxbridge/shared/binding"
+	"wxbridge/shared/config"
 	"wxbridge/shared/contract"
 	"wxbridge/shared/ddb"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/notify"
 	"wxbridge/shared/tokens"
+	"wxbridge/shared/wechat"
 )
 
 //go:embed console.html
@@ -53,6 +56,12 @@ func (s *Stack) console(ctx context.Context, mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/_dev/", http.StatusFound) })
 	mux.HandleFunc("GET /_dev/{$}", page(consolePage))
 	mux.HandleFunc("GET /_dev/h5", page(h5Page))
+	// The client kit (infra/clients/js), which the H5 page signs in with.
+	mux.HandleFunc("GET /_dev/wxbridge.js", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(jskit.Script)
+	})
 	mux.HandleFunc("GET /_dev/config", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.devConfig()) })
 	mux.HandleFunc("GET /_dev/api/state", s.handle(s.state))
 	mux.HandleFunc("GET /_dev/api/ledger", s.handle(s.ledgerAPI))
@@ -66,20 +75,50 @@ func (s *Stack) console(ctx context.Context, mux *http.ServeMux) {
 		}
 		return s.sb.CreatePerson(spec), nil
 	}))
+	// The actions in one app take {"appid"}; none, or "", is the default
+	// app of the kind.
 	mux.HandleFunc("POST /_dev/api/people/{id}/login", s.handle(func(r *http.Request) (any, error) {
-		return s.miniProgramLogin(r.Context(), r.PathValue("id"))
+		var in appChoice
+		if err := readJSON(r, &in); err != nil {
+			return nil, err
+		}
+		out, _, err := s.miniProgramLogin(r.Context(), r.PathValue("id"), in.AppID)
+		return out, err
+	}))
+	mux.HandleFunc("POST /_dev/api/people/{id}/app-login", s.handle(func(r *http.Request) (any, error) {
+		var in appChoice
+		if err := readJSON(r, &in); err != nil {
+			return nil, err
+		}
+		return s.mobileLogin(r.Context(), r.PathValue("id"), in.AppID)
+	}))
+	mux.HandleFunc("POST /_dev/api/people/{id}/verify-phone", s.handle(func(r *http.Request) (any, error) {
+		var in appChoice
+		if err := readJSON(r, &in); err != nil {
+			return nil, err
+		}
+		return s.verifyPhone(r.Context(), r.PathValue("id"), in.AppID)
 	}))
 	mux.HandleFunc("POST /_dev/api/people/{id}/follow", s.handle(func(r *http.Request) (any, error) {
-		return s.sb.Follow(r.Context(), r.PathValue("id"), "")
+		var in appChoice
+		if err := readJSON(r, &in); err != nil {
+			return nil, err
+		}
+		return s.sb.FollowApp(r.Context(), r.PathValue("id"), in.AppID, "")
 	}))
 	mux.HandleFunc("POST /_dev/api/people/{id}/unfollow", s.handle(func(r *http.Request) (any, error) {
-		return s.sb.Unfollow(r.Context(), r.PathValue("id"))
+		var in appChoice
+		if err := readJSON(r, &in); err != nil {
+			return nil, err
+		}
+		return s.sb.UnfollowApp(r.Context(), r.PathValue("id"), in.AppID)
 	}))
 	s.notifyRoutes(mux)
 	s.backfillRoutes(mux)
 	mux.HandleFunc("POST /_dev/api/people/{id}/scan", s.handle(func(r *http.Request) (any, error) {
 		var in struct {
 			ExternalID string `json:"external_id"`
+			appChoice
 		}
 		if err := readJSON(r, &in); err != nil {
 			return nil, err
@@ -90,8 +129,14 @@ func (s *Stack) console(ctx context.Context, mux *http.ServeMux) {
 		if err != nil {
 			return nil, badRequest{err}
 		}
-		return s.sb.Scan(r.Context(), r.PathValue("id"), scene, "")
+		return s.sb.ScanApp(r.Context(), r.PathValue("id"), in.AppID, scene, "")
 	}))
+}
+
+// appChoice is the app a console action is played in: "" is the default
+// app of the action's kind.
+type appChoice struct {
+	AppID string `json:"appid"`
 }
 
 // badRequest marks an error the caller caused.
@@ -102,7 +147,7 @@ func (s *Stack) handle(f func(*http.Request) (any, error)) http.HandlerFunc {
 		v, err := f(r)
 		var br badRequest
 		switch {
-		case errors.As(err, &br), errors.Is(err, sandbox.ErrNoPerson):
+		case errors.As(err, &br), errors.Is(err, sandbox.ErrNoPerson), errors.Is(err, sandbox.ErrNoApp), errors.Is(err, sandbox.ErrAppKind):
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		case err != nil:
 			writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
@@ -138,16 +183,70 @@ func readJSON(r *http.Request, v any) error {
 	return nil
 }
 
-// miniProgramLogin plays the mini program: wx.login in the sandbox, then
-// POST /mp/login to wxbridge, exactly as a phone would.
-func (s *Stack) miniProgramLogin(ctx context.Context, id string) (any, error) {
-	code, err := s.sb.WXLogin(id)
+// miniProgramLogin plays mini program appid ("" the default): wx.login in
+// the sandbox, then POST /mp/login (or /mp/{appid}/login) to wxbridge,
+// exactly as a phone would. It returns the answer and its session.
+func (s *Stack) miniProgramLogin(ctx context.Context, id, appid string) (map[string]any, string, error) {
+	code, err := s.sb.WXLoginApp(id, appid)
+	if err != nil {
+		return nil, "", err
+	}
+	out, err := s.callAPI(ctx, appPath("/mp", appid, "/login"), map[string]string{"code": code}, "")
+	if err != nil {
+		return nil, "", err
+	}
+	session, _ := out["session"].(string)
+	return out, session, nil
+}
+
+// mobileLogin plays mobile app appid ("" the default): the WeChat SDK's
+// login in the sandbox, whose code the app sends to POST /app/login (or
+// /app/{appid}/login).
+func (s *Stack) mobileLogin(ctx context.Context, id, appid string) (map[string]any, error) {
+	code, err := s.sb.AppLoginCode(id, appid)
 	if err != nil {
 		return nil, err
 	}
-	body, _ := json.Marshal(map[string]string{"code": code})
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.APIURL+"/mp/login", bytes.NewReader(body))
+	return s.callAPI(ctx, appPath("/app", appid, "/login"), map[string]string{"code": code}, "")
+}
+
+// verifyPhone plays the getPhoneNumber button in mini program appid ("" the
+// default): a login there first (the number goes to the session's person),
+// then the button's code to POST /mp/phone (or /mp/{appid}/phone). The
+// answer has the number masked.
+func (s *Stack) verifyPhone(ctx context.Context, id, appid string) (map[string]any, error) {
+	_, session, err := s.miniProgramLogin(ctx, id, appid)
+	if err != nil {
+		return nil, err
+	}
+	code, err := s.sb.PhoneCode(id, appid)
+	if err != nil {
+		return nil, err
+	}
+	return s.callAPI(ctx, appPath("/mp", appid, "/phone"), map[string]string{"code": code}, session)
+}
+
+// appPath is a route of the app appid: base+rest for the default route
+// (appid ""), base/appid+rest for the app's own.
+func appPath(base, appid, rest string) string {
+	if appid == "" {
+		return base + rest
+	}
+	return base + "/" + appid + rest
+}
+
+// callAPI posts body to wxbridge's route path, with the session as bearer
+// when given, as a client would.
+func (s *Stack) callAPI(ctx context.Context, path string, body any, session string) (map[string]any, error) {
+	b, _ := json.Marshal(body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.APIURL+path, bytes.NewReader(b))
+	if err != nil {
+		return nil, badRequest{err}
+	}
 	req.Header.Set("Content-Type", "application/json")
+	if session != "" {
+		req.Header.Set("Authorization", "Bearer "+session)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
@@ -155,18 +254,39 @@ func (s *Stack) miniProgramLogin(ctx context.Context, id string) (any, error) {
 	defer resp.Body.Close()
 	var out map[string]any
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("POST %s answered %d, not JSON: %w", path, resp.StatusCode, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("POST /mp/login answered %d: %v", resp.StatusCode, out["error"])
+		return nil, fmt.Errorf("POST %s answered %d: %v", path, resp.StatusCode, out["error"])
 	}
 	return out, nil
 }
 
-// personView is a simulated person with what wxbridge knows of them.
+// personView is a simulated person in every app, with what wxbridge knows
+// of them.
 type personView struct {
 	sandbox.Person
+	// Phone is the number WeChat holds for the person, masked: the console
+	// shows no number whole.
+	Phone string       `json:"phone"`
+	Apps  []personApp  `json:"apps"`
 	Known *knownPerson `json:"wxbridge,omitempty"`
+}
+
+// personApp is the person in one configured app.
+type personApp struct {
+	Kind    config.Kind `json:"kind"`
+	AppID   string      `json:"appid"`
+	OpenID  string      `json:"openid"`
+	Default bool        `json:"default,omitempty"`
+	Unbound bool        `json:"unbound,omitempty"`
+	// Known is whether wxbridge has this identity on the person.
+	Known bool `json:"known"`
+	// Official accounts: Following is what WeChat says (the sandbox tells
+	// the default account's only), Subscribed what wxbridge recorded; nil
+	// when not known.
+	Following  *bool `json:"following,omitempty"`
+	Subscribed *bool `json:"subscribed,omitempty"`
 }
 
 type knownPerson struct {
@@ -178,6 +298,10 @@ type knownPerson struct {
 	UnionID    bool   `json:"unionid_known"`
 	ExternalID string `json:"external_id,omitempty"`
 	Merged     int    `json:"merged"`
+	// Phone is the number the person verified last, masked, and the mini
+	// program they verified it in.
+	Phone      string `json:"phone,omitempty"`
+	PhoneAppID string `json:"phone_appid,omitempty"`
 }
 
 type tokenView struct {
@@ -236,30 +360,22 @@ func (s *Stack) state(r *http.Request) (any, error) {
 		store := identity.NewStore(dynamodb.NewFromConfig(s.aws), s.res.refs["Table"])
 		everyone := s.sb.People()
 		out.Everyone = len(everyone)
+		apps := s.devApps()
 		for _, p := range everyone[:min(len(everyone), shownPeople)] {
-			v := personView{Person: p}
-			found, err := store.Lookup(ctx, identity.MPKey(s.apps.MiniProgram.AppID, p.MPOpenID))
-			if errors.Is(err, identity.ErrNotFound) {
-				found, err = store.Lookup(ctx, identity.OAKey(s.apps.OfficialAccount.AppID, p.OAOpenID))
-			}
-			if err == nil {
-				v.Known = &knownPerson{UID: found.UID, Linked: found.Linked(), FollowsOA: found.FollowsOA(), HasMP: len(found.MP) > 0,
-					HasOA: len(found.OA) > 0, UnionID: found.UnionID != "", ExternalID: found.ExternalID, Merged: len(found.MergedFrom)}
-			}
-			out.People = append(out.People, v)
+			out.People = append(out.People, s.personView(ctx, store, apps, p))
 		}
 	}
 	sm := secretsmanager.NewFromConfig(s.aws)
-	for _, t := range []struct{ app, appid, env string }{
-		{"mini program", s.apps.MiniProgram.AppID, tokens.EnvMiniProgramSecret},
-		{"official account", s.apps.OfficialAccount.AppID, tokens.EnvOfficialAccountSecret},
-	} {
-		id := s.tokenSecret(t.env)
-		if id == "" {
+	ids := tokens.SecretIDs(s.apps, s.tokenSecret(tokens.EnvMiniProgramSecret), s.tokenSecret(tokens.EnvOfficialAccountSecret), s.tokenSecret(tokens.EnvSecretPrefix))
+	for _, ref := range s.apps.AllApps() {
+		id := ids[ref.AppID]
+		if id == "" || !ref.Kind.TakesToken() {
 			continue
 		}
 		var st tokens.Stored
-		v := tokenView{App: t.app, AppID: t.appid}
+		v := tokenView{App: strings.ReplaceAll(string(ref.Kind), "_", " "), AppID: ref.AppID}
+		// A token secret the refresher has not created yet reads as no
+		// token yet.
 		if err := awsenv.SecretJSON(ctx, sm, id, &st); err == nil {
 			v.RefreshedAt, v.ExpiresAt = st.RefreshedAt, st.ExpiresAt
 			if st.Failure != nil {
@@ -283,8 +399,69 @@ func (s *Stack) state(r *http.Request) (any, error) {
 	return out, nil
 }
 
-// tokenSecret is the token secret the template names in env, as any
-// function sees it.
+// personView is p in every app, and what wxbridge knows of them: the
+// person any of p's identities (the unionid first, then each app's openid)
+// finds.
+func (s *Stack) personView(ctx context.Context, store *identity.Store, apps []DevApp, p sandbox.Person) personView {
+	v := personView{Person: p}
+	if p.Phone != "" {
+		v.Phone = wechat.MaskPhone(p.Phone)
+	}
+	var found identity.Person
+	err := identity.ErrNotFound
+	if p.UnionID != "" {
+		found, err = store.Lookup(ctx, identity.UnionKey(p.UnionID))
+	}
+	for _, a := range apps {
+		if !errors.Is(err, identity.ErrNotFound) {
+			break
+		}
+		if openid := p.OpenIDs[a.AppID]; openid != "" {
+			found, err = store.Lookup(ctx, identityKey(a.Kind, a.AppID, openid))
+		}
+	}
+	known := err == nil
+	if known {
+		v.Known = &knownPerson{UID: found.UID, Linked: found.Linked(), FollowsOA: found.FollowsOA(), HasMP: len(found.MP) > 0,
+			HasOA: len(found.OA) > 0, UnionID: found.UnionID != "", ExternalID: found.ExternalID, Merged: len(found.MergedFrom)}
+		if ph := found.Phone; ph != nil {
+			v.Known.Phone, v.Known.PhoneAppID = wechat.MaskPhone(ph.Number), ph.AppID
+		}
+	}
+	for _, a := range apps {
+		pa := personApp{Kind: a.Kind, AppID: a.AppID, OpenID: p.OpenIDs[a.AppID], Default: a.Default, Unbound: a.Unbound}
+		if known {
+			_, openid, ok := found.OpenID(a.AppID)
+			pa.Known = ok && openid == pa.OpenID
+		}
+		if a.Kind == config.KindOfficialAccount {
+			if a.Default {
+				pa.Following = &p.Following
+			}
+			if oa, ok := found.OA[a.AppID]; known && ok && (oa.SubscribedAt != nil || oa.UnsubscribedAt != nil) {
+				pa.Subscribed = &oa.Subscribed
+			}
+		}
+		v.Apps = append(v.Apps, pa)
+	}
+	return v
+}
+
+// identityKey is the identity key of openid in app appid of kind k.
+func identityKey(k config.Kind, appid, openid string) identity.Key {
+	switch k {
+	case config.KindOfficialAccount:
+		return identity.OAKey(appid, openid)
+	case config.KindWebsite:
+		return identity.WebKey(appid, openid)
+	case config.KindMobile:
+		return identity.MobileKey(appid, openid)
+	}
+	return identity.MPKey(appid, openid)
+}
+
+// tokenSecret is what the template gives env (a token secret, or the
+// prefix of the others), as any function sees it.
 func (s *Stack) tokenSecret(env string) string {
 	for _, f := range s.fns.fns {
 		if v, ok := f.def.Env[env]; ok {

@@ -27,30 +27,29 @@ import (
 	"wxbridge/shared/contract"
 	"wxbridge/shared/ddb"
 	"wxbridge/shared/notify"
-	"wxbridge/shared/observe"
 )
 
-var consoleMoto struct {
+var sharedMoto struct {
 	once sync.Once
 	cfg  aws.Config
 	err  error
 }
 
-// consoleAWS is a moto of the console tests' own (these tests need no
-// whole devstack), started once for the package.
-func consoleAWS(t *testing.T) aws.Config {
+// testAWS is the moto the package's tests share, started once: the console
+// tests' tables and queues, and the stacks of testStack.
+func testAWS(t testing.TB) aws.Config {
 	t.Helper()
-	consoleMoto.once.Do(func() {
+	sharedMoto.once.Do(func() {
 		var srv *moto.Server
-		if srv, consoleMoto.err = moto.Start(); consoleMoto.err != nil {
+		if srv, sharedMoto.err = moto.Start(); sharedMoto.err != nil {
 			return
 		}
-		consoleMoto.cfg = aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), Credentials: credentials.NewStaticCredentialsProvider("console", "console", "")}
+		sharedMoto.cfg = aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), Credentials: credentials.NewStaticCredentialsProvider("console", "console", "")}
 	})
-	if consoleMoto.err != nil {
-		t.Fatal(consoleMoto.err)
+	if sharedMoto.err != nil {
+		t.Fatal(sharedMoto.err)
 	}
-	return consoleMoto.cfg
+	return sharedMoto.cfg
 }
 
 // consoleTable creates the template's table for the test on moto.
@@ -132,7 +131,7 @@ func pageAll(t *testing.T, v *ledgerView, limit int) []string {
 }
 
 func TestLedgerView(t *testing.T) {
-	cfg := consoleAWS(t)
+	cfg := testAWS(t)
 	db := dynamodb.NewFromConfig(cfg)
 	table := consoleTable(t, db)
 	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
@@ -255,7 +254,7 @@ func outcomeEventJSON(t *testing.T, job string, status contract.Status, at time.
 var quietLog = slog.New(slog.DiscardHandler)
 
 func TestOutcomeFeed(t *testing.T) {
-	cfg := consoleAWS(t)
+	cfg := testAWS(t)
 	client := sqs.NewFromConfig(cfg)
 	q, err := client.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String("console-outcomes")})
 	if err != nil {
@@ -315,12 +314,7 @@ func TestOutcomeFeed(t *testing.T) {
 // the job shows in the ledger panel with its reason before the ledger's
 // sweep reads it.
 func TestConsoleOutcomes(t *testing.T) {
-	// On the console tests' moto: one moto_server fewer to start.
-	s, err := Start(context.Background(), Config{Addr: "127.0.0.1:0", AWSEndpoint: *consoleAWS(t).BaseEndpoint, Logs: &observe.Capture{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
+	s := startStack(t)
 	if s.ConsoleOutcomeQueueURL == "" {
 		t.Fatal("the devstack has no console outcome queue")
 	}

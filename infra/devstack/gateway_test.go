@@ -59,13 +59,14 @@ func TestGatewayRoutes(t *testing.T) {
 			{"GET", "/me", "LoginFunction", "GET /me", ""}, // a path without a variable first
 			{"GET", "/oauth/callback", "OAuthCallbackFunction", "GET /oauth/callback", ""},
 			{"POST", "/wechat/push", "FollowEventFunction", "POST /wechat/push", ""},
+			{"POST", "/wechat/push/wx5a0dbe0c0de00004", "FollowEventFunction", "POST /wechat/push/{appid}", ""},
 			{"GET", "/MP_verify_7JNbT2dLQ3hNtY6s.txt", "OAuthCallbackFunction", "GET /{file}", "MP_verify_7JNbT2dLQ3hNtY6s.txt"},
 			{"HEAD", "/MP_verify_7JNbT2dLQ3hNtY6s.txt", "OAuthCallbackFunction", "HEAD /{file}", "MP_verify_7JNbT2dLQ3hNtY6s.txt"},
 			{"GET", "/..%2F..%2Fetc%2Fpasswd", "OAuthCallbackFunction", "GET /{file}", "../../etc/passwd"}, // decoded, as API Gateway does
-			{"HEAD", "/me", "", "", ""},           // a GET route does not answer HEAD
-			{"POST", "/me", "", "", ""},           // nor another method
-			{"DELETE", "/x.txt", "", "", ""},      // the file route is GET and HEAD only
-			{"GET", "/wechat/push/x", "", "", ""}, // no route has three segments
+			{"HEAD", "/me", "", "", ""},             // a GET route does not answer HEAD
+			{"POST", "/me", "", "", ""},             // nor another method
+			{"DELETE", "/x.txt", "", "", ""},        // the file route is GET and HEAD only
+			{"GET", "/wechat/push/x/y", "", "", ""}, // no route has four segments
 		} {
 			req, _ := http.NewRequest(tc.method, srv.URL+base+tc.path, nil)
 			resp, err := http.DefaultClient.Do(req)

@@ -20,16 +20,12 @@ import (
 
 // TestIAM: the devstack's functions make their calls as themselves,
 // through the IAM check. A login and a follow cost no denial; a call a
-// function's policy does not allow (login deleting an item, login invoking
-// the refresher) fails as in AWS, once, and is logged; the refresher's
+// function's policy does not allow (login deleting an item, oauth-callback
+// invoking the refresher) fails as in AWS, once, and is logged; the refresher's
 // callers invoke it through the same check.
 func TestIAM(t *testing.T) {
 	logs := &observe.Capture{}
-	s, err := Start(context.Background(), Config{Addr: "127.0.0.1:0", Logs: logs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
+	s := testStack(t, Config{Logs: logs})
 	ctx := context.Background()
 
 	p := s.sb.CreatePerson(sandbox.PersonSpec{Nickname: "Iris"})
@@ -63,10 +59,10 @@ func TestIAM(t *testing.T) {
 	}
 
 	refresher := &awslambda.InvokeInput{FunctionName: aws.String("TokenRefresherFunction"), InvocationType: lambdatypes.InvocationTypeDryRun}
-	_, err = s.functionLambda("LoginFunction").Invoke(ctx, refresher)
+	_, err = s.functionLambda("OAuthCallbackFunction").Invoke(ctx, refresher)
 	var resp *awshttp.ResponseError
 	if !errors.As(err, &api) || api.ErrorCode() != "AccessDeniedException" || !errors.As(err, &resp) || resp.HTTPStatusCode() != 403 {
-		t.Fatalf("login invoking the refresher: %v, want 403 AccessDeniedException", err)
+		t.Fatalf("oauth-callback invoking the refresher: %v, want 403 AccessDeniedException", err)
 	}
 	if out, err := s.functionLambda("SendWorkerFunction").Invoke(ctx, refresher); err != nil || out.StatusCode != 204 {
 		t.Fatalf("send-worker invoking the refresher: %v %+v, want 204", err, out)

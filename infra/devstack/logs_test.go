@@ -34,11 +34,7 @@ import (
 // function.
 func TestLogsKeepSecrets(t *testing.T) {
 	captured := &observe.Capture{}
-	s, err := Start(context.Background(), Config{Addr: "127.0.0.1:0", Capture: captured})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := testStack(t, Config{Capture: captured})
 	ctx := context.Background()
 	sb := s.sb
 	secrets := map[string]string{
@@ -48,6 +44,14 @@ func TestLogsKeepSecrets(t *testing.T) {
 		"EncodingAESKey":              s.apps.OfficialAccount.EncodingAESKey,
 		"session signing key":         s.apps.SigningKey,
 		"bind key":                    s.apps.BindKey,
+	}
+	// Every app's secret, and each official account's push settings.
+	for _, a := range s.apps.AllApps() {
+		app, _ := s.apps.App(a.Kind, a.AppID)
+		secrets[string(a.Kind)+" "+a.AppID+" app secret"] = app.Secret
+	}
+	for _, oa := range s.apps.OfficialAccountList() {
+		secrets["push Token of "+oa.AppID], secrets["EncodingAESKey of "+oa.AppID] = oa.Token, oa.EncodingAESKey
 	}
 	add := func(name, v string) {
 		if v == "" {
@@ -88,6 +92,15 @@ func TestLogsKeepSecrets(t *testing.T) {
 	if status, out := call(t, "POST", s.APIURL+"/mp/profile", map[string]string{"encrypted_data": data, "iv": iv}, bearer); status != 200 {
 		t.Fatalf("profile: %d %v", status, out)
 	}
+
+	// The phone number, verified with the mini program's button: neither
+	// the number nor the button's code is logged.
+	if out, err := s.verifyPhone(ctx, mia.ID, ""); err != nil || out["phone"] == nil {
+		t.Fatalf("verify phone: %v %v", out, err)
+	}
+	mia, _ = sb.Person(mia.ID)
+	add("phone number", mia.Phone)
+	add("national phone number", strings.TrimPrefix(mia.Phone, "+86"))
 
 	// Follows, a binding scan, a push wxbridge must refuse.
 	if d, _ := sb.Follow(ctx, mia.ID, ""); !d.Delivered {

@@ -42,7 +42,13 @@ func main() {
 	}
 	fmt.Printf("\n  wxbridge devstack\n\n")
 	fmt.Printf("  console   %s/_dev/\n", s.URL)
-	fmt.Printf("  API       %s   (push URL %s/wechat/push)\n", s.APIURL, s.APIURL)
+	fmt.Printf("  API       %s\n", s.APIURL)
+	dc := s.devConfig()
+	for _, a := range dc.Apps {
+		if a.PushURL != "" {
+			fmt.Printf("  push      %s   (official account %s%s)\n", a.PushURL, a.AppID, modeNote(a.PushMode))
+		}
+	}
 	if s.SandboxURL != "" {
 		fmt.Printf("  sandbox   %s   (WeChat, simulated)\n", s.SandboxURL)
 	} else {
@@ -58,7 +64,6 @@ func main() {
 	fmt.Printf("  config    %s/_dev/config\n\n", s.URL)
 	// What the AWS CLI (v1 reads AWS_DEFAULT_REGION only) and wxctl --dev
 	// need, and nothing else.
-	dc := s.devConfig()
 	fmt.Printf("  AWS CLI   export AWS_ENDPOINT_URL=%s AWS_REGION=%s AWS_DEFAULT_REGION=%s\n", dc.AWSEndpointURL, dc.Region, dc.Region)
 	fmt.Printf("            export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s\n", dc.AccessKeyID, dc.SecretAccessKey)
 	fmt.Printf("  wxctl     export WXB_DEV=%s   (or wxctl --dev %s …; wxctl doctor checks it all)\n\n", s.URL, s.URL)
@@ -66,6 +71,14 @@ func main() {
 	<-ctx.Done()
 	fmt.Println("\nstopping…")
 	s.Close()
+}
+
+// modeNote is ", <mode> mode" for a sandbox push mode, "" for none.
+func modeNote(m push.Mode) string {
+	if m == "" {
+		return ""
+	}
+	return ", " + string(m) + " mode"
 }
 
 func configFromEnv() (Config, error) {

@@ -36,7 +36,7 @@ func (s *Stack) subscribeConsole(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	name := prefix + "ConsoleOutcomes"
+	name := s.prefix() + "ConsoleOutcomes"
 	q := sqs.NewFromConfig(s.aws)
 	out, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
 	if err != nil {

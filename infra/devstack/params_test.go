@@ -104,11 +104,7 @@ func TestBasePath(t *testing.T) {
 	}
 	root := "http://" + ln.Addr().String()
 	ln.Close()
-	s, err := Start(context.Background(), Config{Params: map[string]string{"PublicUrl": root + "/wx"}, Logs: &observe.Capture{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
+	s := testStack(t, Config{Params: map[string]string{"PublicUrl": root + "/wx"}, Logs: &observe.Capture{}})
 	if s.URL != root || s.APIURL != root+"/wx" {
 		t.Fatalf("URL %s, APIURL %s; want %s and %s/wx", s.URL, s.APIURL, root, root)
 	}

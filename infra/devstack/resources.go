@@ -318,6 +318,8 @@ func (r *resources) value(n *yaml.Node) (string, error) {
 // resolve turns a template value into what it is locally.
 func (r *resources) resolve(v cfn.Value) (string, error) {
 	switch {
+	case v.Sub != "":
+		return v.Expand(r.resolve)
 	case v.Ref != "":
 		if s, ok := r.refs[v.Ref]; ok {
 			return s, nil

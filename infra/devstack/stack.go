@@ -12,6 +12,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -56,10 +57,19 @@ type Config struct {
 	// wrap, when set, wraps each function's handler as it is built: the
 	// benchmarks crash a function with it.
 	wrap func(logicalID string, h lambda.Handler) lambda.Handler
+	// name is the stack's name, which every local resource's name starts
+	// with (CloudFormation's stack name, ${AWS::StackName}): wxbridge-dev
+	// by default. Stacks of other names share one moto (the tests).
+	name string
+	// oneApp seeds the configuration secret in the old single-app shape
+	// (one mini program, one official account) and plays only those two in
+	// the sandbox, as a deployment from before multi-app configurations.
+	oneApp bool
 }
 
-// prefix names every local resource.
-const prefix = "wxbridge-dev-"
+// stackName is the devstack's stack name (${AWS::StackName}): every local
+// resource's name starts with it.
+const stackName = "wxbridge-dev"
 
 // Stack is a running devstack.
 type Stack struct {
@@ -67,7 +77,8 @@ type Stack struct {
 	aws        aws.Config
 	tpl        *cfn.Template
 	res        *resources
-	apps       config.Config
+	apps       config.Config        // the configuration secret, normalized as the functions read it
+	pushModes  map[string]push.Mode // each official account's push mode in the sandbox, by appid
 	fns        *functions
 	sb         *sandbox.Sandbox // nil with real WeChat
 	tap        *logTap
@@ -104,6 +115,9 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	}
 	if cfg.PushMode == "" {
 		cfg.PushMode = push.Safe
+	}
+	if cfg.name == "" {
+		cfg.name = stackName
 	}
 	tap := &logTap{out: cfg.Logs, capture: cfg.Capture}
 	s := &Stack{cfg: cfg, tap: tap, log: slog.New(slog.NewTextHandler(orDiscard(cfg.Logs), nil)).With("devstack", true)}
@@ -156,16 +170,22 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, err
 	}
 
-	s.apps = seedApps(cfg.Real)
-	seed, _ := json.Marshal(s.apps)
+	seeded := seedApps(cfg.Real, cfg.oneApp)
+	seed, err := secretJSON(seeded)
+	if err != nil {
+		return nil, err
+	}
+	if s.apps, err = seeded.Normalize(); err != nil {
+		return nil, err
+	}
 	params := s.tpl.Defaults()
 	params["H5Origins"] = s.URL // the console's H5 page is the allowed return_to origin
 	params["PublicUrl"] = s.APIURL
 	maps.Copy(params, cfg.Params)
-	if s.res, err = create(ctx, s.aws, s.tpl, prefix, params, map[string]string{"AppSecret": string(seed)}); err != nil {
+	if s.res, err = create(ctx, s.aws, s.tpl, s.prefix(), params, map[string]string{"AppSecret": seed}); err != nil {
 		return nil, err
 	}
-	if err := createAlarms(ctx, s.aws, s.tpl, prefix, s.res); err != nil { // alarms.go
+	if err := createAlarms(ctx, s.aws, s.tpl, s.prefix(), s.res); err != nil { // alarms.go
 		return nil, err
 	}
 	if err := s.subscribeConsole(ctx); err != nil { // outcomes.go
@@ -173,13 +193,26 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	}
 
 	if cfg.Real == nil {
-		s.sb = sandbox.New(sandbox.DefaultConfig())
-		oa := s.apps.OfficialAccount
+		sbCfg := sandbox.DefaultConfig()
+		if !cfg.oneApp {
+			sbCfg.Apps = sandbox.DefaultApps()
+		}
+		s.sb = sandbox.New(sbCfg)
 		// Delivery reports (TEMPLATESENDJOBFINISH) follow a template
 		// message by a few seconds, as on the platform.
 		s.sb.SetTemplateReportDelay(2 * time.Second)
-		if err := s.sb.SetPushTarget(sandbox.PushTarget{URL: s.APIURL + "/wechat/push", Token: oa.Token, EncodingAESKey: oa.EncodingAESKey, Mode: cfg.PushMode}); err != nil {
-			return nil, err
+		// Each official account pushes to its own URL with its own Token
+		// and EncodingAESKey; the second in another mode than the first.
+		s.pushModes = map[string]push.Mode{}
+		for i, oa := range s.apps.OfficialAccountList() {
+			s.pushModes[oa.AppID] = cfg.PushMode
+			if i > 0 {
+				s.pushModes[oa.AppID] = otherMode(cfg.PushMode)
+			}
+			t := sandbox.PushTarget{URL: s.pushURL(oa.AppID), Token: oa.Token, EncodingAESKey: oa.EncodingAESKey, Mode: s.pushModes[oa.AppID]}
+			if err := s.sb.SetPushTargetApp(oa.AppID, t); err != nil {
+				return nil, fmt.Errorf("push target of %s: %w", oa.AppID, err)
+			}
 		}
 	}
 	if err := s.buildFunctions(ctx); err != nil {
@@ -241,6 +274,10 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	started = true
 	return s, nil
 }
+
+// prefix starts every local resource's name: the stack's name and "-", as
+// CloudFormation names a stack's resources.
+func (s *Stack) prefix() string { return s.cfg.name + "-" }
 
 // pollers is how many batches of one queue the devstack runs at once.
 func pollers(q cfn.QueueTrigger) int {
@@ -326,22 +363,52 @@ func (s *Stack) Close() {
 	}
 }
 
-// seedApps is the configuration secret: the real credentials when given,
-// else the sandbox's accounts; fresh signing keys and push settings either
-// way unless given.
-func seedApps(real *config.Config) config.Config {
-	c := config.Config{
-		MiniProgram:     config.App{AppID: sandbox.DevMiniProgram.AppID, Secret: sandbox.DevMiniProgram.Secret},
-		OfficialAccount: config.OfficialAccount{App: config.App{AppID: sandbox.DevOfficialAccount.AppID, Secret: sandbox.DevOfficialAccount.Secret}},
-	}
-	if real != nil {
+// seedApps is the configuration secret: the real credentials when given;
+// else the sandbox's apps in the new shape (every kind in its list, the
+// first of each the default: DevMiniProgram, DevOfficialAccount), or with
+// oneApp its two default accounts in the old single-app shape. Every
+// official account gets a fresh push Token and EncodingAESKey of its own,
+// and the signing keys are fresh, unless given.
+func seedApps(real *config.Config, oneApp bool) config.Config {
+	app := func(a sandbox.App) config.App { return config.App{AppID: a.AppID, Secret: a.Secret} }
+	var c config.Config
+	switch {
+	case real != nil:
 		c = *real
+	case oneApp:
+		c.MiniProgram = app(sandbox.DevMiniProgram)
+		c.OfficialAccount = config.OfficialAccount{App: app(sandbox.DevOfficialAccount)}
+	default:
+		c.MiniPrograms = []config.App{app(sandbox.DevMiniProgram)}
+		c.OfficialAccounts = []config.OfficialAccount{{App: app(sandbox.DevOfficialAccount)}}
+		for _, spec := range sandbox.DefaultApps() {
+			switch a := app(spec.App); spec.Kind {
+			case sandbox.AppMiniProgram:
+				c.MiniPrograms = append(c.MiniPrograms, a)
+			case sandbox.AppOfficialAccount:
+				c.OfficialAccounts = append(c.OfficialAccounts, config.OfficialAccount{App: a})
+			case sandbox.AppWebsite:
+				c.WebsiteApps = append(c.WebsiteApps, a)
+			case sandbox.AppMobile:
+				c.MobileApps = append(c.MobileApps, a)
+			}
+		}
 	}
-	if c.OfficialAccount.Token == "" {
-		c.OfficialAccount.Token = randomText(32)
+	pushKeys := func(oa *config.OfficialAccount) {
+		if oa.AppID == "" {
+			return
+		}
+		if oa.Token == "" {
+			oa.Token = randomText(32)
+		}
+		if oa.EncodingAESKey == "" {
+			oa.EncodingAESKey = randomText(43)
+		}
 	}
-	if c.OfficialAccount.EncodingAESKey == "" {
-		c.OfficialAccount.EncodingAESKey = randomText(43)
+	pushKeys(&c.OfficialAccount)
+	c.OfficialAccounts = slices.Clone(c.OfficialAccounts)
+	for i := range c.OfficialAccounts {
+		pushKeys(&c.OfficialAccounts[i])
 	}
 	if c.SigningKey == "" {
 		c.SigningKey = randomText(48)
@@ -350,6 +417,47 @@ func seedApps(real *config.Config) config.Config {
 		c.BindKey = randomText(48)
 	}
 	return c
+}
+
+// secretJSON is c as the configuration secret holds it: the single-app
+// fields left out when empty (a secret of the new shape names its apps in
+// the lists only).
+func secretJSON(c config.Config) (string, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return "", err
+	}
+	if c.MiniProgram == (config.App{}) {
+		delete(doc, "mini_program")
+	}
+	if c.OfficialAccount == (config.OfficialAccount{}) {
+		delete(doc, "official_account")
+	}
+	b, err = json.Marshal(doc)
+	return string(b), err
+}
+
+// pushURL is where official account appid pushes: the default one at
+// /wechat/push, as the single-app shape has it, every other at
+// /wechat/push/<appid>.
+func (s *Stack) pushURL(appid string) string {
+	if appid == s.apps.OfficialAccount.AppID {
+		return s.APIURL + "/wechat/push"
+	}
+	return s.APIURL + "/wechat/push/" + appid
+}
+
+// otherMode is a push mode other than m that encrypts: the second official
+// account's, so that both ways of reading a push run side by side.
+func otherMode(m push.Mode) push.Mode {
+	if m == push.Safe {
+		return push.Compatible
+	}
+	return push.Safe
 }
 
 // randomText is n letters and digits.
@@ -385,7 +493,10 @@ type DevConfig struct {
 		Mode           push.Mode `json:"mode"`
 	} `json:"oa"`
 	MiniProgramAppID string `json:"mp_appid"`
-	Real             bool   `json:"real_wechat"`
+	// Apps are every configured app, kind by kind, each kind's default
+	// first (devconfig.go).
+	Apps []DevApp `json:"apps"`
+	Real bool     `json:"real_wechat"`
 	// Moto's credentials, the push URL and every resource by logical ID
 	// (devconfig.go): what wxctl --dev needs to treat the devstack as a
 	// deployed stack.
@@ -393,6 +504,10 @@ type DevConfig struct {
 	SecretAccessKey string                 `json:"aws_secret_access_key"`
 	PushURL         string                 `json:"push_url"`
 	Resources       map[string]DevResource `json:"resources"`
+	// TokenSecretPrefix starts the name of the token secret of every mini
+	// program and official account but the defaults (whose secrets are
+	// resources): the refresher creates <prefix><appid>.
+	TokenSecretPrefix string `json:"token_secret_prefix,omitempty"`
 	// OutcomeQueueURL receives every outcome event from OutcomeBus, as the
 	// optional OutcomeQueue does in a stack deployed with it (outcomes.go).
 	OutcomeQueueURL string `json:"outcome_queue_url,omitempty"`
@@ -407,6 +522,7 @@ func (s *Stack) devConfig() DevConfig {
 		ConfigSecret: s.res.refs["AppSecret"], H5Origin: s.URL, MiniProgramAppID: s.apps.MiniProgram.AppID, Real: s.sb == nil,
 	}
 	c.OA.AppID, c.OA.Token, c.OA.EncodingAESKey, c.OA.Mode = s.apps.OfficialAccount.AppID, s.apps.OfficialAccount.Token, s.apps.OfficialAccount.EncodingAESKey, s.cfg.PushMode
+	c.Apps = s.devApps()
 	s.describeResources(&c)
 	return c
 }

@@ -5,13 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -23,7 +24,28 @@ import (
 // startStack runs a devstack on free ports for one test.
 func startStack(t *testing.T) *Stack {
 	t.Helper()
-	s, err := Start(context.Background(), Config{Addr: "127.0.0.1:0", Logs: &observe.Capture{}})
+	return testStack(t, Config{Logs: &observe.Capture{}})
+}
+
+// stacks counts the tests' stacks, to name each.
+var stacks atomic.Int32
+
+// testStack runs a devstack as cfg says on free ports, on the moto the
+// package's tests share (testAWS) unless cfg names another endpoint: a
+// moto_server takes seconds to start, a stack's resources a fraction of
+// one. Each stack has a name of its own, which every resource's name
+// starts with (as two stacks in one AWS account), so no test sees
+// another's table, queues, secrets or rules.
+func testStack(t *testing.T, cfg Config) *Stack {
+	t.Helper()
+	if cfg.Addr == "" && cfg.Params["PublicUrl"] == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	if cfg.AWSEndpoint == "" {
+		cfg.AWSEndpoint = *testAWS(t).BaseEndpoint
+	}
+	cfg.name = fmt.Sprintf("wxbridge-t%d", stacks.Add(1))
+	s, err := Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +82,9 @@ func call(t *testing.T, method, url string, body any, header map[string]string) 
 // TestStory drives the devstack through its HTTP APIs only, as a developer
 // would with curl: a person is created in the sandbox, logs in to the mini
 // program through wxbridge, follows the official account (the sandbox
-// pushes to wxbridge), and unfollows.
+// pushes to wxbridge), and unfollows; then another is one person across a
+// second mini program, a second official account, a website app and a
+// mobile app (apps_test.go).
 func TestStory(t *testing.T) {
 	s := startStack(t)
 	_, cfg := call(t, "GET", s.APIURL+"/_dev/config", nil, nil)
@@ -147,22 +171,47 @@ func TestStory(t *testing.T) {
 		_, me = call(t, "GET", s.APIURL+"/me", nil, bearer)
 		return me["linked"] == true && me["follows_oa"] == false
 	})
+	// A token for every mini program and official account /_dev/config
+	// lists.
+	withTokens := 0
+	for _, a := range cfg["apps"].([]any) {
+		if k := a.(map[string]any)["kind"]; k == "mini_program" || k == "official_account" {
+			withTokens++
+		}
+	}
 	_, state := call(t, "GET", s.APIURL+"/_dev/api/state", nil, nil)
-	if len(state["people"].([]any)) != 1 || len(state["tokens"].([]any)) != 2 {
+	if len(state["people"].([]any)) != 1 || len(state["tokens"].([]any)) != withTokens || withTokens != 5 {
 		t.Fatalf("state = %v", state)
 	}
+
+	t.Run("one person across apps", func(t *testing.T) { storyAcrossApps(t, cfg) })
 }
+
+// TestMain runs the devstack command itself, main and all, when a test
+// starts the test binary again with runMain set
+// (TestCommandStartsAndStopsCleanly): the command without a go build and
+// link of its own, which cost that test most of its time.
+func TestMain(m *testing.M) {
+	if os.Getenv(runMain) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runMain makes the test binary the devstack command (TestMain).
+const runMain = "WXB_DEVSTACK_TEST_RUN_MAIN"
 
 // TestCommandStartsAndStopsCleanly runs the real command: it must print
 // its ready line, serve the console, and on SIGTERM exit and take moto with
 // it.
 func TestCommandStartsAndStopsCleanly(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "devstack")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
 	}
 	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "WXB_DEV_ADDR=127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "WXB_DEV_ADDR=127.0.0.1:0", runMain+"=1")
 	stdout, _ := cmd.StdoutPipe()
 	var stderr lockedBuffer
 	cmd.Stderr = &stderr

@@ -194,6 +194,13 @@ func (b *browser) answerPrompt(text string) {
 	b.do("POST", "/alert/accept", map[string]any{}, nil)
 }
 
+// eval runs script (a function body) in the page and returns its result.
+func (b *browser) eval(script string) any {
+	var v any
+	b.do("POST", "/execute/sync", map[string]any{"script": script, "args": []any{}}, &v)
+	return v
+}
+
 func (b *browser) screenshot(path string) {
 	var png string
 	b.do("GET", "/screenshot", nil, &png)

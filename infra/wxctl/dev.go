@@ -74,6 +74,13 @@ type devstack struct {
 	OA              struct {
 		AppID string `json:"appid"`
 	} `json:"oa"`
+	// Apps are every configured app; an official account's with its push
+	// URL.
+	Apps []struct {
+		AppID   string `json:"appid"`
+		PushURL string `json:"push_url"`
+	} `json:"apps"`
+	TokenSecretPrefix string `json:"token_secret_prefix"`
 }
 
 // resource is one of a stack's resources: its type and physical ID (what

@@ -43,9 +43,11 @@ const doctorUsage = `usage: wxctl doctor [-stack NAME] [-push-url URL] [-app-sec
 
 Checks a deployed stack, or make dev with --dev, and prints a checklist,
 each line ✓ or ✗ with the fix: the configuration secret complete and
-well-formed; a fresh access token for every app (else the refresher's last
-failure and what to do); the push URL answering WeChat's signed URL check;
-the queues, and their dead-letter queues empty; the alarms, none in ALARM.
+well-formed, every app of every kind; a fresh access token for every mini
+program and official account (else the refresher's last failure and what
+to do); each official account's push URL answering WeChat's signed URL
+check; the queues, and their dead-letter queues empty; the alarms, none in
+ALARM.
 The exit status is 1 if anything is ✗, for CI. Values of secrets are never
 printed.
 
@@ -74,8 +76,29 @@ const (
 type stack struct {
 	name      string              // how the header names it
 	resources map[string]resource // by logical ID
-	pushURL   string
-	dev       *devstack // nil for a deployed stack
+	pushURL   string              // the default official account's
+	// tokenPrefix starts the name of the token secret of every mini program
+	// and official account but the defaults: the template's
+	// ${AWS::StackName}/token/.
+	tokenPrefix string
+	dev         *devstack // nil for a deployed stack
+}
+
+// pushURLOf is the push URL of official account appid: the devstack's
+// own, else /wechat/push for the default and /wechat/push/<appid> for the
+// others, as the template routes them.
+func (s stack) pushURLOf(appid string, isDefault bool) string {
+	if s.dev != nil {
+		for _, a := range s.dev.Apps {
+			if a.AppID == appid && a.PushURL != "" {
+				return a.PushURL
+			}
+		}
+	}
+	if isDefault || s.pushURL == "" {
+		return s.pushURL
+	}
+	return strings.TrimRight(s.pushURL, "/") + "/" + appid
 }
 
 // id is the physical ID of the resource logicalID, or "".
@@ -108,7 +131,7 @@ func (s stack) invokeRefresher() string {
 
 // doctorFlags name resources directly, or override the stack's.
 type doctorFlags struct {
-	stack, pushURL, appSecret, mpToken, oaToken, queues, alarms string
+	stack, pushURL, appSecret, mpToken, oaToken, tokenPrefix, queues, alarms string
 }
 
 func runDoctor(ctx context.Context, args []string, std stdio) error {
@@ -117,10 +140,11 @@ func runDoctor(ctx context.Context, args []string, std stdio) error {
 	fs.Usage = func() { fmt.Fprint(std.err, doctorUsage); fs.PrintDefaults() }
 	var f doctorFlags
 	fs.StringVar(&f.stack, "stack", os.Getenv("WXB_STACK"), "the CloudFormation stack")
-	fs.StringVar(&f.pushURL, "push-url", "", "the push URL to check (default: the stack's PushUrl output; give the one in the OA console when PublicUrl fronts the API)")
+	fs.StringVar(&f.pushURL, "push-url", "", "the default official account's push URL to check, the others' being it and /<appid> (default: the stack's PushUrl output; give the one in the OA console when PublicUrl fronts the API)")
 	fs.StringVar(&f.appSecret, "app-secret", "", "the configuration secret (default: the stack's AppSecret)")
 	fs.StringVar(&f.mpToken, "mp-token-secret", "", "the mini program's token secret (default: the stack's)")
 	fs.StringVar(&f.oaToken, "oa-token-secret", "", "the official account's token secret (default: the stack's)")
+	fs.StringVar(&f.tokenPrefix, "token-secret-prefix", "", "what the name of every other app's token secret starts with (default: the stack's name and /token/)")
 	fs.StringVar(&f.queues, "queues", "", "queue URLs, comma-separated (default: the stack's); a name ending in DLQ, or another's redrive target, is a dead-letter queue")
 	fs.StringVar(&f.alarms, "alarms", "", "alarm names, comma-separated (default: the stack's)")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
@@ -133,12 +157,13 @@ func runDoctor(ctx context.Context, args []string, std stdio) error {
 	var s stack
 	switch d := devstackOf(ctx); {
 	case d != nil:
-		s = stack{name: "make dev at " + d.URL, resources: d.Resources, pushURL: d.PushURL, dev: d}
+		s = stack{name: "make dev at " + d.URL, resources: d.Resources, pushURL: d.PushURL, tokenPrefix: d.TokenSecretPrefix, dev: d}
 	case f.stack != "":
 		if s, err = stackOf(ctx, cloudformation.NewFromConfig(cfg), f.stack); err != nil {
 			return err
 		}
 		s.name = fmt.Sprintf("stack %s in %s", f.stack, cfg.Region)
+		s.tokenPrefix = f.stack + "/token/"
 	default:
 		if f.appSecret == "" {
 			fmt.Fprintln(std.err, "wxctl doctor: which stack? Pass -stack NAME (or set WXB_STACK), name its resources with the flags, or use wxctl --dev for make dev")
@@ -177,6 +202,9 @@ func (f doctorFlags) override(s *stack) {
 	set(oaTokenSecretID, "AWS::SecretsManager::Secret", f.oaToken)
 	if f.pushURL != "" {
 		s.pushURL = f.pushURL
+	}
+	if f.tokenPrefix != "" {
+		s.tokenPrefix = f.tokenPrefix
 	}
 	if f.queues != "" {
 		for id, r := range s.resources {
@@ -280,7 +308,12 @@ func (d *doctor) run(ctx context.Context) []result {
 	cfg, rs := d.configuration(ctx)
 	if cfg != nil {
 		rs = append(rs, d.tokens(ctx, *cfg)...)
-		rs = append(rs, d.push(ctx, *cfg))
+		for i, oa := range cfg.OfficialAccountList() {
+			rs = append(rs, d.push(ctx, oa, i == 0))
+		}
+		if len(cfg.OfficialAccountList()) == 0 {
+			rs = append(rs, d.push(ctx, config.OfficialAccount{}, true))
+		}
 	}
 	rs = append(rs, d.queueChecks(ctx)...)
 	return append(rs, d.alarmChecks(ctx)...)
@@ -303,36 +336,84 @@ func (d *doctor) configuration(ctx context.Context) (*config.Config, []result) {
 		rs = append(rs, fail(p.Fix, "configuration secret: %s", p))
 	}
 	if len(rs) == 0 {
-		mode := "push encrypted (safe or compatible mode)"
-		if c.OfficialAccount.EncodingAESKey == "" {
-			mode = "push in plaintext mode (no encoding_aes_key)"
-		}
-		rs = append(rs, pass("configuration secret: complete and well-formed (mini program %s, official account %s, %s)", c.MiniProgram.AppID, c.OfficialAccount.AppID, mode))
+		rs = append(rs, pass("configuration secret: complete and well-formed (%s)", appList(c)))
 	}
 	return &c, rs
 }
 
+// appList names every configured app, kind by kind, each kind's default
+// first, and how each official account's pushes come.
+func appList(c config.Config) string {
+	var kinds []string
+	for _, k := range config.Kinds {
+		apps := c.Apps(k)
+		var ids []string
+		for i, a := range apps {
+			var notes []string
+			if i == 0 && len(apps) > 1 {
+				notes = append(notes, "default")
+			}
+			if oa, ok := c.OA(a.AppID); ok && k == config.KindOfficialAccount {
+				notes = append(notes, "push encrypted")
+				if oa.EncodingAESKey == "" {
+					notes[len(notes)-1] = "push in plaintext mode: no encoding_aes_key"
+				}
+			}
+			id := a.AppID
+			if len(notes) > 0 {
+				id += " (" + strings.Join(notes, ", ") + ")"
+			}
+			ids = append(ids, id)
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		name := kindNames[k]
+		if len(ids) > 1 {
+			name += "s"
+		}
+		kinds = append(kinds, name+" "+strings.Join(ids, ", "))
+	}
+	return strings.Join(kinds, "; ")
+}
+
+// kindNames name the kinds of apps in doctor's lines.
+var kindNames = map[config.Kind]string{
+	config.KindMiniProgram:     "mini program",
+	config.KindOfficialAccount: "official account",
+	config.KindWebsite:         "website app",
+	config.KindMobile:          "mobile app",
+}
+
 // app is one WeChat app as the token checks see it.
 type app struct {
-	kind      string // "mini program"
-	appid     string
-	secretID  string // the token secret's logical ID
+	kind  string // "mini program"
+	appid string
+	// secretID is the default app's token secret's logical ID; "" for
+	// another app, whose secret is the stack's token prefix and its appid.
+	secretID  string
 	whitelist string // where its API IP whitelist is
 }
 
+// whitelists are where each kind's API IP whitelist (API IP 白名单) is.
+var whitelists = map[config.Kind]string{
+	config.KindMiniProgram:     "the mini program's API IP whitelist (API IP 白名单): Mini Program admin → Management → Development Management → Development Settings (微信公众平台 (小程序) → 管理 → 开发管理 → 开发设置)",
+	config.KindOfficialAccount: "the service account's API IP whitelist (API IP 白名单): WeChat Developer Platform → My Business → Service Account → Basic Info → Development Key (微信开发者平台 → 我的业务 → 服务号 → 基础信息 → 开发密钥)",
+}
+
+// tokens checks the token of every mini program and official account: the
+// defaults' in the stack's token secrets, every other's in the secret the
+// refresher creates under the token prefix.
 func (d *doctor) tokens(ctx context.Context, c config.Config) []result {
-	apps := []app{
-		{"mini program", c.MiniProgram.AppID, mpTokenSecretID,
-			"the mini program's API IP whitelist (API IP 白名单): Mini Program admin → Management → Development Management → Development Settings (微信公众平台 (小程序) → 管理 → 开发管理 → 开发设置)"},
-		{"official account", c.OfficialAccount.AppID, oaTokenSecretID,
-			"the service account's API IP whitelist (API IP 白名单): WeChat Developer Platform → My Business → Service Account → Basic Info → Development Key (微信开发者平台 → 我的业务 → 服务号 → 基础信息 → 开发密钥)"},
-	}
 	var rs []result
-	for _, a := range apps {
-		if a.appid == "" {
-			continue // the configuration's own line says so
+	for _, k := range []config.Kind{config.KindMiniProgram, config.KindOfficialAccount} {
+		for i, a := range c.Apps(k) {
+			secretID := ""
+			if i == 0 {
+				secretID = map[config.Kind]string{config.KindMiniProgram: mpTokenSecretID, config.KindOfficialAccount: oaTokenSecretID}[k]
+			}
+			rs = append(rs, d.token(ctx, app{kind: kindNames[k], appid: a.AppID, secretID: secretID, whitelist: whitelists[k]}))
 		}
-		rs = append(rs, d.token(ctx, a))
 	}
 	return rs
 }
@@ -342,7 +423,12 @@ func (d *doctor) tokens(ctx context.Context, c config.Config) []result {
 func (d *doctor) token(ctx context.Context, a app) result {
 	name := fmt.Sprintf("access token of the %s %s", a.kind, a.appid)
 	id := d.stack.id(a.secretID)
-	if id == "" {
+	switch {
+	case a.secretID == "" && d.stack.tokenPrefix == "":
+		return fail("pass -token-secret-prefix (the stack's name and /token/)", "%s: its token secret's prefix is unknown", name)
+	case a.secretID == "":
+		id = d.stack.tokenPrefix + a.appid
+	case id == "":
 		return fail("pass -mp-token-secret or -oa-token-secret (the stack's "+a.secretID+")", "%s: no token secret (%s) in the stack", name, a.secretID)
 	}
 	st, err := tokens.Load(ctx, d.secrets, id)
@@ -436,22 +522,30 @@ func ago(now, t time.Time) string {
 	return "in " + t.Sub(now).Round(time.Second).String()
 }
 
-// push sends the push URL the GET WeChat's console sends on Submit:
-// signature (sha1 of the configured Token, timestamp and nonce),
+// push sends official account oa's push URL the GET WeChat's console
+// sends on Submit: signature (sha1 of oa's Token, timestamp and nonce),
 // timestamp, nonce and echostr. follow-event must answer the echostr.
-func (d *doctor) push(ctx context.Context, c config.Config) result {
-	token := c.OfficialAccount.Token
+func (d *doctor) push(ctx context.Context, oa config.OfficialAccount, isDefault bool) result {
+	token, pushURL := oa.Token, d.stack.pushURLOf(oa.AppID, isDefault)
+	route := "/wechat/push"
+	if !isDefault {
+		route += "/" + oa.AppID
+	}
 	switch {
-	case d.stack.pushURL == "":
+	case pushURL == "":
 		return fail("pass -push-url (the stack's PushUrl output)", "push URL: unknown")
 	case token == "":
-		return fail("put the Token in the configuration secret (see above)", "push URL %s: not checked: no official_account.token to sign the check with", d.stack.pushURL)
+		what := "token of official account " + oa.AppID
+		if oa.AppID == "" {
+			what = "official_account.token"
+		}
+		return fail("put the Token in the configuration secret (see above)", "push URL %s: not checked: no %s to sign the check with", pushURL, what)
 	}
 	// Parsed before the signature is added: an error about the URL then
 	// quotes the URL as given, not the signed one.
-	target, err := url.Parse(d.stack.pushURL)
+	target, err := url.Parse(pushURL)
 	if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
-		return fail("pass -push-url with the URL in the OA console", "push URL %s: not an http(s) URL", d.stack.pushURL)
+		return fail("pass -push-url with the URL in the OA console", "push URL %s: not an http(s) URL", pushURL)
 	}
 	ts, nonce, echo := strconv.FormatInt(d.now().Unix(), 10), randomHex(5), randomHex(10)
 	q := target.Query()
@@ -463,7 +557,7 @@ func (d *doctor) push(ctx context.Context, c config.Config) result {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
 	if err != nil {
-		return fail("pass -push-url with the URL in the OA console", "push URL %s: not a URL to check", d.stack.pushURL)
+		return fail("pass -push-url with the URL in the OA console", "push URL %s: not a URL to check", pushURL)
 	}
 	resp, err := d.http.Do(req)
 	if err != nil {
@@ -471,25 +565,25 @@ func (d *doctor) push(ctx context.Context, c config.Config) result {
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL carries the signature
 		}
-		return fail("WeChat must reach it: is the stack deployed (or make dev running) and the URL right?", "push URL %s: no answer: %v", d.stack.pushURL, err)
+		return fail("WeChat must reach it: is the stack deployed (or make dev running) and the URL right?", "push URL %s: no answer: %v", pushURL, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	fn := d.stack.id(followEventID)
 	switch {
 	case resp.StatusCode == http.StatusOK && string(body) == echo:
-		return pass("push URL %s: answers WeChat's signed URL check", d.stack.pushURL)
+		return pass("push URL %s: answers WeChat's signed URL check", pushURL)
 	case resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized:
 		restart := "restart make dev"
 		if d.stack.dev == nil {
 			restart = fmt.Sprintf("force new instances (aws lambda update-function-configuration --function-name %s --description \"config %s\")", fn, d.now().UTC().Format(time.RFC3339))
 		}
 		return fail("follow-event runs with another Token than the configuration secret's: it reads the secret at a cold start, so after changing it "+restart+
-			"; then Submit the same Token in the OA console (or this machine's clock is over 5 minutes off: the check's timestamp is refused)", "push URL %s: refused a URL check signed with the configuration secret's official_account.token (HTTP %d)", d.stack.pushURL, resp.StatusCode)
+			"; then Submit the same Token in the OA console (or this machine's clock is over 5 minutes off: the check's timestamp is refused)", "push URL %s: refused a URL check signed with the configuration secret's token of official account %s (HTTP %d)", pushURL, oa.AppID, resp.StatusCode)
 	case resp.StatusCode == http.StatusOK:
-		return fail("the URL must route GET /wechat/push to follow-event (the stack's PushUrl output, or PublicUrl and /wechat/push)", "push URL %s: answered 200 without the echostr: not wxbridge's follow-event", d.stack.pushURL)
+		return fail("the URL must route GET "+route+" to follow-event (the stack's PushUrl output"+strings.TrimPrefix(route, "/wechat/push")+", or PublicUrl and "+route+")", "push URL %s: answered 200 without the echostr: not wxbridge's follow-event", pushURL)
 	}
-	return fail("the URL must route GET /wechat/push to follow-event (the stack's PushUrl output, or PublicUrl and /wechat/push)", "push URL %s: answered HTTP %d", d.stack.pushURL, resp.StatusCode)
+	return fail("the URL must route GET "+route+" to follow-event (the stack's PushUrl output"+strings.TrimPrefix(route, "/wechat/push")+", or PublicUrl and "+route+")", "push URL %s: answered HTTP %d", pushURL, resp.StatusCode)
 }
 
 func randomHex(n int) string {

@@ -7,7 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,13 +28,16 @@ func init() {
 const followersUsage = `usage: wxctl followers start  [flags]   start a backfill, or show the one running
        wxctl followers status [flags] [-run ID] [-watch] [-json]
        wxctl followers resume [flags]   queue the running backfill's unfinished jobs again
+       wxctl followers list   [flags] [-json]   every official account's latest backfill
 
-Links the official account's existing followers to wxbridge's people
-(README, "Backfilling followers"). -json prints the run item's fields (and
-processed and pending) for scripts; -watch refreshes until the run ends.
-Flags default to $WXB_TABLE, $WXB_SYNC_QUEUE (the stack's TableName and
-SyncQueueUrl outputs) and the official account's appid, from -appid,
-$WXB_OA_APPID, or the configuration secret $WXB_APP_SECRET.
+Links an official account's existing followers to wxbridge's people
+(README, "Backfilling followers"). Each official account has its own
+backfills: -appid names the account (default: the configuration's default
+official account); two accounts' backfills run side by side. -json prints
+the run item's fields (and processed and pending) for scripts; -watch
+refreshes until the run ends. Flags default to $WXB_TABLE, $WXB_SYNC_QUEUE
+(the stack's TableName and SyncQueueUrl outputs), $WXB_OA_APPID and the
+configuration secret $WXB_APP_SECRET, which lists the official accounts.
 `
 
 // followerFlags are the flags every followers subcommand takes.
@@ -47,32 +52,40 @@ func (f *followerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.appSecret, "app-secret", os.Getenv("WXB_APP_SECRET"), "the configuration secret, to read the appid from")
 }
 
-// newSyncer builds the backfill's control side from flags; tests replace
-// it.
-var newSyncer = func(ctx context.Context, f followerFlags) (*backfill.Syncer, error) {
+// newAccounts builds the backfill's control side from flags: the official
+// accounts of the configuration secret (the default first), or without
+// one the account -appid names. Tests replace it.
+var newAccounts = func(ctx context.Context, f followerFlags) (backfill.Accounts, error) {
 	if f.table == "" || f.queue == "" {
-		return nil, errors.New("followers: need -table and -queue (or WXB_TABLE and WXB_SYNC_QUEUE)")
+		return backfill.Accounts{}, errors.New("followers: need -table and -queue (or WXB_TABLE and WXB_SYNC_QUEUE)")
 	}
 	cfg, err := loadAWS(ctx)
 	if err != nil {
-		return nil, err
+		return backfill.Accounts{}, err
 	}
-	if f.appid == "" && f.appSecret != "" {
+	var appids []string
+	if f.appSecret != "" {
 		c, err := config.Load(ctx, secretsmanager.NewFromConfig(cfg), f.appSecret)
 		if err != nil {
-			return nil, err
+			return backfill.Accounts{}, err
 		}
-		f.appid = c.OfficialAccount.AppID
+		for _, oa := range c.OfficialAccountList() {
+			appids = append(appids, oa.AppID)
+		}
 	}
-	if f.appid == "" {
-		return nil, errors.New("followers: need the official account's appid: -appid, WXB_OA_APPID or -app-secret")
+	switch {
+	case f.appid != "" && len(appids) > 0 && !slices.Contains(appids, f.appid):
+		return backfill.Accounts{}, fmt.Errorf("followers: %s is not an official account of the configuration (%s)", f.appid, strings.Join(appids, ", "))
+	case f.appid != "" && len(appids) == 0:
+		appids = []string{f.appid}
+	case len(appids) == 0:
+		return backfill.Accounts{}, errors.New("followers: need the official account's appid: -appid, WXB_OA_APPID or -app-secret")
 	}
 	db := dynamodb.NewFromConfig(cfg)
-	return &backfill.Syncer{
-		AppID: f.appid,
+	return backfill.NewAccounts(backfill.Syncer{
 		Store: backfill.NewStore(db, f.table),
 		Queue: backfill.Queue{Client: sqs.NewFromConfig(cfg), URL: f.queue},
-	}, nil
+	}, appids...), nil
 }
 
 func runFollowers(ctx context.Context, args []string, std stdio) error {
@@ -90,14 +103,21 @@ func runFollowers(ctx context.Context, args []string, std stdio) error {
 	watch := fs.Bool("watch", false, "status: refresh until the run ends")
 	every := fs.Duration("every", 2*time.Second, "status -watch: refresh interval")
 	asJSON := fs.Bool("json", false, "print the run as JSON")
-	if sub != "start" && sub != "status" && sub != "resume" {
+	if !slices.Contains([]string{"start", "status", "resume", "list"}, sub) {
 		fs.Usage()
 		return errUsage
 	}
 	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 {
 		return errUsage
 	}
-	s, err := newSyncer(ctx, f)
+	accounts, err := newAccounts(ctx, f)
+	if err != nil {
+		return err
+	}
+	if sub == "list" {
+		return listRuns(ctx, std.out, accounts, *asJSON)
+	}
+	s, err := accounts.Syncer(f.appid)
 	if err != nil {
 		return err
 	}
@@ -149,6 +169,47 @@ func runFollowers(ctx context.Context, args []string, std stdio) error {
 			return nil
 		}
 	}
+}
+
+// listRuns prints each official account's latest backfill, the default
+// account first: one line each, or with asJSON one JSON object each
+// ({"appid", "default", "run"}, run null before the first backfill).
+func listRuns(ctx context.Context, w io.Writer, accounts backfill.Accounts, asJSON bool) error {
+	others := slices.Sorted(maps.Keys(accounts.Syncers))
+	others = slices.DeleteFunc(others, func(a string) bool { return a == accounts.Default })
+	for _, appid := range append([]string{accounts.Default}, others...) {
+		var run *runJSON
+		r, err := accounts.Syncers[appid].Status(ctx, "")
+		switch {
+		case errors.Is(err, backfill.ErrNoRun):
+		case err != nil:
+			return fmt.Errorf("followers: %s: %w", appid, err)
+		default:
+			run = &runJSON{r, r.Processed(), r.Pending()}
+		}
+		if asJSON {
+			b, err := json.Marshal(struct {
+				AppID   string   `json:"appid"`
+				Default bool     `json:"default"`
+				Run     *runJSON `json:"run"`
+			}{appid, appid == accounts.Default, run})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(w, string(b))
+			continue
+		}
+		name := appid
+		if appid == accounts.Default {
+			name += " (default)"
+		}
+		if run == nil {
+			fmt.Fprintf(w, "%-29s no backfill has run yet\n", name)
+			continue
+		}
+		fmt.Fprintf(w, "%-29s run %s  %s\n", name, r.ID, progress(r))
+	}
+	return nil
 }
 
 // runJSON is the run item's fields and the two derived ones.

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"wxbridge/infra/devkit/cfn"
@@ -133,5 +134,72 @@ func TestProgress(t *testing.T) {
 				t.Errorf("progress(%+v) = %q, want %q in it", c.r, got, w)
 			}
 		}
+	}
+}
+
+// TestFollowersOfTwoAccounts: each official account of the configuration
+// has its own backfills (-appid picks one, the default without it), list
+// shows every account's latest, and an appid the configuration does not
+// have as an official account is refused.
+func TestFollowersOfTwoAccounts(t *testing.T) {
+	table, queue := followersEnv(t)
+	t.Setenv("WXB_TABLE", table)
+	t.Setenv("WXB_SYNC_QUEUE", queue)
+	t.Setenv("WXB_OA_APPID", "")
+	const oa1, oa2 = "wx00000000000000a1", "wx00000000000000a2"
+	sm := secretsmanager.New(secretsmanager.Options{Region: "us-east-1", BaseEndpoint: aws.String(followersMotoURL),
+		Credentials: credentials.NewStaticCredentialsProvider("testing", "testing", "")})
+	secret, err := sm.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{
+		Name:         aws.String(strings.NewReplacer("/", "-").Replace(t.Name()) + "-config"),
+		SecretString: aws.String(`{"official_accounts":[{"appid":"` + oa1 + `","secret":"s1"},{"appid":"` + oa2 + `","secret":"s2"}],"mini_program":{"appid":"wx00000000000000b1","secret":"s3"}}`),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("WXB_APP_SECRET", *secret.ARN)
+	wx := func(args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), args, stdio{strings.NewReader(""), &out, &errOut})
+		return code, out.String(), errOut.String()
+	}
+	if code, out, _ := wx("followers", "list"); code != 0 || !strings.Contains(out, oa1+" (default)") || strings.Count(out, "no backfill has run yet") != 2 {
+		t.Fatalf("list before any run: %d %q", code, out)
+	}
+	code, out1, _ := wx("followers", "start")
+	code2, out2, _ := wx("followers", "start", "-appid", oa2)
+	if code != 0 || code2 != 0 || !strings.HasPrefix(out1, "started run ") || !strings.HasPrefix(out2, "started run ") {
+		t.Fatalf("starts: %d %q, %d %q", code, out1, code2, out2)
+	}
+	id1, id2 := strings.Fields(out1)[2], strings.Fields(out2)[2]
+	if id1 == id2 {
+		t.Fatalf("one run for both accounts: %s", id1)
+	}
+	for appid, id := range map[string]string{oa1: id1, oa2: id2} {
+		code, out, _ := wx("followers", "status", "-appid", appid, "-json")
+		var r backfill.Run
+		if code != 0 || json.Unmarshal([]byte(out), &r) != nil || r.ID != id || r.AppID != appid {
+			t.Errorf("status of %s: %d %q, want run %s", appid, code, out, id)
+		}
+	}
+	code, out, _ := wx("followers", "list", "-json")
+	type line struct {
+		AppID   string        `json:"appid"`
+		Default bool          `json:"default"`
+		Run     *backfill.Run `json:"run"`
+	}
+	var lines []line
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var v line
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Fatalf("list -json: %q: %v", l, err)
+		}
+		lines = append(lines, v)
+	}
+	if code != 0 || len(lines) != 2 || lines[0].AppID != oa1 || !lines[0].Default || lines[0].Run == nil || lines[0].Run.ID != id1 ||
+		lines[1].AppID != oa2 || lines[1].Default || lines[1].Run == nil || lines[1].Run.ID != id2 {
+		t.Errorf("list -json: %d %q", code, out)
+	}
+	if code, _, errOut := wx("followers", "start", "-appid", "wx00000000000000b1"); code != 1 || !strings.Contains(errOut, "not an official account of the configuration") {
+		t.Errorf("start for the mini program: %d %q", code, errOut)
 	}
 }

@@ -34,7 +34,7 @@ func (d dataFlag) Set(v string) error {
 	return nil
 }
 
-const sendUsage = `usage: wxctl send [-queue URL] -id ID -to KIND=VALUE [-template ID [-url URL]] [-subscribe ID [-page PAGE]]
+const sendUsage = `usage: wxctl send [-queue URL] -id ID -to KIND=VALUE [-from APPID,...] [-template ID [-url URL]] [-subscribe ID [-page PAGE]]
                   [-oa-subscribe ID [-oa-page URL]] [-text TEXT | -card KEY=VALUE...] -data KEY=VALUE...
                   [-channels template,subscribe,oa_subscribe,customer_service|any] [-expires 24h|RFC3339]
        wxctl send [-queue URL] < job.json
@@ -42,7 +42,10 @@ const sendUsage = `usage: wxctl send [-queue URL] -id ID -to KIND=VALUE [-templa
 Puts one notification job on the send queue and prints its SQS message id.
 Without -id the job is read as JSON from stdin (the format of
 schemas/send-job.schema.json). -to KIND is uid, external_id, unionid,
-oa_openid or mp_openid. -data applies to every template message of the job
+oa_openid, mp_openid or phone (E.164, +8613800000000). -from names the
+apps to send from, at most one of each kind (default: the default apps);
+oa_openid and mp_openid are openids in those apps. -data applies to every
+template message of the job
 (template, subscribe, oa_subscribe). -text or -card (title, appid, pagepath,
 thumb_media_id) is the customer-service message. -channels any lets
 wxbridge choose the cheapest channel that can reach the person. The queue
@@ -51,12 +54,12 @@ defaults to $WXB_SEND_QUEUE (the stack's SendQueueUrl output).
 
 // sendFlags are the job's parts as flags.
 type sendFlags struct {
-	id, to, channels, expires string
-	tpl, url                  string // template
-	sub, page                 string // subscribe
-	oaSub, oaPage             string // oa_subscribe
-	text                      string // customer_service
-	card, data                dataFlag
+	id, to, from, channels, expires string
+	tpl, url                        string // template
+	sub, page                       string // subscribe
+	oaSub, oaPage                   string // oa_subscribe
+	text                            string // customer_service
+	card, data                      dataFlag
 }
 
 func runSend(ctx context.Context, args []string, std stdio) error {
@@ -66,7 +69,8 @@ func runSend(ctx context.Context, args []string, std stdio) error {
 	queue := fs.String("queue", os.Getenv("WXB_SEND_QUEUE"), "send queue URL")
 	f := sendFlags{card: dataFlag{}, data: dataFlag{}}
 	fs.StringVar(&f.id, "id", "", "job id: the idempotency key (at most 128 characters)")
-	fs.StringVar(&f.to, "to", "", "recipient as KIND=VALUE, e.g. external_id=8812")
+	fs.StringVar(&f.to, "to", "", "recipient as KIND=VALUE, e.g. external_id=8812 or phone=+8613800000000")
+	fs.StringVar(&f.from, "from", "", "appids to send from, comma-separated, at most one of each kind (default: the default apps)")
 	fs.StringVar(&f.tpl, "template", "", "official-account template id (template channel)")
 	fs.StringVar(&f.url, "url", "", "page the template message opens")
 	fs.StringVar(&f.sub, "subscribe", "", "mini-program subscribe template id (subscribe channel)")
@@ -132,8 +136,15 @@ func jobFromFlags(f sendFlags) (notify.Job, error) {
 		job.To.OAOpenID = value
 	case "mp_openid":
 		job.To.MPOpenID = value
+	case "phone":
+		job.To.Phone = value
 	default:
-		return job, fmt.Errorf("-to %q: want uid, external_id, unionid, oa_openid or mp_openid =VALUE", f.to)
+		return job, fmt.Errorf("-to %q: want uid, external_id, unionid, oa_openid, mp_openid or phone =VALUE", f.to)
+	}
+	if f.from != "" {
+		for _, appid := range strings.Split(f.from, ",") {
+			job.From = append(job.From, strings.TrimSpace(appid))
+		}
 	}
 	if f.tpl != "" {
 		job.Template = &notify.TemplateMessage{TemplateID: f.tpl, URL: f.url, Data: f.data}

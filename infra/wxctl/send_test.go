@@ -119,6 +119,24 @@ func TestSend(t *testing.T) {
 			t.Fatalf("an unknown card field: exit %d, %q", code, errOut.String())
 		}
 	})
+	t.Run("from_and_phone", func(t *testing.T) {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), []string{"send", "-queue", url, "-id", "order-8816", "-to", "phone=+8613800000000",
+			"-from", "wx5a0dbe0c0de00004, wx5a0dbe0c0de00003", "-template", "tpl-oa", "-data", "thing1=Red kettle"}, stdio{strings.NewReader(""), &out, &errOut})
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut.String())
+		}
+		if _, job := receive(t, c, url); job.To.Phone != "+8613800000000" || len(job.From) != 2 || job.From[0] != "wx5a0dbe0c0de00004" || job.From[1] != "wx5a0dbe0c0de00003" {
+			t.Fatalf("job = %+v", job)
+		}
+		for _, bad := range [][]string{{"-to", "phone=13800000000"}, {"-to", "external_id=1", "-from", "my-account"}} {
+			var out, errOut bytes.Buffer
+			args := append([]string{"send", "-queue", url, "-id", "x", "-template", "t", "-data", "a=b"}, bad...)
+			if code := run(context.Background(), args, stdio{strings.NewReader(""), &out, &errOut}); code != 1 || strings.Contains(errOut.String(), "13800000000") {
+				t.Errorf("%v: exit %d, %q", bad, code, errOut.String())
+			}
+		}
+	})
 	t.Run("json_on_stdin", func(t *testing.T) {
 		body := `{"id":"j2","to":{"uid":"01H"},"template":{"template_id":"t","data":{"thing1":"x"}}}`
 		var out, errOut bytes.Buffer

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -230,12 +231,19 @@ func TestDoctor(t *testing.T) {
 	cfg := devAWS(d)
 	sm, q, cw := secretsmanager.NewFromConfig(cfg), sqs.NewFromConfig(cfg), cloudWatch(cfg)
 	original := secretString(t, sm, d.ConfigSecret)
-	var apps config.Config
-	if err := json.Unmarshal([]byte(original), &apps); err != nil {
+	// raw is the secret as make dev wrote it (the new shape: every app in
+	// its kind's list); apps is it as the functions read it.
+	var raw config.Config
+	if err := json.Unmarshal([]byte(original), &raw); err != nil {
 		t.Fatal(err)
 	}
+	apps, err := raw.Normalize()
+	if err != nil || len(raw.OfficialAccounts) < 2 || raw.OfficialAccount.AppID != "" {
+		t.Fatalf("make dev's configuration secret: %v, %d official accounts listed", err, len(raw.OfficialAccounts))
+	}
 	putConfig := func(t *testing.T, change func(*config.Config)) {
-		c := apps
+		c := raw
+		c.OfficialAccounts = slices.Clone(raw.OfficialAccounts)
 		change(&c)
 		b, _ := json.Marshal(c)
 		putSecret(t, sm, d.ConfigSecret, string(b))
@@ -246,7 +254,15 @@ func TestDoctor(t *testing.T) {
 		code, out, errOut := wx("--dev", url, "doctor")
 		passed, failed := checklist(out)
 		// Nothing doctor prints shows a secret's value.
-		for _, v := range []string{apps.MiniProgram.Secret, apps.OfficialAccount.Secret, apps.OfficialAccount.Token, apps.OfficialAccount.EncodingAESKey, apps.SigningKey, apps.BindKey} {
+		values := []string{apps.SigningKey, apps.BindKey}
+		for _, a := range apps.AllApps() {
+			app, _ := apps.App(a.Kind, a.AppID)
+			values = append(values, app.Secret)
+		}
+		for _, oa := range apps.OfficialAccountList() {
+			values = append(values, oa.Token, oa.EncodingAESKey)
+		}
+		for _, v := range values {
 			if v != "" && strings.Contains(out+errOut, v) {
 				t.Errorf("doctor printed a secret value:\n%s%s", out, errOut)
 			}
@@ -259,15 +275,27 @@ func TestDoctor(t *testing.T) {
 		if code != 0 || len(failed) != 0 {
 			t.Fatalf("exit %d, want 0:\n%s", code, out)
 		}
-		for _, want := range []string{
-			"✓ configuration secret: complete and well-formed (mini program " + apps.MiniProgram.AppID + ", official account " + apps.OfficialAccount.AppID,
-			"✓ access token of the mini program " + apps.MiniProgram.AppID + ": fresh, expires in ",
-			"✓ access token of the official account " + apps.OfficialAccount.AppID + ": fresh, expires in ",
-			"✓ push URL " + d.PushURL + ": answers WeChat's signed URL check",
+		wants := []string{
+			"✓ configuration secret: complete and well-formed (mini programs " + apps.MiniProgram.AppID + " (default), ",
 			"✓ queues: ",
 			"✓ dead-letter queues empty: ",
 			"✓ alarms: ",
-		} {
+		}
+		// Every app's token, each official account's push URL.
+		for _, k := range []config.Kind{config.KindMiniProgram, config.KindOfficialAccount} {
+			for _, a := range apps.Apps(k) {
+				wants = append(wants, "✓ access token of the "+kindNames[k]+" "+a.AppID+": fresh, expires in ")
+			}
+		}
+		for _, a := range d.Apps {
+			if a.PushURL != "" {
+				wants = append(wants, "✓ push URL "+a.PushURL+": answers WeChat's signed URL check")
+			}
+		}
+		if len(wants) != 4+5+2 {
+			t.Errorf("make dev has %d apps with a token or a push URL, want 7: %+v", len(wants)-4, d.Apps)
+		}
+		for _, want := range wants {
 			if !strings.Contains(strings.Join(passed, "\n"), want) {
 				t.Errorf("no line %q in\n%s", want, out)
 			}
@@ -279,15 +307,17 @@ func TestDoctor(t *testing.T) {
 		}
 	})
 
-	oa := apps.OfficialAccount.AppID
+	oa, oa2, mp2 := apps.OfficialAccount.AppID, raw.OfficialAccounts[1].AppID, raw.MiniPrograms[1].AppID
 	for _, tc := range []struct {
 		name      string
 		brk       func(t *testing.T)
 		want, fix string
 	}{
 		{"bad_configuration_secret", func(t *testing.T) {
-			putConfig(t, func(c *config.Config) { c.OfficialAccount.EncodingAESKey = c.OfficialAccount.EncodingAESKey[:42] })
-		}, "✗ configuration secret: official_account.encoding_aes_key: not 43 letters or digits (42 characters)",
+			putConfig(t, func(c *config.Config) {
+				c.OfficialAccounts[0].EncodingAESKey = c.OfficialAccounts[0].EncodingAESKey[:42]
+			})
+		}, "✗ configuration secret: official_accounts[0].encoding_aes_key: not 43 letters or digits (42 characters)",
 			"EncodingAESKey (消息加解密密钥)"},
 
 		{"no_token_and_40164_recorded", func(t *testing.T) {
@@ -306,9 +336,23 @@ func TestDoctor(t *testing.T) {
 		{"push_url_with_another_token", func(t *testing.T) {
 			// The secret's Token changed; follow-event still runs with the
 			// one it read at its start.
-			putConfig(t, func(c *config.Config) { c.OfficialAccount.Token = "anotherToken2024" })
-		}, "✗ push URL " + d.PushURL + ": refused a URL check signed with the configuration secret's official_account.token (HTTP 403)",
+			putConfig(t, func(c *config.Config) { c.OfficialAccounts[0].Token = "anotherToken2024" })
+		}, "✗ push URL " + d.PushURL + ": refused a URL check signed with the configuration secret's token of official account " + oa + " (HTTP 403)",
 			"follow-event runs with another Token than the configuration secret's"},
+
+		{"second_push_url_with_another_token", func(t *testing.T) {
+			putConfig(t, func(c *config.Config) { c.OfficialAccounts[1].Token = "anotherToken2024" })
+		}, "✗ push URL " + d.PushURL + "/" + oa2 + ": refused a URL check signed with the configuration secret's token of official account " + oa2 + " (HTTP 403)",
+			"follow-event runs with another Token"},
+
+		{"no_token_yet_for_the_second_mini_program", func(t *testing.T) {
+			// Its secret, which the refresher created under the prefix,
+			// emptied.
+			putSecret(t, sm, d.TokenSecretPrefix+mp2, "{}")
+			t.Cleanup(func() {
+				post(t, url+"/2015-03-31/functions/TokenRefresherFunction/invocations", `{"appid": "`+mp2+`"}`)
+			})
+		}, "✗ access token of the mini program " + mp2 + ": no token yet", "run it now: aws lambda invoke --endpoint-url " + url},
 
 		{"message_in_a_dead_letter_queue", func(t *testing.T) {
 			dlq := d.Resources["SendDLQ"].ID
@@ -375,9 +419,11 @@ func TestDoctorFindsAStacksResources(t *testing.T) {
 	// Without CloudFormation, the flags name the resources.
 	r := func(id string) string { return d.Resources[id].ID }
 	code, out, errOut = wx("doctor", "-app-secret", r(configSecretID), "-mp-token-secret", r(mpTokenSecretID), "-oa-token-secret", r(oaTokenSecretID),
-		"-push-url", d.PushURL, "-queues", r("SendQueue")+","+r("SendDLQ"), "-alarms", r("SendDLQAlarm")+","+r("SyncDLQAlarm"))
+		"-token-secret-prefix", d.TokenSecretPrefix, "-push-url", d.PushURL, "-queues", r("SendQueue")+","+r("SendDLQ"), "-alarms", r("SendDLQAlarm")+","+r("SyncDLQAlarm"))
 	passed, failed = checklist(out)
-	if code != 0 || len(failed) != 0 || len(passed) != 7 || !strings.Contains(out, "✓ queues: wxbridge-dev-SendQueue\n✓ dead-letter queues empty: wxbridge-dev-SendDLQ\n✓ alarms: 2, none in ALARM") {
+	// The configuration, 5 tokens, 2 push URLs, the queues, the
+	// dead-letter queue and the alarms.
+	if code != 0 || len(failed) != 0 || len(passed) != 11 || !strings.Contains(out, "✓ queues: wxbridge-dev-SendQueue\n✓ dead-letter queues empty: wxbridge-dev-SendDLQ\n✓ alarms: 2, none in ALARM") {
 		t.Errorf("resources from the flags: exit %d:\n%s%s", code, out, errOut)
 	}
 }

@@ -123,6 +123,11 @@ type Syncer struct {
 	Queue   Sender
 	Log     *slog.Logger
 	Metrics *observe.Metrics
+	// ChunkSize is the followers a chunk job looks up (one batchget call);
+	// default, and at most, ChunkSize. Smaller chunks cost more calls and
+	// jobs for the same followers: tests use them to exercise many chunks
+	// with few followers.
+	ChunkSize int
 	// MaxAttempts is how often a job that keeps failing in a way that may
 	// pass (wechat.Retryable, store trouble) is tried before its followers
 	// are counted as failed (a chunk) or the run fails (a page); default
@@ -205,6 +210,13 @@ func (s *Syncer) logger() *slog.Logger {
 	return s.Log
 }
 
+func (s *Syncer) chunkSize() int {
+	if s.ChunkSize > 0 && s.ChunkSize < ChunkSize {
+		return s.ChunkSize
+	}
+	return ChunkSize
+}
+
 func (s *Syncer) maxAttempts() int {
 	if s.MaxAttempts > 0 {
 		return s.MaxAttempts
@@ -261,13 +273,13 @@ func (s *Syncer) page(ctx context.Context, j Job, attempt int) error {
 			s.alarm(wechat.ClassOf(err))
 			return nil
 		}
-		if p, err = s.Store.SavePage(ctx, s.AppID, j.Run, j.Page, fp); err != nil {
+		if p, err = s.Store.SavePage(ctx, s.AppID, j.Run, j.Page, fp, s.chunkSize()); err != nil {
 			return s.later(ctx, j, attempt, err)
 		}
 	}
-	jobs := make([]Job, 0, len(p.OpenIDs)/ChunkSize+2)
-	for k := 0; k*ChunkSize < len(p.OpenIDs); k++ {
-		ids := p.OpenIDs[k*ChunkSize : min((k+1)*ChunkSize, len(p.OpenIDs))]
+	chunks := p.Chunks()
+	jobs := make([]Job, 0, len(chunks)+1)
+	for k, ids := range chunks {
 		jobs = append(jobs, Job{Kind: ChunkJob, AppID: s.AppID, Run: j.Run, Page: j.Page, Chunk: k, OpenIDs: ids})
 	}
 	if !p.Last {

@@ -91,6 +91,23 @@ type Page struct {
 	Last    bool
 	Total   int
 	Done    bool
+	// ChunkSize is the followers of each of the page's chunks but the
+	// last, as the syncer that listed it cut them: whoever queues the
+	// page's chunks again (a redelivered page job, Resume) cuts the same.
+	ChunkSize int
+}
+
+// Chunks cuts the page's openids into its chunks, in order.
+func (p *Page) Chunks() [][]string {
+	size := p.ChunkSize
+	if size <= 0 || size > ChunkSize {
+		size = ChunkSize
+	}
+	var out [][]string
+	for k := 0; k*size < len(p.OpenIDs); k++ {
+		out = append(out, p.OpenIDs[k*size:min((k+1)*size, len(p.OpenIDs))])
+	}
+	return out
 }
 
 type pageItem struct {
@@ -100,7 +117,10 @@ type pageItem struct {
 	Last    bool   `dynamodbav:"last"`
 	Total   int    `dynamodbav:"total"`
 	Done    bool   `dynamodbav:"done"`
-	TTL     int64  `dynamodbav:"ttl"`
+	// ChunkSize is absent (0) on pages saved before it was kept: they were
+	// cut into chunks of ChunkSize.
+	ChunkSize int   `dynamodbav:"chunk_size,omitempty"`
+	TTL       int64 `dynamodbav:"ttl"`
 }
 
 // Tally is what a chunk's followers became.
@@ -217,19 +237,20 @@ func (st *Store) Page(ctx context.Context, appid, run string, n int) (*Page, err
 	if err != nil || !ok {
 		return nil, err
 	}
-	p := &Page{Next: it.Next, Last: it.Last, Total: it.Total, Done: it.Done}
+	p := &Page{Next: it.Next, Last: it.Last, Total: it.Total, Done: it.Done, ChunkSize: it.ChunkSize}
 	if it.OpenIDs != "" {
 		p.OpenIDs = strings.Split(it.OpenIDs, "\n")
 	}
 	return p, nil
 }
 
-// SavePage saves a listed page unless one was saved before, and returns the
-// saved one: whoever lists page n first decides what it holds.
-func (st *Store) SavePage(ctx context.Context, appid, run string, n int, fp wechat.FollowerPage) (*Page, error) {
+// SavePage saves a listed page, to be cut into chunks of chunkSize
+// followers, unless one was saved before, and returns the saved one:
+// whoever lists page n first decides what it holds and how it is cut.
+func (st *Store) SavePage(ctx context.Context, appid, run string, n int, fp wechat.FollowerPage, chunkSize int) (*Page, error) {
 	it := pageItem{
 		PK: pagePK(appid, run, n), OpenIDs: strings.Join(fp.OpenIDs, "\n"), Next: fp.NextOpenID,
-		Last: fp.Last(), Total: fp.Total, TTL: st.Now().Add(itemLifetime).Unix(),
+		Last: fp.Last(), Total: fp.Total, ChunkSize: chunkSize, TTL: st.Now().Add(itemLifetime).Unix(),
 	}
 	item, err := attributevalue.MarshalMap(it)
 	if err != nil {
@@ -238,7 +259,7 @@ func (st *Store) SavePage(ctx context.Context, appid, run string, n int, fp wech
 	_, err = st.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: &st.table, Item: item, ConditionExpression: aws.String("attribute_not_exists(pk)")})
 	switch {
 	case err == nil:
-		return &Page{OpenIDs: fp.OpenIDs, Next: it.Next, Last: it.Last, Total: it.Total}, nil
+		return &Page{OpenIDs: fp.OpenIDs, Next: it.Next, Last: it.Last, Total: it.Total, ChunkSize: chunkSize}, nil
 	}
 	if _, lost := ddb.ConditionFailed(err); lost {
 		return st.Page(ctx, appid, run, n)
@@ -410,9 +431,10 @@ func (st *Store) Unfinished(ctx context.Context, appid, id string) ([]Job, error
 			// Listing (again) queues its chunks and the pages after it.
 			return append(jobs, Job{Kind: PageJob, AppID: appid, Run: id, Page: n, Next: next}), nil
 		}
-		var pks []string
-		for k := 0; k*ChunkSize < len(p.OpenIDs); k++ {
-			pks = append(pks, chunkPK(appid, id, n, k))
+		chunks := p.Chunks()
+		pks := make([]string, len(chunks))
+		for k := range chunks {
+			pks[k] = chunkPK(appid, id, n, k)
 		}
 		done, err := st.doneOf(ctx, pks)
 		if err != nil {
@@ -420,8 +442,7 @@ func (st *Store) Unfinished(ctx context.Context, appid, id string) ([]Job, error
 		}
 		for k, pk := range pks {
 			if !done[pk] {
-				ids := p.OpenIDs[k*ChunkSize : min((k+1)*ChunkSize, len(p.OpenIDs))]
-				jobs = append(jobs, Job{Kind: ChunkJob, AppID: appid, Run: id, Page: n, Chunk: k, OpenIDs: ids})
+				jobs = append(jobs, Job{Kind: ChunkJob, AppID: appid, Run: id, Page: n, Chunk: k, OpenIDs: chunks[k]})
 			}
 		}
 		if p.Last {

@@ -20,6 +20,27 @@ func wellFormed() Config {
 	}
 }
 
+// Further apps, as the consoles issue them.
+var (
+	mp2     = App{AppID: "wx5a0dbe0c0de00003", Secret: "5a0dbe0c5ec7e700000000000000a003"}
+	oa2     = OfficialAccount{App: App{AppID: "wx5a0dbe0c0de00004", Secret: "5a0dbe0c5ec7e700000000000000a004"}, Token: "secondOA"}
+	web1    = App{AppID: "wx5a0dbe0c0de00005", Secret: "5a0dbe0c5ec7e700000000000000a005"}
+	mobile1 = App{AppID: "wx5a0dbe0c0de00007", Secret: "5a0dbe0c5ec7e700000000000000a007"}
+)
+
+// multiApp is a well-formed configuration of the new shape: lists of every
+// kind (the second official account in plaintext mode), the defaults kept
+// in the single fields.
+func multiApp(signingKey string) Config {
+	c := wellFormed()
+	c.SigningKey = signingKey
+	c.MiniPrograms = []App{c.MiniProgram, mp2}
+	c.OfficialAccounts = []OfficialAccount{c.OfficialAccount, oa2}
+	c.WebsiteApps = []App{web1}
+	c.MobileApps = []App{mobile1}
+	return c
+}
+
 func TestValidate(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -51,6 +72,45 @@ func TestValidate(t *testing.T) {
 			[]string{"official_account.token: not 3 to 32 letters or digits (33 characters)"}},
 		{"one_appid_for_both_apps", func(c *Config) { c.OfficialAccount.AppID = c.MiniProgram.AppID },
 			[]string{"official_account.appid: the same as mini_program.appid"}},
+		{"every_kind_listed", func(c *Config) { *c = multiApp(c.SigningKey) }, nil},
+		{"lists_only_after_load", func(c *Config) {
+			m := multiApp(c.SigningKey)
+			m.MiniProgram, m.OfficialAccount = App{}, OfficialAccount{}
+			*c, _ = m.Normalize() // the default copied into the single fields, as Load does
+		}, nil},
+		{"single_fields_listed_again_unchanged", func(c *Config) {
+			c.MiniPrograms = []App{mp2, c.MiniProgram}
+			c.OfficialAccounts = []OfficialAccount{c.OfficialAccount}
+		}, nil},
+		{"mobile_apps_without_a_mini_program", func(c *Config) {
+			c.MiniProgram = App{}
+			c.MobileApps = []App{mobile1}
+		}, nil},
+		{"lists_name_each_field_by_its_path", func(c *Config) {
+			*c = multiApp(c.SigningKey)
+			c.OfficialAccounts[1].Token = ""
+			c.OfficialAccounts[1].EncodingAESKey = "short"
+			c.WebsiteApps[0].Secret = "nothex"
+			c.MobileApps = append(c.MobileApps, App{Secret: mobile1.Secret})
+		}, []string{"official_accounts[1].token: missing", "official_accounts[1].encoding_aes_key: not 43 letters or digits (5 characters)",
+			"website_apps[0].secret: not 32 hex digits (6 characters)", "mobile_apps[1].appid: missing"}},
+		{"an_appid_twice_in_a_list", func(c *Config) {
+			c.MiniPrograms = []App{mp2, mp2}
+		}, []string{"mini_programs[1].appid: the same as mini_programs[0].appid"}},
+		{"an_appid_as_two_kinds", func(c *Config) {
+			c.WebsiteApps = []App{c.MiniProgram}
+			c.OfficialAccounts = []OfficialAccount{{App: mobile1, Token: "tok"}}
+			c.MobileApps = []App{mobile1}
+		}, []string{"website_apps[0].appid: the same as mini_program.appid", "mobile_apps[0].appid: the same as official_accounts[0].appid"}},
+		{"the_default_listed_again_with_other_settings", func(c *Config) {
+			changed := c.OfficialAccount
+			changed.Token = "otherToken"
+			c.OfficialAccounts = []OfficialAccount{changed}
+		}, []string{"official_accounts[0].appid: the same as official_account.appid"}},
+		{"no_official_account_in_either_shape", func(c *Config) {
+			c.OfficialAccount = OfficialAccount{}
+			c.WebsiteApps = []App{web1}
+		}, []string{"official_account.appid: missing", "official_account.secret: missing", "official_account.token: missing"}},
 		{"short_keys", func(c *Config) {
 			c.SigningKey, c.SigningKeyPrevious, c.BindKey, c.BindKeyPrevious = "", "short", strings.Repeat("b", MinKeyLength-1), strings.Repeat("p", MinKeyLength)
 		}, []string{"session_key: missing", "session_key_previous: 5 bytes, shorter than 32", "bind_key: 31 bytes, shorter than 32"}},

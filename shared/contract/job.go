@@ -99,15 +99,61 @@ type Job struct {
 	// ExpiresAt, when set, is when the notification stops being worth
 	// sending: a job found later is recorded EXPIRED, not sent.
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// From names the apps to send from, at most one of each kind: the
+	// official-account channels (template, oa_subscribe, customer_service)
+	// send from its official account, subscribe from its mini program. A
+	// kind it does not name sends from that kind's default app; empty sends
+	// every channel from the defaults.
+	From AppIDs `json:"from,omitempty"`
 }
 
-// Recipient names the person by exactly one key.
+// AppIDs is a job's "from": in JSON either one appid or a list of them.
+// One appid writes back as a string, more as a list.
+type AppIDs []string
+
+// MaxFrom is the most apps a job's "from" names: one of each kind (mini
+// program, official account, website app, mobile app).
+const MaxFrom = 4
+
+// MarshalJSON writes a single appid as a string, else the list.
+func (a AppIDs) MarshalJSON() ([]byte, error) {
+	if len(a) == 1 {
+		return json.Marshal(a[0])
+	}
+	return json.Marshal([]string(a))
+}
+
+// UnmarshalJSON reads an appid or a list of appids; null is refused, as
+// the schema refuses it.
+func (a *AppIDs) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
+		return &FieldError{Field: "from", Problem: "must be an appid or a list of appids"}
+	}
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		*a = AppIDs{s}
+		return nil
+	}
+	var list []string
+	if json.Unmarshal(b, &list) != nil {
+		return &FieldError{Field: "from", Problem: "must be an appid or a list of appids"}
+	}
+	*a = list
+	return nil
+}
+
+// Recipient names the person by exactly one key. OAOpenID and MPOpenID are
+// openids in the app the job sends from (Job.From, else the default app of
+// their kind). Phone is a number in E.164 form ("+8613800000000") that a
+// person verified in a mini program: the job goes to whoever verified it
+// last.
 type Recipient struct {
 	UID        string `json:"uid,omitempty" dynamodbav:"uid,omitempty"`
 	ExternalID string `json:"external_id,omitempty" dynamodbav:"external_id,omitempty"`
 	UnionID    string `json:"unionid,omitempty" dynamodbav:"unionid,omitempty"`
 	OAOpenID   string `json:"oa_openid,omitempty" dynamodbav:"oa_openid,omitempty"`
 	MPOpenID   string `json:"mp_openid,omitempty" dynamodbav:"mp_openid,omitempty"`
+	Phone      string `json:"phone,omitempty" dynamodbav:"phone,omitempty"`
 }
 
 // TemplateMessage is the job's official-account template message.
@@ -314,7 +360,7 @@ func locate(b []byte, err error) error {
 // known reports whether key is a field of the object at path.
 func known(path, key string) bool {
 	fields := map[string][]string{
-		"":                                 {"id", "to", "template", "subscribe", "oa_subscribe", "customer_service", "channels", "expires_at"},
+		"":                                 {"id", "to", "template", "subscribe", "oa_subscribe", "customer_service", "channels", "expires_at", "from"},
 		"to":                               recipientFieldNames,
 		"template":                         {"template_id", "url", "miniprogram", "data"},
 		"template.miniprogram":             {"appid", "pagepath"},

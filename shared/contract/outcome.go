@@ -78,6 +78,9 @@ func DetailType(s Status) string { return detailTypes[s] }
 // person.
 type Try struct {
 	Channel Channel `json:"channel" dynamodbav:"channel"`
+	// AppID is the app the channel sent (or would have sent) from: the
+	// one the job's from names, else the default of the channel's kind.
+	AppID string `json:"appid,omitempty" dynamodbav:"appid,omitempty"`
 	// Outcome is "sent", "failed" (WeChat answered an error), "unknown"
 	// (the answer was lost) or "skipped" (not called).
 	Outcome string `json:"outcome" dynamodbav:"outcome"`

@@ -40,7 +40,12 @@ var (
 	expiresPattern      = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$`)
 	miniProgramStates   = []string{"developer", "trial", "formal"}
 	subscribeLanguages  = []string{"zh_CN", "en_US", "zh_HK", "zh_TW"}
-	recipientFieldNames = []string{"uid", "external_id", "unionid", "oa_openid", "mp_openid"}
+	recipientFieldNames = []string{"uid", "external_id", "unionid", "oa_openid", "mp_openid", "phone"}
+	// appIDPattern is a WeChat appid: "wx" and 16 hexadecimal digits.
+	appIDPattern = regexp.MustCompile(`^wx[0-9a-f]{16}$`)
+	// phonePattern is a phone number in E.164 form: "+", the country code
+	// and the number, 6 to 15 digits in all.
+	phonePattern = regexp.MustCompile(`^\+[0-9]{6,15}$`)
 )
 
 // keyType is the limit on subscribe-message values of one key type (the
@@ -126,7 +131,7 @@ func Validate(j Job) error {
 		return bad("id", "must be at most %d characters", MaxIDLength)
 	}
 	keys := 0
-	for i, v := range []string{j.To.UID, j.To.ExternalID, j.To.UnionID, j.To.OAOpenID, j.To.MPOpenID} {
+	for i, v := range []string{j.To.UID, j.To.ExternalID, j.To.UnionID, j.To.OAOpenID, j.To.MPOpenID, j.To.Phone} {
 		if v == "" {
 			continue
 		}
@@ -137,6 +142,13 @@ func Validate(j Job) error {
 	}
 	if keys != 1 {
 		return bad("to", "must have exactly one of %s", strings.Join(recipientFieldNames, ", "))
+	}
+	if j.To.Phone != "" && !phonePattern.MatchString(j.To.Phone) {
+		// The number itself stays out of the error: it is personal.
+		return bad("to.phone", "must be a number in E.164 form: + and 6 to 15 digits (country code first)")
+	}
+	if err := checkFrom(j.From); err != nil {
+		return err
 	}
 	if !slices.ContainsFunc(channels, j.Has) {
 		return bad("template", "or subscribe, oa_subscribe or customer_service is required")
@@ -231,6 +243,32 @@ func channelNames() string {
 		names[i] = string(c)
 	}
 	return strings.Join(names, ", ")
+}
+
+// checkFrom checks the shape of a job's "from": 1 to MaxFrom appids, none
+// twice. Whether each is configured, and as which kind, only the worker
+// knows: it records a job naming an app it does not have, or two of one
+// kind, UNDELIVERABLE.
+func checkFrom(from AppIDs) error {
+	if from == nil {
+		return nil
+	}
+	if len(from) == 0 || len(from) > MaxFrom {
+		return &FieldError{Field: "from", Problem: fmt.Sprintf("must name 1 to %d apps (at most one of each kind)", MaxFrom)}
+	}
+	for i, id := range from {
+		field := "from"
+		if len(from) > 1 {
+			field = fmt.Sprintf("from[%d]", i)
+		}
+		switch {
+		case !appIDPattern.MatchString(id):
+			return &FieldError{Field: field, Problem: "must be an appid: wx and 16 hexadecimal digits"}
+		case slices.Contains(from[:i], id):
+			return &FieldError{Field: field, Problem: fmt.Sprintf("repeats %q", id)}
+		}
+	}
+	return nil
 }
 
 func checkMiniProgram(field string, mp *MiniProgramLink) error {

@@ -1,15 +1,19 @@
-// Package identity keeps one person per WeChat user across the mini program,
-// the official account and the business's own user ids. Identities arrive in
-// any order (login, follow, OAuth, open data, backfill) and Link folds each
-// sighting into the one person it belongs to, creating, attaching or merging.
+// Package identity keeps one person per WeChat user across every mini
+// program, official account, website app and mobile app, and the business's
+// own user ids. Identities arrive in any order (login, follow, OAuth, open
+// data, backfill) and Link folds each sighting into the one person it
+// belongs to, creating, attaching or merging. A verified phone number is a
+// lookup on the person (VerifyPhone, ByPhone), never a reason to merge.
 //
 // The rules live in this file as plain Go; store.go holds the DynamoDB items,
-// conditions and transactions that make them hold under concurrency.
+// conditions and transactions that make them hold under concurrency;
+// phone.go holds the phone number's rule and its items.
 package identity
 
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -24,6 +28,8 @@ type Kind string
 const (
 	KindMP       Kind = "MP"    // mini-program openid
 	KindOA       Kind = "OA"    // official-account openid
+	KindWeb      Kind = "WEB"   // website app openid (QR login, snsapi_login)
+	KindMobile   Kind = "APP"   // mobile app openid (the app SDK's login)
 	KindUnion    Kind = "UNION" // open-platform unionid
 	KindExternal Kind = "EXT"   // the business's own user id
 )
@@ -31,7 +37,7 @@ const (
 // Key names one identity value. Each key belongs to at most one person.
 type Key struct {
 	Kind  Kind
-	AppID string // for KindMP and KindOA only
+	AppID string // for the openid kinds (MP, OA, WEB, APP) only
 	Value string
 }
 
@@ -40,6 +46,12 @@ func MPKey(appid, openid string) Key { return Key{KindMP, appid, openid} }
 
 // OAKey is the key of an official-account openid.
 func OAKey(appid, openid string) Key { return Key{KindOA, appid, openid} }
+
+// WebKey is the key of a website app openid.
+func WebKey(appid, openid string) Key { return Key{KindWeb, appid, openid} }
+
+// MobileKey is the key of a mobile app openid.
+func MobileKey(appid, openid string) Key { return Key{KindMobile, appid, openid} }
 
 // UnionKey is the key of a unionid.
 func UnionKey(unionid string) Key { return Key{Kind: KindUnion, Value: unionid} }
@@ -56,13 +68,17 @@ func (k Key) String() string {
 
 // Person is one human as wxbridge knows them.
 type Person struct {
-	UID        string                `dynamodbav:"uid"`
-	UnionID    string                `dynamodbav:"unionid,omitempty"`
-	ExternalID string                `dynamodbav:"external_id,omitempty"`
-	MP         map[string]MPIdentity `dynamodbav:"mp,omitempty"` // by mini-program appid
-	OA         map[string]OAIdentity `dynamodbav:"oa,omitempty"` // by official-account appid
-	CreatedAt  time.Time             `dynamodbav:"created_at"`
-	UpdatedAt  time.Time             `dynamodbav:"updated_at"`
+	UID        string                 `dynamodbav:"uid"`
+	UnionID    string                 `dynamodbav:"unionid,omitempty"`
+	ExternalID string                 `dynamodbav:"external_id,omitempty"`
+	MP         map[string]MPIdentity  `dynamodbav:"mp,omitempty"`  // by mini-program appid
+	OA         map[string]OAIdentity  `dynamodbav:"oa,omitempty"`  // by official-account appid
+	Web        map[string]AppIdentity `dynamodbav:"web,omitempty"` // by website appid
+	Mobile     map[string]AppIdentity `dynamodbav:"app,omitempty"` // by mobile appid
+	// Phone is the number the person verified last, if any (VerifyPhone).
+	Phone     *Phone    `dynamodbav:"phone,omitempty"`
+	CreatedAt time.Time `dynamodbav:"created_at"`
+	UpdatedAt time.Time `dynamodbav:"updated_at"`
 	// MergedFrom lists the uids folded into this person, so that references
 	// to them (jobs addressed by uid, old sessions) still resolve.
 	MergedFrom []string `dynamodbav:"merged_from,omitempty"`
@@ -72,6 +88,12 @@ type Person struct {
 
 // MPIdentity is the person's identity in one mini program.
 type MPIdentity struct {
+	OpenID    string    `dynamodbav:"openid"`
+	FirstSeen time.Time `dynamodbav:"first_seen"`
+}
+
+// AppIdentity is the person's identity in one website or mobile app.
+type AppIdentity struct {
 	OpenID    string    `dynamodbav:"openid"`
 	FirstSeen time.Time `dynamodbav:"first_seen"`
 }
@@ -102,6 +124,12 @@ func (p Person) Keys() []Key {
 	for app, id := range p.OA {
 		ks = append(ks, OAKey(app, id.OpenID))
 	}
+	for app, id := range p.Web {
+		ks = append(ks, WebKey(app, id.OpenID))
+	}
+	for app, id := range p.Mobile {
+		ks = append(ks, MobileKey(app, id.OpenID))
+	}
 	if p.UnionID != "" {
 		ks = append(ks, UnionKey(p.UnionID))
 	}
@@ -110,6 +138,23 @@ func (p Person) Keys() []Key {
 	}
 	slices.SortFunc(ks, func(a, b Key) int { return strings.Compare(a.String(), b.String()) })
 	return ks
+}
+
+// OpenID returns the person's openid in the app appid, whatever its kind.
+func (p Person) OpenID(appid string) (Kind, string, bool) {
+	if id, ok := p.MP[appid]; ok {
+		return KindMP, id.OpenID, true
+	}
+	if id, ok := p.OA[appid]; ok {
+		return KindOA, id.OpenID, true
+	}
+	if id, ok := p.Web[appid]; ok {
+		return KindWeb, id.OpenID, true
+	}
+	if id, ok := p.Mobile[appid]; ok {
+		return KindMobile, id.OpenID, true
+	}
+	return "", "", false
 }
 
 // Linked reports whether the person is known both in a mini program and in
@@ -131,6 +176,8 @@ func (p Person) FollowsOA() bool {
 type Sighting struct {
 	MP         *MPSighting
 	OA         *OASighting
+	Web        *AppSighting // a website app's QR login
+	Mobile     *AppSighting // a mobile app's SDK login
 	UnionID    string
 	ExternalID string
 	// At is when the platform saw it; zero means now.
@@ -151,6 +198,9 @@ const (
 	SourceOAuth    Source = "oauth"     // H5 web OAuth
 	SourcePush     Source = "push"      // server push: follow, unfollow, QR scan
 	SourceBackfill Source = "backfill"  // follower backfill (user/info/batchget)
+	SourceWebLogin Source = "web_login" // website app QR login (snsapi_login)
+	SourceAppLogin Source = "app_login" // mobile app SDK login
+	SourcePhone    Source = "phone"     // phone number verification (getuserphonenumber)
 )
 
 // label is the metric label of s: "unspecified" when the caller named none.
@@ -166,6 +216,11 @@ func (s Source) label() string {
 type MPSighting struct {
 	AppID, OpenID string
 	SessionKey    string
+}
+
+// AppSighting is a website or mobile app identity.
+type AppSighting struct {
+	AppID, OpenID string
 }
 
 // OASighting is an official-account identity, with a follow change when the
@@ -201,6 +256,12 @@ func (s Sighting) Keys() []Key {
 	if s.OA != nil {
 		ks = append(ks, OAKey(s.OA.AppID, s.OA.OpenID))
 	}
+	if s.Web != nil {
+		ks = append(ks, WebKey(s.Web.AppID, s.Web.OpenID))
+	}
+	if s.Mobile != nil {
+		ks = append(ks, MobileKey(s.Mobile.AppID, s.Mobile.OpenID))
+	}
 	if s.UnionID != "" {
 		ks = append(ks, UnionKey(s.UnionID))
 	}
@@ -211,7 +272,7 @@ func (s Sighting) Keys() []Key {
 }
 
 func (s Sighting) validate() error {
-	if s.MP == nil && s.OA == nil && s.UnionID == "" {
+	if s.MP == nil && s.OA == nil && s.Web == nil && s.Mobile == nil && s.UnionID == "" {
 		return fmt.Errorf("%w: no WeChat identity", ErrInvalid)
 	}
 	if s.MP != nil && (s.MP.AppID == "" || s.MP.OpenID == "") {
@@ -219,6 +280,12 @@ func (s Sighting) validate() error {
 	}
 	if s.OA != nil && (s.OA.AppID == "" || s.OA.OpenID == "") {
 		return fmt.Errorf("%w: official-account identity needs appid and openid", ErrInvalid)
+	}
+	if s.Web != nil && (s.Web.AppID == "" || s.Web.OpenID == "") {
+		return fmt.Errorf("%w: website app identity needs appid and openid", ErrInvalid)
+	}
+	if s.Mobile != nil && (s.Mobile.AppID == "" || s.Mobile.OpenID == "") {
+		return fmt.Errorf("%w: mobile app identity needs appid and openid", ErrInvalid)
 	}
 	for _, k := range s.Keys() {
 		if strings.ContainsRune(k.Value, '#') || strings.ContainsRune(k.AppID, '#') {
@@ -236,7 +303,7 @@ var ErrConflict = errors.New("identity: conflicting identities")
 // ConflictError says which field conflicts and between which people. It
 // carries no identity values.
 type ConflictError struct {
-	Field string   // "external_id", "unionid", "mp_openid" or "oa_openid"
+	Field string   // "external_id", "unionid", "mp_openid", "oa_openid", "web_openid" or "app_openid"
 	UIDs  []string // the people involved, when more than one
 }
 
@@ -389,12 +456,62 @@ func absorb(p *Person, other Person) error {
 			p.OA[app] = id
 		}
 	}
+	if err := absorbApps(&p.Web, other.Web, "web_openid"); err != nil {
+		return err
+	}
+	if err := absorbApps(&p.Mobile, other.Mobile, "app_openid"); err != nil {
+		return err
+	}
+	// A person keeps one number: the one verified last. The other's
+	// marker then resolves to a person who does not hold it (ByPhone).
+	if other.Phone != nil && (p.Phone == nil || other.Phone.VerifiedAt.After(p.Phone.VerifiedAt)) {
+		ph := *other.Phone
+		p.Phone = &ph
+	}
 	if other.CreatedAt.Before(p.CreatedAt) {
 		p.CreatedAt = other.CreatedAt
 	}
 	p.MergedFrom = append(p.MergedFrom, other.UID)
 	p.MergedFrom = append(p.MergedFrom, other.MergedFrom...)
 	return nil
+}
+
+// absorbApps folds other's website or mobile app identities into mine.
+func absorbApps(mine *map[string]AppIdentity, other map[string]AppIdentity, field string) error {
+	for app, id := range other {
+		have, ok := (*mine)[app]
+		switch {
+		case ok && have.OpenID != id.OpenID:
+			return &ConflictError{Field: field}
+		case ok:
+			continue
+		}
+		if *mine == nil {
+			*mine = map[string]AppIdentity{}
+		}
+		(*mine)[app] = id
+	}
+	return nil
+}
+
+// attachApp records a website or mobile app identity seen at at, and
+// reports whether it is new.
+func attachApp(mine *map[string]AppIdentity, s *AppSighting, at time.Time, field string) (bool, error) {
+	if s == nil {
+		return false, nil
+	}
+	id, ok := (*mine)[s.AppID]
+	switch {
+	case ok && id.OpenID != s.OpenID:
+		return false, &ConflictError{Field: field}
+	case ok:
+		return false, nil
+	}
+	if *mine == nil {
+		*mine = map[string]AppIdentity{}
+	}
+	(*mine)[s.AppID] = AppIdentity{OpenID: s.OpenID, FirstSeen: at}
+	return true, nil
 }
 
 // apply records what the sighting says on p and reports whether p changed.
@@ -447,7 +564,15 @@ func apply(p *Person, s Sighting, at, now time.Time) (bool, error) {
 		}
 		p.OA[s.OA.AppID] = id
 	}
-	return changed, nil
+	web, err := attachApp(&p.Web, s.Web, at, "web_openid")
+	if err != nil {
+		return false, err
+	}
+	mobile, err := attachApp(&p.Mobile, s.Mobile, at, "app_openid")
+	if err != nil {
+		return false, err
+	}
+	return changed || web || mobile, nil
 }
 
 // followChange applies f to id when it is news, and reports whether id changed.
@@ -535,17 +660,13 @@ func sameOrEmpty(field string, have *string, want string) error {
 
 func clonePerson(p Person) Person {
 	q := p
-	if p.MP != nil {
-		q.MP = make(map[string]MPIdentity, len(p.MP))
-		for k, v := range p.MP {
-			q.MP[k] = v
-		}
-	}
-	if p.OA != nil {
-		q.OA = make(map[string]OAIdentity, len(p.OA))
-		for k, v := range p.OA {
-			q.OA[k] = v
-		}
+	q.MP = maps.Clone(p.MP)
+	q.OA = maps.Clone(p.OA)
+	q.Web = maps.Clone(p.Web)
+	q.Mobile = maps.Clone(p.Mobile)
+	if p.Phone != nil {
+		ph := *p.Phone
+		q.Phone = &ph
 	}
 	q.MergedFrom = slices.Clone(p.MergedFrom)
 	return q

@@ -31,7 +31,10 @@ type DB interface {
 // Items: a person is "P#<uid>"; each identity key has a marker item named
 // by Key.String() holding the owner's uid (a mini-program marker also holds
 // the latest session_key). A person and its markers change only together,
-// in one transaction whose conditions fail if anything read has moved.
+// in one transaction whose conditions fail if anything read has moved. A
+// verified phone number has a lookup item "PHONE#<number>" naming who
+// verified it last and when; the person's Phone is the truth, the item a
+// hint that a later verification or a merge may leave stale.
 type Store struct {
 	db    DB
 	table string

@@ -232,10 +232,13 @@ func TestLink(t *testing.T) {
 func TestLinkRejectsInvalidSightings(t *testing.T) {
 	st, _, _ := newStore(t)
 	for name, s := range map[string]Sighting{
-		"empty":             {},
-		"external_id_alone": {ExternalID: "8812"},
-		"mp_without_openid": {MP: &MPSighting{AppID: mpApp}},
-		"hash_in_value":     {UnionID: "u#1"},
+		"empty":              {},
+		"external_id_alone":  {ExternalID: "8812"},
+		"mp_without_openid":  {MP: &MPSighting{AppID: mpApp}},
+		"web_without_openid": {Web: &AppSighting{AppID: "wxweb"}},
+		"app_without_appid":  {Mobile: &AppSighting{OpenID: "o1"}},
+		"hash_in_web_appid":  {Web: &AppSighting{AppID: "wx#web", OpenID: "o1"}},
+		"hash_in_value":      {UnionID: "u#1"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := st.Link(context.Background(), s); !errors.Is(err, ErrInvalid) {
@@ -346,7 +349,9 @@ func TestLinkConcurrent(t *testing.T) {
 
 // checkInvariants scans the table (tests only) and checks that every
 // marker points to a live person who holds its key, and every key a person
-// holds has its marker. It returns the live people.
+// holds has its marker; that no two people hold one phone number and the
+// number's marker leads (through merges) to its holder. It returns the
+// live people.
 func checkInvariants(t *testing.T, db *dynamodb.Client, table string) map[string]Person {
 	t.Helper()
 	out, err := db.Scan(context.Background(), &dynamodb.ScanInput{TableName: &table, ConsistentRead: new(true)})
@@ -356,6 +361,7 @@ func checkInvariants(t *testing.T, db *dynamodb.Client, table string) map[string
 	people := map[string]Person{}
 	tombs := map[string]string{}
 	markers := map[string]string{}
+	phones := map[string]string{} // number: the uid its marker names
 	for _, it := range out.Items {
 		var head struct {
 			PK string `dynamodbav:"pk"`
@@ -373,11 +379,39 @@ func checkInvariants(t *testing.T, db *dynamodb.Client, table string) map[string
 			people[p.UID] = p.Person
 			continue
 		}
+		if number, ok := strings.CutPrefix(head.PK, "PHONE#"); ok {
+			var m phoneMarker
+			if err := attributevalue.UnmarshalMap(it, &m); err != nil {
+				t.Fatal(err)
+			}
+			phones[number] = m.UID
+			continue
+		}
 		var m marker
 		if err := attributevalue.UnmarshalMap(it, &m); err != nil {
 			t.Fatal(err)
 		}
 		markers[m.PK] = m.UID
+	}
+	resolve := func(uid string) string {
+		for hops := 0; hops < len(tombs) && tombs[uid] != ""; hops++ {
+			uid = tombs[uid]
+		}
+		return uid
+	}
+	holders := map[string]string{}
+	for uid, p := range people {
+		if p.Phone == nil {
+			continue
+		}
+		n := p.Phone.Number
+		if other, ok := holders[n]; ok {
+			t.Errorf("people %s and %s hold one number", other, uid)
+		}
+		holders[n] = uid
+		if got := resolve(phones[n]); got != uid {
+			t.Errorf("person %s holds a number whose marker leads to %q", uid, got)
+		}
 	}
 	for mk, uid := range markers {
 		p, ok := people[uid]
@@ -400,11 +434,9 @@ func checkInvariants(t *testing.T, db *dynamodb.Client, table string) map[string
 			}
 		}
 	}
-	for uid, into := range tombs {
+	for uid := range tombs {
 		// A merged person may have been merged again: follow the chain.
-		for hops := 0; hops < len(tombs) && tombs[into] != ""; hops++ {
-			into = tombs[into]
-		}
+		into := resolve(uid)
 		if _, ok := people[into]; !ok {
 			t.Errorf("tombstone %s leads to %s, not a live person", uid, into)
 		}

@@ -284,6 +284,7 @@ var ErrClaimLost = errors.New("notify: claim lost to another worker")
 type result struct {
 	Status  Status
 	Channel Channel
+	AppID   string // the app Channel went through: on its Try only
 	MsgID   string
 	MsgKey  string // "<appid>#<msgid>" for template messages
 	ErrCode int
@@ -298,7 +299,7 @@ type result struct {
 // try is what r says of its channel's call, as outcome: r's answer, with
 // the reason without the channel's name in front.
 func (r result) try(outcome string) contract.Try {
-	return contract.Try{Channel: r.Channel, Outcome: outcome, ErrCode: r.ErrCode, RID: r.RID, Class: r.Class,
+	return contract.Try{Channel: r.Channel, AppID: r.AppID, Outcome: outcome, ErrCode: r.ErrCode, RID: r.RID, Class: r.Class,
 		Reason: strings.TrimPrefix(r.Reason, string(r.Channel)+": ")}
 }
 

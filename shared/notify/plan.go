@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"wxbridge/shared/config"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/reach"
 )
@@ -53,9 +54,10 @@ const (
 )
 
 // reachKeys are the keys of the reach state planning job for p reads: the
-// person's OA identity for the official account's consents and window, and
-// MP identity for the mini program's consents, when the job may use them.
-func (s *Sender) reachKeys(job Job, p identity.Person) []reach.Key {
+// person's identity in the official account the job sends from, for its
+// consents and window, and in the mini program, for its consents, when the
+// job may use them.
+func reachKeys(job Job, from senders, p identity.Person) []reach.Key {
 	var oa, mp bool
 	for _, ch := range job.Plan() {
 		switch ch {
@@ -66,24 +68,25 @@ func (s *Sender) reachKeys(job Job, p identity.Person) []reach.Key {
 		}
 	}
 	var keys []reach.Key
-	if id, ok := p.OA[s.OfficialAccount]; oa && ok && s.OfficialAccount != "" && id.OpenID != "" {
-		keys = append(keys, reach.Key{AppID: s.OfficialAccount, OpenID: id.OpenID})
+	if id, ok := p.OA[from.oa]; oa && ok && from.oa != "" && id.OpenID != "" {
+		keys = append(keys, reach.Key{AppID: from.oa, OpenID: id.OpenID})
 	}
-	if id, ok := p.MP[s.MiniProgram]; mp && ok && s.MiniProgram != "" && id.OpenID != "" {
-		keys = append(keys, reach.Key{AppID: s.MiniProgram, OpenID: id.OpenID})
+	if id, ok := p.MP[from.mp]; mp && ok && from.mp != "" && id.OpenID != "" {
+		keys = append(keys, reach.Key{AppID: from.mp, OpenID: id.OpenID})
 	}
 	return keys
 }
 
-// options lists the job's channels for p, given what the reach store
-// knows (known, by key; missing keys know nothing) at now: in the job's
+// options lists the job's channels for p, sent from the apps from, given
+// what the reach store knows (known, by key; missing keys know nothing) at
+// now: in the job's
 // order, or for "channels": "any" those known not to reach first, then
 // the others cheapest first (ties in the order of Job.Plan). The options
 // with a skip reason are not to be called.
-func (s *Sender) options(job Job, p identity.Person, known map[reach.Key]reach.State, now time.Time) []option {
+func options(job Job, from senders, p identity.Person, known map[reach.Key]reach.State, now time.Time) []option {
 	var out []option
 	for _, ch := range job.Plan() {
-		out = append(out, s.option(job, ch, p, known, now))
+		out = append(out, optionFor(job, from, ch, p, known, now))
 	}
 	if job.Channels.Any() {
 		// The channels known not to reach go first: all of them are
@@ -101,20 +104,23 @@ func (s *Sender) options(job Job, p identity.Person, known map[reach.Key]reach.S
 	return out
 }
 
-// option is what wxbridge knows of channel ch for p.
-func (s *Sender) option(job Job, ch Channel, p identity.Person, known map[reach.Key]reach.State, now time.Time) option {
+// optionFor is what wxbridge knows of channel ch for p, sent from the apps
+// from: the person's openid there, or why the channel cannot reach them.
+func optionFor(job Job, from senders, ch Channel, p identity.Person, known map[reach.Key]reach.State, now time.Time) option {
 	o := option{step: step{channel: ch}}
-	oa, hasOA := p.OA[s.OfficialAccount]
-	hasOA = hasOA && s.OfficialAccount != "" && oa.OpenID != ""
+	oa, hasOA := p.OA[from.oa]
+	hasOA = hasOA && from.oa != "" && oa.OpenID != ""
+	noOA := noIdentity(config.KindOfficialAccount, from.oa, from.oaNamed)
 	if !job.Has(ch) { // Validate refuses such a job
 		o.skip = "the job has no message for it"
 		return o
 	}
 	switch ch {
 	case Template:
+		o.step.appid = from.oa
 		switch {
 		case !hasOA:
-			o.skip = "no official-account identity"
+			o.skip = noOA
 		case unfollowed(oa):
 			o.skip = "does not follow the official account"
 		case oa.Subscribed:
@@ -122,31 +128,34 @@ func (s *Sender) option(job Job, ch Channel, p identity.Person, known map[reach.
 		default:
 			o.rank = costUnknownFollow
 		}
-		o.step.appid, o.step.openid = s.OfficialAccount, oa.OpenID
+		o.step.openid = oa.OpenID
 	case Subscribe:
-		id, ok := p.MP[s.MiniProgram]
-		if s.MiniProgram == "" || !ok || id.OpenID == "" {
-			o.skip = "no mini-program identity"
+		o.step.appid = from.mp
+		id, ok := p.MP[from.mp]
+		if from.mp == "" || !ok || id.OpenID == "" {
+			o.skip = noIdentity(config.KindMiniProgram, from.mp, from.mpNamed)
 			break
 		}
-		o.step.appid, o.step.openid = s.MiniProgram, id.OpenID
-		st := known[reach.Key{AppID: s.MiniProgram, OpenID: id.OpenID}]
+		o.step.openid = id.OpenID
+		st := known[reach.Key{AppID: from.mp, OpenID: id.OpenID}]
 		o.rank, o.spend, o.skip = consent(st, job.Subscribe.TemplateID)
 	case OASubscribe:
+		o.step.appid = from.oa
 		if !hasOA {
-			o.skip = "no official-account identity"
+			o.skip = noOA
 			break
 		}
-		o.step.appid, o.step.openid = s.OfficialAccount, oa.OpenID
-		st := known[reach.Key{AppID: s.OfficialAccount, OpenID: oa.OpenID}]
+		o.step.openid = oa.OpenID
+		st := known[reach.Key{AppID: from.oa, OpenID: oa.OpenID}]
 		o.rank, o.spend, o.skip = consent(st, job.OASubscribe.TemplateID)
 	case CustomerService:
+		o.step.appid = from.oa
 		if !hasOA {
-			o.skip = "no official-account identity"
+			o.skip = noOA
 			break
 		}
-		o.step.appid, o.step.openid = s.OfficialAccount, oa.OpenID
-		st := known[reach.Key{AppID: s.OfficialAccount, OpenID: oa.OpenID}]
+		o.step.openid = oa.OpenID
+		st := known[reach.Key{AppID: from.oa, OpenID: oa.OpenID}]
 		o.rank, o.skip = window(st, oa, now)
 	default:
 		o.skip = "not a channel this worker sends on"

@@ -146,7 +146,11 @@ func TestOptions(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := s.options(tc.job, tc.p, tc.known, now)
+			from, why := s.sendersOf(tc.job)
+			if why != "" {
+				t.Fatal(why)
+			}
+			opts := options(tc.job, from, tc.p, tc.known, now)
 			var got []string
 			for _, o := range opts {
 				if o.skip != "" {
@@ -189,7 +193,8 @@ func TestReachKeys(t *testing.T) {
 			Subscribe: &SubscribeMessage{TemplateID: "m", Data: map[string]string{"a": "b"}}}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := s.reachKeys(tc.job, p); len(got) != tc.want {
+			from, _ := s.sendersOf(tc.job)
+			if got := reachKeys(tc.job, from, p); len(got) != tc.want {
 				t.Fatalf("keys %+v, want %d", got, tc.want)
 			}
 		})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"wxbridge/shared/backoff"
+	"wxbridge/shared/config"
 	"wxbridge/shared/contract"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
@@ -24,7 +25,14 @@ import (
 type People interface {
 	Lookup(ctx context.Context, k identity.Key) (identity.Person, error)
 	ByUID(ctx context.Context, uid string) (identity.Person, error)
+	ByPhone(ctx context.Context, number string) (identity.Person, error)
 	Link(ctx context.Context, s identity.Sighting) (identity.Result, error)
+}
+
+// Apps says which kind of app each configured appid is (config.Config is
+// one): the apps a job's from may name.
+type Apps interface {
+	KindOf(appid string) (config.Kind, bool)
 }
 
 // WeChat is the platform's send APIs.
@@ -70,9 +78,13 @@ type Sender struct {
 	// Reach knows consents and interactions; nil knows nothing (every
 	// channel the person has an identity for is tried).
 	Reach Reach
-	// The apps the channels send from; an empty appid disables its channel.
+	// The default apps the channels send from (those of a job without
+	// from); an empty appid disables its channels for such jobs.
 	OfficialAccount string
 	MiniProgram     string
+	// Apps are the apps a job's from may name; nil knows only the two
+	// defaults above.
+	Apps Apps
 	// RecipientWait bounds how long a job whose recipient wxbridge does not
 	// know yet is retried before it is UNDELIVERABLE (counted from the
 	// message's first receive); DefaultRecipientWait when zero.
@@ -141,10 +153,20 @@ func (s *Sender) Send(ctx context.Context, job Job, at Attempt) Result {
 	}
 	now := s.now()
 	if job.ExpiresAt != nil && !now.Before(*job.ExpiresAt) {
-		return s.record(ctx, job.ID, "", &job.To, result{Status: Expired, Class: "expired", Reason: "expired at " + job.ExpiresAt.UTC().Format(time.RFC3339)}, at)
+		return s.record(ctx, job.ID, "", recorded(job.To), result{Status: Expired, Class: "expired", Reason: "expired at " + job.ExpiresAt.UTC().Format(time.RFC3339)}, at)
 	}
-	p, err := s.resolve(ctx, job.To)
+	to := recorded(job.To)
+	from, why := s.sendersOf(job)
+	if why != "" {
+		// Nothing can send it until the job or the configuration changes.
+		return s.record(ctx, job.ID, "", to, result{Status: Undeliverable, Reason: why}, at)
+	}
+	p, err := s.resolve(ctx, job.To, from)
 	switch {
+	case errors.Is(err, identity.ErrNotFound) && job.To.Phone != "":
+		// Numbers are verified at login, before any job can name them:
+		// there is nothing to wait for.
+		return s.record(ctx, job.ID, "", to, result{Status: Undeliverable, Reason: NoPersonWithPhone + ": nobody has verified this phone number in a mini program"}, at)
 	case errors.Is(err, identity.ErrNotFound):
 		// Their follow may still be on its way (in the push retry queue
 		// while WeChat or a token is being fixed): wait for it a while.
@@ -152,20 +174,20 @@ func (s *Sender) Send(ctx context.Context, job Job, at Attempt) Result {
 			return Result{JobID: job.ID, Class: "recipient", Reason: "recipient unknown to wxbridge (not linked yet)",
 				Retry: &queue.Retry{After: RetryDelay(at.Receives), Err: err}}
 		}
-		return s.record(ctx, job.ID, "", &job.To, result{Status: Undeliverable, Reason: "recipient unknown to wxbridge"}, at)
+		return s.record(ctx, job.ID, "", to, result{Status: Undeliverable, Reason: "recipient unknown to wxbridge"}, at)
 	case err != nil:
 		return s.storeRetry(job.ID, "", at, err)
 	}
-	opts := s.options(job, p, s.known(ctx, job, p), now)
+	opts := options(job, from, p, s.known(ctx, job, from, p), now)
 	first := slices.IndexFunc(opts, func(o option) bool { return o.skip == "" })
 	if first < 0 {
 		r := result{Status: Undeliverable, Reason: strings.Join(skipReasons(opts), "; ")}
 		for _, o := range opts {
 			r.tries = append(r.tries, o.skipped())
 		}
-		return s.record(ctx, job.ID, p.UID, &job.To, r, at)
+		return s.record(ctx, job.ID, p.UID, to, r, at)
 	}
-	c, err := s.Ledger.claim(ctx, job.ID, p.UID, at.Lease, opts[first].channel, &job.To)
+	c, err := s.Ledger.claim(ctx, job.ID, p.UID, at.Lease, opts[first].channel, to)
 	if res, ok := s.notClaimed(job.ID, p.UID, c, err, at); !ok {
 		return res
 	}
@@ -178,8 +200,8 @@ func (s *Sender) Send(ctx context.Context, job Job, at Attempt) Result {
 // known is what the reach store knows of p for job: nothing when there is
 // no store, or when it cannot be read (every channel is then tried, and
 // WeChat's answers say what the store would have).
-func (s *Sender) known(ctx context.Context, job Job, p identity.Person) map[reach.Key]reach.State {
-	keys := s.reachKeys(job, p)
+func (s *Sender) known(ctx context.Context, job Job, from senders, p identity.Person) map[reach.Key]reach.State {
+	keys := reachKeys(job, from, p)
 	if s.Reach == nil || len(keys) == 0 {
 		return nil
 	}
@@ -204,7 +226,7 @@ func skipReasons(opts []option) []string {
 
 // skipped is the Try of a channel not called.
 func (o option) skipped() contract.Try {
-	return contract.Try{Channel: o.channel, Outcome: contract.TrySkipped, Reason: o.skip}
+	return contract.Try{Channel: o.channel, AppID: o.appid, Outcome: contract.TrySkipped, Reason: o.skip}
 }
 
 // notClaimed is the result of a claim that did not give the caller the
@@ -244,6 +266,9 @@ func (s *Sender) storeRetry(jobID, uid string, at Attempt, err error) Result {
 func (s *Sender) resume(ctx context.Context, job Job, uid string, c Claim, opts []option, at Attempt) Result {
 	unknown := result{Status: Unknown, Channel: c.Uncertain, Class: "interrupted",
 		Reason: string(c.Uncertain) + ": an earlier attempt was interrupted before WeChat's answer (lost, or its worker stopped); it may have sent the message"}
+	if k := slices.IndexFunc(opts, func(o option) bool { return o.channel == c.Uncertain }); k >= 0 {
+		unknown.AppID = opts[k].appid
+	}
 	i := slices.IndexFunc(opts, func(o option) bool { return o.channel == c.Uncertain && o.skip == "" })
 	switch {
 	case c.Uncertain != Template:
@@ -272,9 +297,9 @@ func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, opts
 	var why []string
 	var tries []contract.Try // the channels passed, with their answers
 	called := 0
-	notFollowing := false // a channel answered 43004 in this attempt
+	notFollowing := "" // the official account a channel's 43004 came from in this attempt
 	for _, o := range opts {
-		if o.skip == "" && notFollowing && needsFollow(o.channel) && o.appid == s.OfficialAccount {
+		if o.skip == "" && notFollowing != "" && needsFollow(o.channel) && o.appid == notFollowing {
 			// Only followers receive these (43004): the answer is known.
 			o.skip = "does not follow the official account (43004 to an earlier channel)"
 		}
@@ -304,7 +329,7 @@ func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, opts
 		asked := s.now()
 		msgid, err := s.sendOn(ctx, job, st)
 		if err == nil {
-			r := result{Status: Sent, Channel: st.channel, MsgID: msgid}
+			r := result{Status: Sent, Channel: st.channel, AppID: st.appid, MsgID: msgid}
 			if msgid != "" {
 				// The delivery report (TEMPLATESENDJOBFINISH,
 				// subscribe_msg_sent_event) finds the entry by it.
@@ -316,7 +341,7 @@ func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, opts
 			return s.settle(ctx, job.ID, uid, c, r.after(tries, contract.TrySent), at)
 		}
 		class := wechat.ClassOf(err)
-		failure := result{Channel: st.channel, ErrCode: errCode(err), RID: wechat.RID(err), Class: class.String(), Reason: string(st.channel) + ": " + describe(err)}
+		failure := result{Channel: st.channel, AppID: st.appid, ErrCode: errCode(err), RID: wechat.RID(err), Class: class.String(), Reason: string(st.channel) + ": " + describe(err)}
 		if outcomeUnknown(err) {
 			failure.Reason = string(st.channel) + ": no answer from WeChat, the message may have been sent: " + describe(err)
 			return s.unanswered(ctx, job.ID, uid, c, failure, tries, since, at, err)
@@ -337,7 +362,9 @@ func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, opts
 			why = append(why, failure.Reason)
 			tries = append(tries, failure.try(contract.TryFailed))
 			last = err
-			notFollowing = notFollowing || (errors.Is(err, wechat.ErrNotFollowing) && st.appid == s.OfficialAccount)
+			if errors.Is(err, wechat.ErrNotFollowing) {
+				notFollowing = st.appid
+			}
 			continue
 		case !wechat.Retryable(err):
 			// The sender's mistake (template, data, page): resending
@@ -363,14 +390,15 @@ func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, opts
 }
 
 // learn records what a WeChat answer (err, to a call made at asked on o)
-// says of the person: 43004, that they do not follow the official account;
+// says of the person: 43004, that they do not follow the official account
+// the call went through;
 // 43101, that they hold no consent to the template any more; 45015 or
 // 45047, that their interactions so far allow no more customer-service
 // messages. A failure to record only costs a wasted call next time.
 func (s *Sender) learn(ctx context.Context, job Job, o option, err error, uid string, asked time.Time) {
 	switch {
-	case errors.Is(err, wechat.ErrNotFollowing) && uid != "" && o.appid == s.OfficialAccount:
-		s.unfollowed(ctx, o.openid, asked)
+	case errors.Is(err, wechat.ErrNotFollowing) && uid != "" && o.appid != "" && o.channel != Subscribe:
+		s.unfollowed(ctx, o.appid, o.openid, asked)
 	case errors.Is(err, wechat.ErrNoConsent) && s.Reach != nil:
 		tid := templateOf(job, o.channel)
 		if tid == "" {
@@ -467,9 +495,10 @@ func outcomeUnknown(err error) bool {
 	return !errors.As(err, &we)
 }
 
-// resolve finds the person a recipient names. An openid wxbridge has not
-// met yet is still a person to send to on that channel.
-func (s *Sender) resolve(ctx context.Context, to Recipient) (identity.Person, error) {
+// resolve finds the person a recipient names. An openid is one in the app
+// the job sends from; an openid wxbridge has not met yet is still a person
+// to send to on that channel.
+func (s *Sender) resolve(ctx context.Context, to Recipient, from senders) (identity.Person, error) {
 	var p identity.Person
 	var err error
 	switch {
@@ -479,15 +508,17 @@ func (s *Sender) resolve(ctx context.Context, to Recipient) (identity.Person, er
 		return s.People.Lookup(ctx, identity.ExternalKey(to.ExternalID))
 	case to.UnionID != "":
 		return s.People.Lookup(ctx, identity.UnionKey(to.UnionID))
-	case to.OAOpenID != "" && s.OfficialAccount != "":
-		p, err = s.People.Lookup(ctx, identity.OAKey(s.OfficialAccount, to.OAOpenID))
+	case to.Phone != "":
+		return s.People.ByPhone(ctx, to.Phone)
+	case to.OAOpenID != "" && from.oa != "":
+		p, err = s.People.Lookup(ctx, identity.OAKey(from.oa, to.OAOpenID))
 		if errors.Is(err, identity.ErrNotFound) {
-			return identity.Person{OA: map[string]identity.OAIdentity{s.OfficialAccount: {OpenID: to.OAOpenID}}}, nil
+			return identity.Person{OA: map[string]identity.OAIdentity{from.oa: {OpenID: to.OAOpenID}}}, nil
 		}
-	case to.MPOpenID != "" && s.MiniProgram != "":
-		p, err = s.People.Lookup(ctx, identity.MPKey(s.MiniProgram, to.MPOpenID))
+	case to.MPOpenID != "" && from.mp != "":
+		p, err = s.People.Lookup(ctx, identity.MPKey(from.mp, to.MPOpenID))
 		if errors.Is(err, identity.ErrNotFound) {
-			return identity.Person{MP: map[string]identity.MPIdentity{s.MiniProgram: {OpenID: to.MPOpenID}}}, nil
+			return identity.Person{MP: map[string]identity.MPIdentity{from.mp: {OpenID: to.MPOpenID}}}, nil
 		}
 	default:
 		err = identity.ErrNotFound
@@ -545,14 +576,14 @@ func customMessage(openid string, m *CustomerServiceMessage) wechat.CustomMessag
 	return out
 }
 
-// unfollowed records what a 43004 to a send made at asked says: the person
-// does not follow the official account (any more). It is the platform's
-// answer to a call made at asked (identity.Follow.Seen), so it outranks a
-// follow of the same second recorded before the call. A failure only costs
-// a wasted call next time.
-func (s *Sender) unfollowed(ctx context.Context, openid string, asked time.Time) {
+// unfollowed records what a 43004 to a send through official account
+// appid made at asked says: the person does not follow that account (any
+// more). It is the platform's answer to a call made at asked
+// (identity.Follow.Seen), so it outranks a follow of the same second
+// recorded before the call. A failure only costs a wasted call next time.
+func (s *Sender) unfollowed(ctx context.Context, appid, openid string, asked time.Time) {
 	_, err := s.People.Link(ctx, identity.Sighting{OA: &identity.OASighting{
-		AppID: s.OfficialAccount, OpenID: openid, Follow: &identity.Follow{Subscribed: false, At: asked, Seen: asked},
+		AppID: appid, OpenID: openid, Follow: &identity.Follow{Subscribed: false, At: asked, Seen: asked},
 	}})
 	if err != nil {
 		s.Log.WarnContext(ctx, "follow state not updated after 43004", "outcome", "not_updated", "error", err)

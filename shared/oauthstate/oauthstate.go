@@ -1,10 +1,15 @@
 // Package oauthstate is the anti-forgery state of WeChat's web OAuth
 // (shared/signin). A state is signed (HMAC-SHA256 with a key derived from
 // wxbridge's signing key), expires after ten minutes, carries a nonce and
-// the scope, and binds the return_to URL that travels next to it; it is
-// 68 hex digits, inside the platform's limit of 128 letters and digits. A
-// Ledger makes each state single-use with a conditional write that expires
-// by TTL.
+// the scope, and binds the app it was issued for and the return_to URL
+// that travels next to it; it is 68 hex digits, inside the platform's
+// limit of 128 letters and digits. A Ledger makes each state single-use
+// with a conditional write that expires by TTL.
+//
+// The appid is bound by the MAC rather than spelled out: the callback
+// knows which app it serves from its route and verifies for that app, so
+// a state issued for another app fails there as a forgery would, and the
+// state stays short.
 package oauthstate
 
 import (
@@ -32,11 +37,14 @@ const TTL = 10 * time.Minute
 const (
 	ScopeBase     = "snsapi_base"
 	ScopeUserInfo = "snsapi_userinfo"
+	ScopeLogin    = "snsapi_login" // a website app's QR login
 )
 
-// Layout of a state before hex encoding.
+// Layout of a state before hex encoding. Version 2 binds the appid;
+// version 1 (before issue 14, one official account) did not.
 const (
-	version  = 1
+	version  = 2
+	legacy   = 1
 	nonceLen = 12
 	macLen   = 16
 	bodyLen  = 1 + 1 + 4 + nonceLen // version, scope, expiry, nonce
@@ -46,6 +54,9 @@ const (
 
 // State is what a verified state says.
 type State struct {
+	// AppID is the app the state was issued for (a legacy state's: the
+	// app it was accepted for, Keys.LegacyAppID).
+	AppID    string
 	Scope    string
 	ReturnTo string
 	Nonce    string // hex; names the state in the Ledger
@@ -65,6 +76,12 @@ type Keys struct {
 	verify  [][]byte
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+	// LegacyAppID is the app that legacy states (version 1, issued before
+	// states named their app, when there was one official account) are
+	// accepted for: the default official account. "" refuses them. They
+	// last ten minutes, so only sign-ins in flight across the deploy that
+	// introduced version 2 need it.
+	LegacyAppID string
 }
 
 // NewKeys returns Keys that sign with a key derived from current and also
@@ -90,27 +107,31 @@ func derive(secret string) []byte {
 	return m.Sum(nil)
 }
 
-// Issue returns a new state for scope and returnTo.
-func (k *Keys) Issue(scope, returnTo string) (string, State, error) {
+// Issue returns a new state of app appid for scope and returnTo.
+func (k *Keys) Issue(appid, scope, returnTo string) (string, State, error) {
 	sc, ok := scopeByte(scope)
 	if !ok {
 		return "", State{}, fmt.Errorf("oauthstate: unknown scope %q", scope)
+	}
+	if appid == "" {
+		return "", State{}, errors.New("oauthstate: no appid")
 	}
 	expires := k.Now().Add(TTL).Truncate(time.Second).UTC()
 	body := make([]byte, bodyLen, bodyLen+macLen)
 	body[0], body[1] = version, sc
 	binary.BigEndian.PutUint32(body[2:6], uint32(expires.Unix()))
 	rand.Read(body[6:])
-	tok := append(body, mac(k.signing, body, returnTo)...)
+	tok := append(body, mac(k.signing, body, appid, returnTo)...)
 	return hex.EncodeToString(tok), State{
-		Scope: scope, ReturnTo: returnTo, Nonce: hex.EncodeToString(body[6:]), Expires: expires,
+		AppID: appid, Scope: scope, ReturnTo: returnTo, Nonce: hex.EncodeToString(body[6:]), Expires: expires,
 	}, nil
 }
 
-// Verify checks that token was issued by these keys for returnTo and has
-// not expired. It does not check single use: that is Ledger.Use.
-func (k *Keys) Verify(token, returnTo string) (State, error) {
-	if len(token) != Len {
+// Verify checks that token was issued by these keys for app appid and
+// returnTo and has not expired. It does not check single use: that is
+// Ledger.Use.
+func (k *Keys) Verify(token, appid, returnTo string) (State, error) {
+	if len(token) != Len || appid == "" {
 		return State{}, ErrInvalid
 	}
 	raw, err := hex.DecodeString(token)
@@ -119,17 +140,21 @@ func (k *Keys) Verify(token, returnTo string) (State, error) {
 		return State{}, ErrInvalid
 	}
 	body, sum := raw[:bodyLen], raw[bodyLen:]
+	if body[0] != version && (body[0] != legacy || appid != k.LegacyAppID) {
+		return State{}, ErrInvalid
+	}
 	good := false
 	for _, key := range k.verify {
-		if hmac.Equal(sum, mac(key, body, returnTo)) {
+		if hmac.Equal(sum, mac(key, body, appid, returnTo)) {
 			good = true
 		}
 	}
 	scope := scopeName(body[1])
-	if !good || body[0] != version || scope == "" {
+	if !good || scope == "" {
 		return State{}, ErrInvalid
 	}
 	s := State{
+		AppID:    appid,
 		Scope:    scope,
 		ReturnTo: returnTo,
 		Nonce:    hex.EncodeToString(body[6:]),
@@ -141,9 +166,19 @@ func (k *Keys) Verify(token, returnTo string) (State, error) {
 	return s, nil
 }
 
-func mac(key, body []byte, returnTo string) []byte {
+// mac is the state's MAC over its body, the app and return_to. A legacy
+// (version 1) body is MACed as it was then, without the app: the version
+// byte is under the MAC, so a state of one version never passes as the
+// other.
+func mac(key, body []byte, appid, returnTo string) []byte {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte("wxbridge-oauth-state-v1\n"))
+	if body[0] == legacy {
+		m.Write([]byte("wxbridge-oauth-state-v1\n"))
+	} else {
+		m.Write([]byte("wxbridge-oauth-state-v2\n"))
+		m.Write(binary.BigEndian.AppendUint16(nil, uint16(len(appid))))
+		m.Write([]byte(appid))
+	}
 	m.Write(body)
 	m.Write([]byte("\n"))
 	m.Write([]byte(returnTo))
@@ -156,6 +191,8 @@ func scopeByte(scope string) (byte, bool) {
 		return 'b', true
 	case ScopeUserInfo:
 		return 'u', true
+	case ScopeLogin:
+		return 'l', true
 	}
 	return 0, false
 }
@@ -166,6 +203,8 @@ func scopeName(b byte) string {
 		return ScopeBase
 	case 'u':
 		return ScopeUserInfo
+	case 'l':
+		return ScopeLogin
 	}
 	return ""
 }

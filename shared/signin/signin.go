@@ -1,17 +1,18 @@
 // Package signin is the rules of signing a WeChat user in through a
-// browser with the platform's web OAuth: the official account's H5
-// sign-in today. Begin checks what the page asked for (scope, return_to on
-// an allowed origin), signs a state that binds return_to, ties the
-// sign-in to the browser that started it with a cookie of the callback's
-// host (keyed, and __Host- over https, so that no other host of the domain
-// can plant it), and names the platform's authorize page. Finish checks the
-// state, the browser and single use, exchanges the code, reads the profile
-// when the grant allows, links the visitor's identity and says where the
-// browser goes back, with a session or an error in the URL fragment.
+// browser with the platform's web OAuth: an official account's H5 sign-in
+// and a website app's QR login. Begin checks what the page asked for
+// (scope, return_to on an allowed origin), signs a state that binds the
+// app and return_to, ties the sign-in to the browser that started it with
+// a cookie of the callback's host (keyed, and __Host- over https, so that
+// no other host of the domain can plant it), and names the platform's
+// authorize page. Finish checks the state (of this app), the browser and
+// single use, exchanges the code, reads the profile when the grant allows,
+// links the visitor's identity and says where the browser goes back, with
+// a session or an error in the URL fragment.
 //
 // The HTTP shape (API Gateway events, routes, pages) stays with the
-// function; the app and the scopes are inputs, so that another kind of
-// app can reuse the flow.
+// function; the app, its scopes and the identity it links are inputs
+// (OfficialAccount, Website), one Flow per app.
 package signin
 
 import (
@@ -42,10 +43,18 @@ type App struct {
 	// default.
 	Scopes []string
 	// ProfileScope is the scope whose grant reads the visitor's profile
-	// (sns/userinfo); "" when none does.
+	// (sns/userinfo) on every sign-in; "" when none does.
 	ProfileScope string
+	// UnionIDScope is a scope whose grant reads sns/userinfo only when the
+	// grant came without the unionid: the call costs time and quota, and
+	// a bound app's grant carries the unionid already. "" when none.
+	UnionIDScope string
 	// Sighting is the identity a signed-in visitor is linked by.
 	Sighting func(openid, unionid string) identity.Sighting
+	// LegacyStates accepts the states issued before states named their
+	// app (oauthstate.Keys.LegacyAppID): set for the default official
+	// account only, the one app that issued them.
+	LegacyStates bool
 }
 
 // OfficialAccount is the H5 sign-in of an official account: snsapi_base
@@ -62,6 +71,27 @@ func OfficialAccount(a config.App) App {
 				OA:      &identity.OASighting{AppID: a.AppID, OpenID: openid},
 				UnionID: unionid,
 				Source:  identity.SourceOAuth,
+			}
+		},
+	}
+}
+
+// Website is the QR login of an open platform website app (网站应用):
+// snsapi_login, on the platform's connect page, scanned and confirmed on
+// the phone. The visitor is linked by the website app's openid; the grant
+// carries the unionid when the app is bound to the open platform, and
+// sns/userinfo is read for it (and the profile kept) only when it does
+// not.
+func Website(a config.App) App {
+	return App{
+		App:          a,
+		Scopes:       []string{wechat.ScopeLogin},
+		UnionIDScope: wechat.ScopeLogin,
+		Sighting: func(openid, unionid string) identity.Sighting {
+			return identity.Sighting{
+				Web:     &identity.AppSighting{AppID: a.AppID, OpenID: openid},
+				UnionID: unionid,
+				Source:  identity.SourceWebLogin,
 			}
 		},
 	}
@@ -129,6 +159,9 @@ func New(app App, origins Origins, signingKey, previousKey string, d Deps) (*Flo
 	if err != nil {
 		return nil, err
 	}
+	if app.LegacyStates {
+		states.LegacyAppID = app.AppID
+	}
 	return &Flow{app: app, origins: origins, states: states, sessions: sessions, binding: newBindingKeys(signingKey, previousKey), d: d}, nil
 }
 
@@ -178,7 +211,7 @@ func (f *Flow) Begin(ctx context.Context, scope, returnTo, callback string) (Sta
 	if err != nil || (cb.Scheme != "https" && cb.Scheme != "http") || cb.Host == "" || cb.RawQuery != "" {
 		return Start{}, fmt.Errorf("signin: callback %q is not an absolute http(s) URL without a query", callback)
 	}
-	token, st, err := f.states.Issue(scope, returnTo)
+	token, st, err := f.states.Issue(f.app.AppID, scope, returnTo)
 	if err != nil {
 		return Start{}, err
 	}
@@ -239,7 +272,8 @@ func back(returnTo string, kv ...string) Back {
 // else, including the visitor's refusal and the platform's failures, is a
 // Back.
 func (f *Flow) Finish(ctx context.Context, r Return) (Back, error) {
-	st, err := f.states.Verify(r.State, r.ReturnTo)
+	// A state issued for another app fails here as a forged one does.
+	st, err := f.states.Verify(r.State, f.app.AppID, r.ReturnTo)
 	switch {
 	case errors.Is(err, oauthstate.ErrExpired):
 		return Back{}, refuse("expired_state", "This sign-in took more than 10 minutes. Go back to the page and try again.")
@@ -280,9 +314,10 @@ func (f *Flow) Finish(ctx context.Context, r Return) (Back, error) {
 	}
 	unionID := tok.UnionID
 	var info *wechat.UserInfo
-	if f.app.ProfileScope != "" && st.Scope == f.app.ProfileScope && tok.HasScope(f.app.ProfileScope) {
-		// The user has consented and the code is spent: a failed profile read
-		// costs the profile, not the sign-in.
+	if f.readsUserInfo(st.Scope, tok) {
+		// The user has consented and the code is spent: a failed read costs
+		// the profile (and a unionid the grant did not carry), not the
+		// sign-in.
 		ui, err := f.d.WeChat.UserInfo(ctx, tok.AccessToken, tok.OpenID, "")
 		if err != nil {
 			f.wechatFailure(ctx, "sns/userinfo", err)
@@ -322,6 +357,14 @@ func (f *Flow) Finish(ctx context.Context, r Return) (Back, error) {
 	f.d.Log.InfoContext(ctx, "oauth", "outcome", "linked", "uid", res.Person.UID, "link", res.Outcome, "scope", st.Scope,
 		"unionid_known", unionID != "", "profile", info != nil)
 	return back(r.ReturnTo, "session", sess, "expires_at", fmt.Sprint(s.Expires.Unix())), nil
+}
+
+// readsUserInfo says whether the sign-in reads sns/userinfo: always for a
+// grant of the profile scope asked for, and for a grant of the unionid
+// scope only when the unionid did not come with it.
+func (f *Flow) readsUserInfo(asked string, tok wechat.WebToken) bool {
+	granted := func(scope string) bool { return scope != "" && asked == scope && tok.HasScope(scope) }
+	return granted(f.app.ProfileScope) || (tok.UnionID == "" && granted(f.app.UnionIDScope))
 }
 
 // wechatFailure logs a failed call and names the fragment error for it.

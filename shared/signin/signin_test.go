@@ -25,6 +25,10 @@ import (
 
 func TestMain(m *testing.M) { awstest.Main(m) }
 
+// unboundWebsite is a website app not bound to the open platform: the
+// platform never reveals the unionid to it.
+var unboundWebsite = sandbox.App{AppID: "wx5a0dbe0c0de000a5", Secret: "5a0dbe0c5ec7e700000000000000a0a5"}
+
 const (
 	signingKey = "session-signing-key-for-tests-0123456789abcdef"
 	h5         = "https://h5.example.com"
@@ -46,7 +50,9 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{sb: sandbox.New(sandbox.DefaultConfig()), logs: &observe.Capture{}}
+	cfg := sandbox.DefaultConfig()
+	cfg.Apps = append(sandbox.DefaultApps(), sandbox.AppSpec{Kind: sandbox.AppWebsite, App: unboundWebsite, Unbound: true})
+	f := &fixture{sb: sandbox.New(cfg), logs: &observe.Capture{}}
 	srv := httptest.NewServer(f.sb)
 	t.Cleanup(srv.Close)
 	f.wc = wechat.New(wechat.Options{APIBase: srv.URL, OpenBase: srv.URL})
@@ -60,12 +66,22 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) newFlow(t *testing.T, origins ...string) *Flow {
 	t.Helper()
+	return f.flowOf(t, OfficialAccount(appOf(sandbox.DevOfficialAccount)), origins...)
+}
+
+func appOf(a sandbox.App) config.App { return config.App{AppID: a.AppID, Secret: a.Secret} }
+
+// flowOf is the sign-in flow of app over the fixture's table and sandbox.
+func (f *fixture) flowOf(t *testing.T, app App, origins ...string) *Flow {
+	t.Helper()
+	if len(origins) == 0 {
+		origins = []string{h5}
+	}
 	o, err := NewOrigins(origins...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	oa := config.App{AppID: sandbox.DevOfficialAccount.AppID, Secret: sandbox.DevOfficialAccount.Secret}
-	flow, err := New(OfficialAccount(oa), o, signingKey, "", Deps{
+	flow, err := New(app, o, signingKey, "", Deps{
 		WeChat: f.wc, People: f.store, States: oauthstate.NewLedger(f.db, f.table), Profiles: f.profiles,
 		Log: observe.Logger(f.logs, "signin-test"), Metrics: observe.NewMetrics(f.logs, "signin-test"),
 	})
@@ -75,14 +91,20 @@ func (f *fixture) newFlow(t *testing.T, origins ...string) *Flow {
 	return flow
 }
 
-// begun is a sign-in as the browser carries it to the callback.
+// begun is a sign-in as the browser carries it to the callback of flow.
 type begun struct {
+	flow                    *Flow
 	state, returnTo, cookie string
 }
 
 func (f *fixture) begin(t *testing.T, scope, returnTo string) begun {
 	t.Helper()
-	s, err := f.flow.Begin(context.Background(), scope, returnTo, callback)
+	return f.beginAt(t, f.flow, scope, returnTo)
+}
+
+func (f *fixture) beginAt(t *testing.T, flow *Flow, scope, returnTo string) begun {
+	t.Helper()
+	s, err := flow.Begin(context.Background(), scope, returnTo, callback)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,11 +113,11 @@ func (f *fixture) begin(t *testing.T, scope, returnTo string) begun {
 	if got := redirect.Scheme + "://" + redirect.Host + redirect.Path; got != callback {
 		t.Fatalf("redirect_uri %s, want %s?…", redirect, callback)
 	}
-	return begun{state: auth.Query().Get("state"), returnTo: redirect.Query().Get("return_to"), cookie: s.Binding.Name + "=" + s.Binding.Value}
+	return begun{flow: flow, state: auth.Query().Get("state"), returnTo: redirect.Query().Get("return_to"), cookie: s.Binding.Name + "=" + s.Binding.Value}
 }
 
 func (f *fixture) finish(b begun, code string) (Back, error) {
-	return f.flow.Finish(context.Background(), Return{State: b.state, Code: code, ReturnTo: b.returnTo, Cookies: []string{b.cookie}, Callback: callback})
+	return b.flow.Finish(context.Background(), Return{State: b.state, Code: code, ReturnTo: b.returnTo, Cookies: []string{b.cookie}, Callback: callback})
 }
 
 func (f *fixture) consent(t *testing.T, p sandbox.Person, scope string, snapshot bool) string {
@@ -336,4 +358,115 @@ func TestNewRefuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWebsite is a website app's QR login: the connect page, the visitor
+// linked by the website app's openid and, for an app bound to the open
+// platform, by the unionid its grant carries, so that the person who signed
+// in through the official account is the same one.
+func TestWebsite(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	web := f.flowOf(t, Website(appOf(sandbox.DevWebsite)))
+	unbound := f.flowOf(t, Website(appOf(unboundWebsite)))
+	page := h5 + "/account"
+	login := func(t *testing.T, flow *Flow, appid string, p sandbox.Person) (session.Session, identity.Person) {
+		t.Helper()
+		b := f.beginAt(t, flow, "", page)
+		code, err := f.sb.OAuthCode(sandbox.OAuthConsent{AppID: appid, Person: p.ID, Scope: wechat.ScopeLogin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := f.finish(b, code)
+		if err != nil || back.Outcome() != "session" {
+			t.Fatalf("Finish = %v, %v", back.Fragment, err)
+		}
+		keys, _ := session.NewKeys(signingKey, "", 0)
+		s, err := keys.Verify(back.Fragment.Get("session"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		openid, _ := f.sb.OpenID(p.ID, appid)
+		person, err := f.store.Lookup(ctx, identity.WebKey(appid, openid))
+		if err != nil || s.AppID != appid || s.OpenID != openid || s.UID != person.UID || person.Web[appid].OpenID != openid {
+			t.Fatalf("session %+v, person %+v, %v: want the website app's identity", s, person, err)
+		}
+		return s, person
+	}
+
+	t.Run("the_qr_connect_page", func(t *testing.T) {
+		s, err := web.Begin(ctx, "", page, callback)
+		auth, _ := url.Parse(s.Authorize)
+		if err != nil || s.Scope != wechat.ScopeLogin || auth.Path != "/connect/qrconnect" || auth.Query().Get("appid") != sandbox.DevWebsite.AppID {
+			t.Fatalf("Begin = %+v, %v", s, err)
+		}
+		_, err = web.Begin(ctx, wechat.ScopeUserInfo, page, callback)
+		refusedFor(t, err, "invalid_request")
+	})
+
+	t.Run("bound_app_joins_the_official_account_by_unionid", func(t *testing.T) {
+		p := f.sb.CreatePerson(sandbox.PersonSpec{})
+		b := f.begin(t, wechat.ScopeUserInfo, page)
+		if back, err := f.finish(b, f.consent(t, p, wechat.ScopeUserInfo, false)); err != nil || back.Outcome() != "session" {
+			t.Fatalf("OA sign-in: %v, %v", back.Fragment, err)
+		}
+		calls := f.sb.Calls("/sns/userinfo")
+		_, person := login(t, web, sandbox.DevWebsite.AppID, p)
+		if person.UnionID != p.UnionID || person.OA[sandbox.DevOfficialAccount.AppID].OpenID != p.OAOpenID {
+			t.Errorf("person = %+v, want the OA visitor with the website identity", person)
+		}
+		// The grant carried the unionid: no sns/userinfo, no profile.
+		if n := f.sb.Calls("/sns/userinfo") - calls; n != 0 {
+			t.Errorf("%d sns/userinfo calls for a grant with the unionid", n)
+		}
+		if _, err := f.profiles.Get(ctx, sandbox.DevWebsite.AppID, person.Web[sandbox.DevWebsite.AppID].OpenID); !errors.Is(err, profiles.ErrNotFound) {
+			t.Errorf("profile: %v, want none", err)
+		}
+	})
+
+	t.Run("unbound_app_without_unionid_stays_its_own_person", func(t *testing.T) {
+		p := f.sb.CreatePerson(sandbox.PersonSpec{})
+		b := f.begin(t, wechat.ScopeUserInfo, page)
+		if back, err := f.finish(b, f.consent(t, p, wechat.ScopeUserInfo, false)); err != nil || back.Outcome() != "session" {
+			t.Fatalf("OA sign-in: %v, %v", back.Fragment, err)
+		}
+		calls := f.sb.Calls("/sns/userinfo")
+		_, person := login(t, unbound, unboundWebsite.AppID, p)
+		oa, err := f.store.Lookup(ctx, identity.OAKey(sandbox.DevOfficialAccount.AppID, p.OAOpenID))
+		if err != nil || person.UID == oa.UID || person.UnionID != "" || len(person.OA) != 0 {
+			t.Errorf("website person %+v, OA person %s (%v): want two people", person, oa.UID, err)
+		}
+		// No unionid in the grant: sns/userinfo once, for nothing here,
+		// but its profile is kept.
+		if n := f.sb.Calls("/sns/userinfo") - calls; n != 1 {
+			t.Errorf("%d sns/userinfo calls, want 1", n)
+		}
+		if prof, err := f.profiles.Get(ctx, unboundWebsite.AppID, person.Web[unboundWebsite.AppID].OpenID); err != nil || prof.Nickname != p.Nickname {
+			t.Errorf("profile = %+v, %v", prof, err)
+		}
+	})
+
+	// A state is good only at the callback of the app that issued it.
+	t.Run("state_of_another_app", func(t *testing.T) {
+		web2 := f.flowOf(t, Website(appOf(sandbox.DevWebsite2)))
+		oa2 := f.flowOf(t, OfficialAccount(appOf(sandbox.DevOfficialAccount2)))
+		p := f.sb.CreatePerson(sandbox.PersonSpec{})
+		before := f.identityItems(t)
+		for name, c := range map[string]struct{ from, at *Flow }{
+			"official_account_at_website": {f.flow, web},
+			"website_at_official_account": {web, f.flow},
+			"website_at_another_website":  {web, web2},
+			"official_account_at_another": {f.flow, oa2},
+		} {
+			t.Run(name, func(t *testing.T) {
+				b := f.beginAt(t, c.from, "", page)
+				b.flow = c.at
+				_, err := f.finish(b, f.consent(t, p, wechat.ScopeBase, false))
+				refusedFor(t, err, "invalid_state")
+			})
+		}
+		if n := f.identityItems(t); n != before {
+			t.Fatalf("refused states linked someone: %d items, had %d", n, before)
+		}
+	})
 }

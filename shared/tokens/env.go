@@ -19,28 +19,48 @@ const (
 	EnvOfficialAccountSecret = "WXB_TOKEN_SECRET_OA"
 	// EnvRefresher names the token-refresher function, for LambdaInvoker.
 	EnvRefresher = "WXB_TOKEN_REFRESHER"
+	// EnvSecretPrefix is the prefix of the token secrets of every mini
+	// program and official account but the defaults: "<prefix><appid>",
+	// created by the token-refresher on the app's first refresh.
+	EnvSecretPrefix = "WXB_TOKEN_SECRET_PREFIX"
 )
 
-// SecretIDs maps the appid of each app configured in cfg to its token
-// secret; apps without an appid or a secret id are left out.
-func SecretIDs(cfg config.Config, miniProgramSecret, officialAccountSecret string) map[string]string {
+// SecretIDs maps the appid of every mini program and official account
+// configured in cfg to its token secret: the default mini program's is
+// miniProgramSecret and the default official account's is
+// officialAccountSecret (the secrets of single-app deployments), every
+// other one's is prefix+appid. Apps whose secret id would be empty are left
+// out; website and mobile apps take no token.
+func SecretIDs(cfg config.Config, miniProgramSecret, officialAccountSecret, prefix string) map[string]string {
 	out := map[string]string{}
-	if id := cfg.MiniProgram.AppID; id != "" && miniProgramSecret != "" {
-		out[id] = miniProgramSecret
-	}
-	if id := cfg.OfficialAccount.AppID; id != "" && officialAccountSecret != "" {
-		out[id] = officialAccountSecret
+	for _, k := range []config.Kind{config.KindMiniProgram, config.KindOfficialAccount} {
+		def := miniProgramSecret
+		if k == config.KindOfficialAccount {
+			def = officialAccountSecret
+		}
+		for i, a := range cfg.Apps(k) {
+			id := prefix + a.AppID
+			if i == 0 {
+				id = def
+			} else if prefix == "" {
+				id = ""
+			}
+			if _, taken := out[a.AppID]; id != "" && !taken {
+				out[a.AppID] = id
+			}
+		}
 	}
 	return out
 }
 
 // FromEnv is the Source a function builds from its environment: the token
-// secrets named by EnvMiniProgramSecret and EnvOfficialAccountSecret for the
-// apps configured in cfg, and refresh requests sent to the function named by
+// secrets of every mini program and official account configured in cfg
+// (SecretIDs of EnvMiniProgramSecret, EnvOfficialAccountSecret and
+// EnvSecretPrefix), and refresh requests sent to the function named by
 // EnvRefresher through env's Lambda client.
 func FromEnv(env awsenv.Env, cfg config.Config, log *slog.Logger, metrics *observe.Metrics) *Source {
 	o := Options{
-		Secrets: SecretIDs(cfg, env.Get(EnvMiniProgramSecret), env.Get(EnvOfficialAccountSecret)),
+		Secrets: SecretIDs(cfg, env.Get(EnvMiniProgramSecret), env.Get(EnvOfficialAccountSecret), env.Get(EnvSecretPrefix)),
 		Reader:  secretsmanager.NewFromConfig(env.AWS),
 		Log:     log,
 		Metrics: metrics,

@@ -78,18 +78,21 @@ func redacted(s string) string {
 }
 
 // Load reads the token secret id. A secret the refresher has not written
-// yet reads as no token (the zero Stored, nil): one created without a value
-// (no AWSCURRENT version), with an empty value, or with a placeholder that
-// is not a JSON object ("{}", which the stack creates, is an object without
-// a token). The value never appears in an error.
+// yet reads as no token (the zero Stored, nil): one that does not exist (the
+// secret of an app beyond the defaults, which the refresher creates on the
+// app's first refresh), one created without a value (no AWSCURRENT
+// version), with an empty value, or with a placeholder that is not a JSON
+// object ("{}", which the stack creates, is an object without a token). The
+// value never appears in an error.
 func Load(ctx context.Context, secrets awsenv.SecretGetter, id string) (Stored, error) {
 	var st Stored
 	out, err := secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)})
 	var nf *smtypes.ResourceNotFoundException
 	switch {
-	case errors.As(err, &nf) && strings.Contains(nf.ErrorMessage(), "staging label"):
-		// The secret exists but has no current value yet. (A secret that
-		// does not exist at all is a deployment error, reported below.)
+	case errors.As(err, &nf):
+		// No such secret yet, or no current value yet. A stack secret
+		// that was deleted reads the same; the refresher, which cannot
+		// recreate it, reports that.
 		return st, nil
 	case err != nil:
 		return st, fmt.Errorf("tokens: read token secret %s: %w", id, err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -82,13 +83,38 @@ func TestFailureOf(t *testing.T) {
 }
 
 func TestSecretIDs(t *testing.T) {
-	cfg := config.Config{MiniProgram: config.App{AppID: "wxmp"}, OfficialAccount: config.OfficialAccount{App: config.App{AppID: "wxoa"}}}
-	got := tokens.SecretIDs(cfg, "arn:mp", "arn:oa")
-	if len(got) != 2 || got["wxmp"] != "arn:mp" || got["wxoa"] != "arn:oa" {
-		t.Fatalf("%v", got)
+	app := func(id string) config.App { return config.App{AppID: id, Secret: "s"} }
+	oa := func(id string) config.OfficialAccount { return config.OfficialAccount{App: app(id)} }
+	multi := config.Config{
+		MiniProgram:      app("wxmp"),
+		OfficialAccount:  oa("wxoa"),
+		MiniPrograms:     []config.App{app("wxmp"), app("wxmp2")},
+		OfficialAccounts: []config.OfficialAccount{oa("wxoa2")},
+		WebsiteApps:      []config.App{app("wxweb")},
+		MobileApps:       []config.App{app("wxapp")},
 	}
-	if got := tokens.SecretIDs(config.Config{MiniProgram: config.App{AppID: "wxmp"}}, "arn:mp", "arn:oa"); len(got) != 1 {
-		t.Fatalf("an app without an appid must be left out: %v", got)
+	for _, tc := range []struct {
+		name   string
+		cfg    config.Config
+		prefix string
+		want   map[string]string
+	}{
+		{"the old single-app shape keeps its two secrets", config.Config{MiniProgram: app("wxmp"), OfficialAccount: oa("wxoa")}, "stack/token/",
+			map[string]string{"wxmp": "arn:mp", "wxoa": "arn:oa"}},
+		{"an app without an appid is left out", config.Config{MiniProgram: app("wxmp")}, "",
+			map[string]string{"wxmp": "arn:mp"}},
+		{"every other mini program and official account takes prefix+appid; website and mobile apps none", multi, "stack/token/",
+			map[string]string{"wxmp": "arn:mp", "wxoa": "arn:oa", "wxmp2": "stack/token/wxmp2", "wxoa2": "stack/token/wxoa2"}},
+		{"without a prefix only the defaults have secrets", multi, "",
+			map[string]string{"wxmp": "arn:mp", "wxoa": "arn:oa"}},
+		{"the first of a list is the default when the single field is empty", config.Config{MiniPrograms: []config.App{app("wxa"), app("wxb")}}, "p/",
+			map[string]string{"wxa": "arn:mp", "wxb": "p/wxb"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tokens.SecretIDs(tc.cfg, "arn:mp", "arn:oa", tc.prefix); !maps.Equal(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 
@@ -186,9 +212,19 @@ func TestLoad(t *testing.T) {
 			t.Fatalf("err %v, want ErrSecretFormat without the value", err)
 		}
 	})
-	t.Run("a_missing_secret_is_an_error", func(t *testing.T) {
-		if _, err := tokens.Load(ctx, sm, "wxb-no-such-secret"); err == nil {
-			t.Fatal("want an error for a secret that does not exist")
+	t.Run("a_secret_not_created_yet_reads_as_no_token", func(t *testing.T) {
+		// An app beyond the defaults: the refresher creates its secret.
+		if st, err := tokens.Load(ctx, sm, awstest.Name(t, "wxb")+"/token/wxnosuchapp"); err != nil || st.AccessToken != "" {
+			t.Fatalf("Load = %v, %v; want no token and no error", st, err)
+		}
+	})
+	t.Run("an_unreadable_secret_is_an_error", func(t *testing.T) {
+		denied := secretsmanager.NewFromConfig(awstest.Config(nil), func(o *secretsmanager.Options) {
+			o.Retryer = aws.NopRetryer{}
+			o.BaseEndpoint = aws.String("http://127.0.0.1:1") // nothing listens
+		})
+		if _, err := tokens.Load(ctx, denied, "wxb-any"); err == nil {
+			t.Fatal("want an error when Secrets Manager cannot be reached")
 		}
 	})
 }

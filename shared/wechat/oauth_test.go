@@ -34,12 +34,25 @@ func TestAuthorizeURL(t *testing.T) {
 		}
 	})
 
+	t.Run("a_website_app_logs_in_on_the_qr_connect_page", func(t *testing.T) {
+		got, err := c.AuthorizeURL("wxweb", "https://api.example/web/callback", ScopeLogin, "abc123")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "https://open.example/connect/qrconnect?appid=wxweb" +
+			"&redirect_uri=https%3A%2F%2Fapi.example%2Fweb%2Fcallback" +
+			"&response_type=code&scope=snsapi_login&state=abc123#wechat_redirect"
+		if got != want {
+			t.Errorf("got  %s\nwant %s", got, want)
+		}
+	})
+
 	state128 := strings.Repeat("aZ9", 42) + "xy"
 	if _, err := c.AuthorizeURL("wxoa", "https://api.example/cb", ScopeBase, state128); err != nil {
 		t.Errorf("a 128-character state is allowed: %v", err)
 	}
 	for name, args := range map[string][4]string{
-		"unknown_scope":       {"wxoa", "https://api.example/cb", "snsapi_login", "s"},
+		"unknown_scope":       {"wxoa", "https://api.example/cb", "snsapi_privateinfo", "s"},
 		"state_too_long":      {"wxoa", "https://api.example/cb", ScopeBase, state128 + "a"},
 		"state_not_alnum":     {"wxoa", "https://api.example/cb", ScopeBase, "a-b"},
 		"relative_redirect":   {"wxoa", "/oauth/callback", ScopeBase, "s"},

@@ -27,7 +27,7 @@ import (
 func plainReachEnv(t *testing.T) (*env, *reach.Store) {
 	t.Helper()
 	e := newEnv(t, push.Plaintext)
-	p := e.h.Processor.(*pushevent.Processor)
+	p := e.processor().(*pushevent.Processor)
 	p.Reach = reach.New(e.fn.DB, e.table)
 	p.LongTerm = reach.ParseLongTerm(tplLong)
 	p.Reports = notify.NewLedger(e.fn.DB, e.table)
@@ -72,7 +72,7 @@ func TestAttackConsentPushesReversedAndRepeated(t *testing.T) {
 	change := consentEvent(p, base, 1, push.SubscribeChange, push.TemplateEvent{TemplateID: tplOnce, Status: "reject"})
 	for _, ev := range []push.Event{change, accept, accept, change} {
 		e.answered(t, e.sealed(t, ev))
-		if _, err := e.h.Processor.ProcessLate(ctx, ev); err != nil {
+		if _, err := e.processor().ProcessLate(ctx, ev); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -82,7 +82,7 @@ func TestAttackConsentPushesReversedAndRepeated(t *testing.T) {
 	again := consentEvent(p, base, 5, push.SubscribePopup, push.TemplateEvent{TemplateID: tplOnce, Status: "accept", PopupScene: "1"})
 	for _, ev := range []push.Event{again, accept, again, change} {
 		e.answered(t, e.sealed(t, ev))
-		if _, err := e.h.Processor.ProcessLate(ctx, ev); err != nil {
+		if _, err := e.processor().ProcessLate(ctx, ev); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -215,7 +215,7 @@ func TestAttackSentEventBeforeTheLedgerSaysSent(t *testing.T) {
 		t.Fatalf("after the report: %+v", got)
 	}
 	for _, ev := range []push.Event{early, report("failed:system failed", 0)} {
-		if _, err := e.h.Processor.ProcessLate(ctx, ev); err != nil {
+		if _, err := e.processor().ProcessLate(ctx, ev); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -225,7 +225,7 @@ func TestAttackSentEventBeforeTheLedgerSaysSent(t *testing.T) {
 	// Nobody's msgid, three minutes old: dropped.
 	stray := report("success", 3*time.Minute)
 	stray.Templates[0].MsgID = "7000000000000000999"
-	if res, err := e.h.Processor.Process(ctx, stray); err != nil || res.Action != "ignored" {
+	if res, err := e.processor().Process(ctx, stray); err != nil || res.Action != "ignored" {
 		t.Fatalf("stray report: %+v %v", res, err)
 	}
 }

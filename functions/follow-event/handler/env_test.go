@@ -40,7 +40,7 @@ func TestFromEnvCountsMergesOfPushes(t *testing.T) {
 		}
 	}
 	ev := push.Event{ToUserName: "gh_sandbox", FromUserName: f.OAOpenID, CreateTime: time.Now().Unix(), MsgType: "event", Event: "subscribe"}
-	if _, err := h.Processor.Process(ctx, ev); err != nil {
+	if _, err := h.Accounts[oaApp].Processor.Process(ctx, ev); err != nil {
 		t.Fatal(err)
 	}
 	merges := map[string]int{}

@@ -1,7 +1,14 @@
-// Package handler is the follow-event function: the official account's
-// server push (GET and POST /wechat/push) and the retry queue that holds
-// pushes acknowledged before they could be handled. One Lambda serves both
-// triggers.
+// Package handler is the follow-event function: the official accounts'
+// server push (GET and POST /wechat/push for the default official account,
+// /wechat/push/{appid} for each configured one) and the retry queue that
+// holds pushes acknowledged before they could be handled. One Lambda serves
+// both triggers.
+//
+// Each official account's pushes are checked with its own Token and
+// EncodingAESKey and applied under its own appid: dedup claims, identities,
+// reach, delivery reports and user/info calls. A queued event carries the
+// appid it was pushed for, so that its retry is applied for the same
+// account.
 //
 // A push is answered "success" only once its event is handled or durably
 // queued: WeChat stops retrying after that answer, so an event answered any
@@ -57,13 +64,26 @@ type Processor interface {
 	ProcessLate(ctx context.Context, e push.Event) (pushevent.Result, error)
 }
 
-// Handler serves the push route and consumes the retry queue.
-type Handler struct {
+// Account is one official account's push endpoint: the receiver that
+// checks and opens its pushes (its Token and EncodingAESKey) and the
+// processor that applies them under its appid.
+type Account struct {
 	Receiver  *push.Receiver
 	Processor Processor
-	Claims    Claims
-	Queue     Queue
-	QueueURL  string
+}
+
+// Handler serves the push routes and consumes the retry queue.
+type Handler struct {
+	// Accounts are the official accounts whose pushes are served, by
+	// appid: /wechat/push/{appid} serves each, /wechat/push the Default.
+	// An appid not here is answered 404 before anything is read.
+	Accounts map[string]Account
+	// Default is the appid /wechat/push serves, and that of a queued
+	// event written before events carried theirs.
+	Default  string
+	Claims   Claims
+	Queue    Queue
+	QueueURL string
 	// DeadLetterURL is the retry queue's dead-letter queue, where the
 	// consumer moves an event whose attempts, over all the messages that
 	// carried it, reach MaxAttempts. Empty: such an event is tried again
@@ -164,11 +184,31 @@ func queryOf(req events.APIGatewayV2HTTPRequest) push.Query {
 	}
 }
 
-// HTTP serves GET (the console's URL check) and POST (a push).
+// account is the official account a request is for: the path's appid,
+// or the default one on /wechat/push, which has no appid in its path.
+func (h *Handler) account(req events.APIGatewayV2HTTPRequest) (string, Account, bool) {
+	appid, named := req.PathParameters["appid"]
+	if !named {
+		appid = h.Default
+	}
+	a, ok := h.Accounts[appid]
+	return appid, a, ok
+}
+
+// HTTP serves GET (the console's URL check) and POST (a push), each for
+// the official account of the path.
 func (h *Handler) HTTP(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+	appid, a, ok := h.account(req)
+	if !ok {
+		// Anyone can call the URL: the appid is only logged cut short.
+		h.Log.WarnContext(ctx, "push refused", "outcome", "refused", "reason", "unknown_app", "path_appid", clip(appid, 32))
+		h.Metrics.Count("PushRefused", "reason", fmt.Sprint(http.StatusNotFound))
+		return text(http.StatusNotFound, "unknown app"), nil
+	}
+	ctx = observe.With(ctx, "appid", appid)
 	switch req.RequestContext.HTTP.Method {
 	case http.MethodGet:
-		echo, err := h.Receiver.Echo(queryOf(req))
+		echo, err := a.Receiver.Echo(queryOf(req))
 		if err != nil {
 			h.Log.WarnContext(ctx, "url check refused", "outcome", "refused", "reason", err.Error())
 			return text(http.StatusForbidden, "signature mismatch"), nil
@@ -176,9 +216,16 @@ func (h *Handler) HTTP(ctx context.Context, req events.APIGatewayV2HTTPRequest) 
 		h.Log.InfoContext(ctx, "url check", "outcome", "ok")
 		return text(http.StatusOK, echo), nil
 	case http.MethodPost:
-		return h.push(ctx, req), nil
+		return h.push(ctx, appid, a, req), nil
 	}
 	return text(http.StatusMethodNotAllowed, "GET or POST"), nil
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 // refusal maps why a push was refused to its answer.
@@ -192,14 +239,14 @@ func refusal(err error) int {
 	return http.StatusBadRequest
 }
 
-func (h *Handler) push(ctx context.Context, req events.APIGatewayV2HTTPRequest) events.APIGatewayV2HTTPResponse {
+func (h *Handler) push(ctx context.Context, appid string, a Account, req events.APIGatewayV2HTTPRequest) events.APIGatewayV2HTTPResponse {
 	body, err := httpapi.Body(req, push.MaxBody)
 	if err != nil {
 		h.Log.WarnContext(ctx, "push refused", "outcome", "refused", "reason", push.ErrTooLarge.Error())
 		h.Metrics.Count("PushRefused", "reason", "too_large")
 		return text(http.StatusRequestEntityTooLarge, "refused")
 	}
-	e, err := h.Receiver.Open(queryOf(req), body)
+	e, err := a.Receiver.Open(queryOf(req), body)
 	if err != nil {
 		h.Log.WarnContext(ctx, "push refused", "outcome", "refused", "reason", err.Error())
 		h.Metrics.Count("PushRefused", "reason", fmt.Sprint(refusal(err)))
@@ -210,14 +257,14 @@ func (h *Handler) push(ctx context.Context, req events.APIGatewayV2HTTPRequest) 
 	// the answer no more than a slow WeChat does.
 	bctx, cancel := context.WithTimeout(ctx, h.budget())
 	defer cancel()
-	claim, err := h.Claims.Claim(bctx, e.DedupKey(), e.FollowState(), h.claimLease())
+	claim, err := h.Claims.Claim(bctx, claimKey(appid, e), e.FollowState(), h.claimLease())
 	switch {
 	case err != nil:
 		// The store is out or slow: the queue still takes the event, and
 		// handling is idempotent, so a duplicate that slips through does
 		// no harm.
 		h.Log.WarnContext(ctx, "dedup unavailable", "outcome", "dedup_unavailable", "error", err)
-		return h.handOver(ctx, e, nil)
+		return h.handOver(ctx, appid, e, nil)
 	case claim.State == idempotency.Done:
 		h.Log.InfoContext(ctx, "push", "outcome", "duplicate")
 		h.Metrics.Count("PushDuplicates")
@@ -231,13 +278,13 @@ func (h *Handler) push(ctx context.Context, req events.APIGatewayV2HTTPRequest) 
 		// once WeChat gives up, so it is queued: handled late, it asks
 		// user/info and changes nothing already recorded.
 		h.Log.InfoContext(ctx, "push", "outcome", "in_flight")
-		return h.handOver(ctx, e, nil)
+		return h.handOver(ctx, appid, e, nil)
 	}
-	process := h.Processor.Process
+	process := a.Processor.Process
 	if claim.Again {
 		// Another event of this follower's second came first (a follow,
 		// an unfollow, a follow again): this one may be out of order.
-		process = h.Processor.ProcessLate
+		process = a.Processor.ProcessLate
 	}
 	res, err := process(bctx, e)
 	switch {
@@ -252,8 +299,13 @@ func (h *Handler) push(ctx context.Context, req events.APIGatewayV2HTTPRequest) 
 		return text(http.StatusOK, "success")
 	}
 	h.deferred(ctx, "push not handled in time, queueing", err)
-	return h.handOver(ctx, e, claim)
+	return h.handOver(ctx, appid, e, claim)
 }
+
+// claimKey is the dedup key of e pushed for official account appid: the
+// same MsgId, or the same sender, time and event, on two accounts are two
+// events.
+func claimKey(appid string, e push.Event) string { return appid + "#" + e.DedupKey() }
 
 // deferred logs and counts an event put off by a retryable failure, by
 // class: the alarm on class config, quota or unknown says that follows are
@@ -264,10 +316,11 @@ func (h *Handler) deferred(ctx context.Context, msg string, err error, args ...a
 	h.Log.WarnContext(ctx, msg, append([]any{"outcome", "deferred", "class", class.String(), "error", err, "rid", wechat.RID(err)}, args...)...)
 }
 
-// handOver queues e for the retry consumer and answers success, or, if the
-// queue is out too, gives the claim back and lets WeChat retry.
-func (h *Handler) handOver(ctx context.Context, e push.Event, claim *idempotency.Claim) events.APIGatewayV2HTTPResponse {
-	if err := h.send(ctx, h.QueueURL, queued{Event: e}); err != nil {
+// handOver queues e, pushed for official account appid, for the retry
+// consumer and answers success, or, if the queue is out too, gives the
+// claim back and lets WeChat retry.
+func (h *Handler) handOver(ctx context.Context, appid string, e push.Event, claim *idempotency.Claim) events.APIGatewayV2HTTPResponse {
+	if err := h.send(ctx, h.QueueURL, queued{AppID: appid, Event: e}); err != nil {
 		h.Log.ErrorContext(ctx, "push", "outcome", "not_accepted", "error", err)
 		h.Metrics.Count("PushNotAccepted")
 		if claim != nil {
@@ -297,11 +350,14 @@ func (h *Handler) settle(ctx context.Context, claim *idempotency.Claim, how, out
 	}
 }
 
-// queued is a retry-queue message: the event, and the attempts it had in
-// the messages that carried it before this one. Its JSON is the event's
-// with "attempts" added, so a message holding only an event reads as one
-// with no attempts before.
+// queued is a retry-queue message: the event, the official account it was
+// pushed for, and the attempts it had in the messages that carried it
+// before this one. Its JSON is the event's with "appid" and "attempts"
+// added, so a message holding only an event (queued before events carried
+// their appid) reads as one for the default account with no attempts
+// before.
 type queued struct {
+	AppID string `json:"appid,omitempty"`
 	push.Event
 	Attempts int `json:"attempts,omitempty"`
 }
@@ -343,23 +399,37 @@ func (h *Handler) retry(ctx context.Context, m queue.Message) error {
 		h.Log.ErrorContext(ctx, "retry", "outcome", "dropped", "reason", "not an event")
 		return nil
 	}
-	ctx = observe.With(ctx, "kind", q.Kind(), "create_time", q.CreateTime)
+	if q.AppID == "" {
+		q.AppID = h.Default
+	}
+	ctx = observe.With(ctx, "appid", q.AppID, "kind", q.Kind(), "create_time", q.CreateTime)
 	attempt := q.Attempts + m.Receives
-	if h.DeadLetterURL != "" && attempt > h.maxAttempts() {
+	a, known := h.Accounts[q.AppID]
+	if h.DeadLetterURL != "" && (attempt > h.maxAttempts() || !known) {
 		// SQS counts receives per message; an event sent again untried
-		// starts a new count, so its own count decides here.
-		if err := h.send(ctx, h.DeadLetterURL, queued{Event: q.Event, Attempts: attempt - 1}); err != nil {
+		// starts a new count, so its own count decides here. An event of
+		// an official account no longer configured waits there for it to
+		// be configured again (and redriven).
+		if err := h.send(ctx, h.DeadLetterURL, queued{AppID: q.AppID, Event: q.Event, Attempts: attempt - 1}); err != nil {
 			return fmt.Errorf("to the dead-letter queue: %w", err)
 		}
-		h.Log.ErrorContext(ctx, "retry", "outcome", "dead_letter", "attempts", attempt-1)
+		reason := "attempts"
+		if !known {
+			reason = "unknown_app"
+		}
+		h.Log.ErrorContext(ctx, "retry", "outcome", "dead_letter", "reason", reason, "attempts", attempt-1)
 		return nil
+	}
+	if !known {
+		// Without a dead-letter queue, SQS's redrive moves it there.
+		return fmt.Errorf("official account %s is not configured", q.AppID)
 	}
 	budget, ok := h.eventBudget(ctx)
 	if !ok {
 		return h.handBack(ctx, q, attempt-1)
 	}
 	ectx, cancel := context.WithTimeout(ctx, budget)
-	res, err := h.Processor.ProcessLate(ectx, q.Event)
+	res, err := a.Processor.ProcessLate(ectx, q.Event)
 	cancel()
 	switch {
 	case err == nil:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"net"
 	"net/http/httptest"
 	"strconv"
@@ -86,10 +87,13 @@ func newEnv(t testing.TB, mode push.Mode) *env {
 	}
 	receiver.Now = sb.Clock().Now
 	h := &Handler{
-		Receiver: receiver,
-		Processor: &pushevent.Processor{
-			AppID: oaApp, WeChat: fn.WeChat, People: identity.NewStore(fn.DB, table), Bindings: binding.NewVerifier(bindKey), Uses: binding.NewUses(fn.DB, table), Log: log, Metrics: metrics,
-		},
+		Accounts: map[string]Account{oaApp: {
+			Receiver: receiver,
+			Processor: &pushevent.Processor{
+				AppID: oaApp, WeChat: fn.WeChat, People: identity.NewStore(fn.DB, table), Bindings: binding.NewVerifier(bindKey), Uses: binding.NewUses(fn.DB, table), Log: log, Metrics: metrics,
+			},
+		}},
+		Default:  oaApp,
 		Claims:   idempotency.NewStore(fn.DB, table, "push"),
 		Queue:    fn.SQS,
 		QueueURL: queueURL,
@@ -107,6 +111,21 @@ func newEnv(t testing.TB, mode push.Mode) *env {
 	}
 	return &env{sb: sb, h: h, te: te, fn: fn, wc: te.WeChat, store: identity.NewStore(te.DB, table), db: te.DB, table: table, sqs: te.SQS, queueURL: queueURL,
 		logs: logs, counter: counter, mode: mode}
+}
+
+// processor is the default official account's processor.
+func (e *env) processor() Processor { return e.h.Accounts[oaApp].Processor }
+
+// setProcessor makes p the default official account's processor.
+func (e *env) setProcessor(p Processor) { e.h.Accounts = withProcessor(e.h.Accounts, oaApp, p) }
+
+// withProcessor is as with the processor of appid replaced by p.
+func withProcessor(as map[string]Account, appid string, p Processor) map[string]Account {
+	out := maps.Clone(as)
+	a := out[appid]
+	a.Processor = p
+	out[appid] = a
+	return out
 }
 
 // faults puts an AWS fault proxy in front of the IAM check, and returns it
@@ -390,16 +409,16 @@ func deadConfig(t testing.TB) aws.Config {
 // gets "success", and the retry consumer links it once the table is back.
 func TestDynamoDBDownIsQueued(t *testing.T) {
 	e := newEnv(t, push.Safe)
-	healthy := e.h.Processor
+	healthy := e.processor()
 	down := dynamodb.NewFromConfig(deadConfig(t))
 	e.h.Claims = idempotency.NewStore(down, e.table, "push")
-	e.h.Processor = &pushevent.Processor{AppID: oaApp, WeChat: e.fn.WeChat, People: identity.NewStore(down, e.table), Log: e.h.Log, Metrics: e.h.Metrics}
+	e.setProcessor(&pushevent.Processor{AppID: oaApp, WeChat: e.fn.WeChat, People: identity.NewStore(down, e.table), Log: e.h.Log, Metrics: e.h.Metrics})
 	p := e.sb.CreatePerson(sandbox.PersonSpec{})
 	e.follow(t, p.ID, "")
 	if n := e.queued(t); n != 1 {
 		t.Fatalf("queued = %d, want 1", n)
 	}
-	e.h.Processor = healthy
+	e.setProcessor(healthy)
 	if handled, failed := e.drain(t); handled != 1 || failed != 0 {
 		t.Fatalf("drain: handled %d, failed %d", handled, failed)
 	}

@@ -158,10 +158,10 @@ func (g *gate) RoundTrip(r *http.Request) (*http.Response, error) {
 func (e *env) retryConsumerThrough(rt http.RoundTripper) *Handler {
 	cfg := e.fn.AWS.Copy()
 	cfg.HTTPClient = &http.Client{Transport: rt}
-	proc := *e.h.Processor.(*pushevent.Processor)
+	proc := *e.processor().(*pushevent.Processor)
 	proc.People = identity.NewStore(dynamodb.NewFromConfig(cfg), e.table)
 	h := *e.h
-	h.Processor = &proc
+	h.Accounts = withProcessor(h.Accounts, oaApp, &proc)
 	return &h
 }
 

@@ -49,9 +49,9 @@ func (e *env) throughFaults(t testing.TB) *awsfault.Proxy {
 		return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxBackoff = 10 * time.Millisecond })
 	}
 	db := dynamodb.NewFromConfig(cfg)
-	proc := *e.h.Processor.(*pushevent.Processor)
+	proc := *e.processor().(*pushevent.Processor)
 	proc.People, proc.Uses = identity.NewStore(db, e.table), binding.NewUses(db, e.table)
-	e.h.Processor = &proc
+	e.setProcessor(&proc)
 	e.h.Claims = idempotency.NewStore(db, e.table, "push")
 	e.h.Queue = sqs.NewFromConfig(cfg)
 	return proxy
@@ -276,7 +276,7 @@ func (c *crashOnce) Process(ctx context.Context, e push.Event) (pushevent.Result
 func TestAttackCrashedDeliveryIsNotLost(t *testing.T) {
 	e := newEnv(t, push.Safe)
 	e.h.Budget = DefaultBudget
-	e.h.Processor = &crashOnce{Processor: e.h.Processor}
+	e.setProcessor(&crashOnce{Processor: e.processor()})
 	p := e.sb.CreatePerson(sandbox.PersonSpec{})
 	d, err := e.sb.Follow(context.Background(), p.ID, "")
 	if err != nil {
@@ -491,9 +491,9 @@ func (s *slowFirstLink) Link(ctx context.Context, sg identity.Sighting) (identit
 func TestAttackUnfollowWhileTheFollowIsInFlight(t *testing.T) {
 	e := newEnv(t, push.Safe)
 	slow := &slowFirstLink{People: e.store, entered: make(chan struct{}), release: make(chan struct{})}
-	proc := *e.h.Processor.(*pushevent.Processor)
+	proc := *e.processor().(*pushevent.Processor)
 	proc.People = slow
-	e.h.Processor = &proc
+	e.setProcessor(&proc)
 	p := e.sb.CreatePerson(sandbox.PersonSpec{})
 	e.followUnheard(t, p)
 	sub := e.subscribeEvent(p)

@@ -26,7 +26,7 @@ var (
 func reachEnv(t *testing.T) (*env, *reach.Store) {
 	t.Helper()
 	e := newEnv(t, push.Safe)
-	p := e.h.Processor.(*pushevent.Processor)
+	p := e.processor().(*pushevent.Processor)
 	p.Reach = reach.New(e.fn.DB, e.table)
 	p.LongTerm = reach.ParseLongTerm(tplLong)
 	p.Reports = notify.NewLedger(e.fn.DB, e.table)
@@ -107,7 +107,7 @@ func TestConsentPushedTwiceCountsOnce(t *testing.T) {
 			t.Fatalf("push: %q", resp.Body)
 		}
 	}
-	if _, err := e.h.Processor.ProcessLate(ctx, ev); err != nil {
+	if _, err := e.processor().ProcessLate(ctx, ev); err != nil {
 		t.Fatal(err)
 	}
 	if c := e.reachOf(t, rs, p).Consents[tplOnce]; c.Left != 1 {
@@ -147,7 +147,7 @@ func TestInteractionsAreRecorded(t *testing.T) {
 		{ToUserName: "gh", FromUserName: p.OAOpenID, CreateTime: wrote.Unix() - 30, MsgType: "text", MsgID: "6999999999999999999"},
 		{ToUserName: "gh", FromUserName: p.OAOpenID, CreateTime: clicked.Unix() - 30, MsgType: "event", Event: "scancode_push", EventKey: "k"},
 	} {
-		if _, err := e.h.Processor.ProcessLate(ctx, ev); err != nil {
+		if _, err := e.processor().ProcessLate(ctx, ev); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -157,7 +157,7 @@ func TestInteractionsAreRecorded(t *testing.T) {
 	// A menu item that opens a web page (VIEW) is no interaction the
 	// platform counts.
 	view := push.Event{ToUserName: "gh", FromUserName: p.OAOpenID, CreateTime: clicked.Unix() + 60, MsgType: "event", Event: "VIEW", EventKey: "https://example.com"}
-	if res, err := e.h.Processor.Process(ctx, view); err != nil || res.Action != "ignored" {
+	if res, err := e.processor().Process(ctx, view); err != nil || res.Action != "ignored" {
 		t.Fatalf("VIEW: %+v, %v", res, err)
 	}
 	if again := e.reachOf(t, rs, p); !again.LastBrief.Equal(clicked) {
@@ -222,7 +222,7 @@ func TestSentEventsSettleTheLedger(t *testing.T) {
 	ev := push.Event{ToUserName: "gh", FromUserName: p.OAOpenID, CreateTime: e.sb.Clock().Now().Unix(), MsgType: "event", Event: push.SubscribeSent,
 		Templates: []push.TemplateEvent{{TemplateID: tplOnce, MsgID: "7000000000000000001", ErrorCode: "20001", ErrorStatus: "failed:system failed"}}}
 	for range 2 {
-		if res, err := e.h.Processor.Process(ctx, ev); err != nil || res.Action != "reported" {
+		if res, err := e.processor().Process(ctx, ev); err != nil || res.Action != "reported" {
 			t.Fatalf("system failure report: %+v, %v", res, err)
 		}
 	}

@@ -20,7 +20,7 @@ func TestDeliveryReportsReachTheLedger(t *testing.T) {
 	ctx := context.Background()
 	// The function reads and moves the entries; the test records them as
 	// the send-worker does.
-	e.h.Processor.(*pushevent.Processor).Reports = notify.NewLedger(e.fn.DB, e.table)
+	e.processor().(*pushevent.Processor).Reports = notify.NewLedger(e.fn.DB, e.table)
 	ledger := notify.NewLedger(e.db, e.table)
 	// Two template messages the send-worker sent, recorded as it does.
 	msgids := []string{"3557254367693750277", "3557254367693750278"}

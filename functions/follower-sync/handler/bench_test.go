@@ -14,13 +14,14 @@ import (
 	"wxbridge/shared/wechat/push"
 )
 
-// TestBackfillWhileUsersLogInAndFollow runs a whole backfill of 500
-// followers of mixed kinds while some of them log in to the mini program
-// and follow events for listed followers are handled at the same moment:
-// one person per follower, one per unionid, exact counts. make bench runs
-// the same at 25,000 followers (BenchmarkBackfill25000).
+// TestBackfillWhileUsersLogInAndFollow runs a whole backfill of 250
+// followers of mixed kinds, in 25 chunks of 10 that 4 pollers work at once,
+// while some of them log in to the mini program and follow events for
+// listed followers are handled at the same moment: one person per
+// follower, one per unionid, exact counts. make bench runs the same at
+// 25,000 followers in chunks of 100 (BenchmarkBackfill25000).
 func TestBackfillWhileUsersLogInAndFollow(t *testing.T) {
-	backfillWhileUsersLogInAndFollow(t, 500)
+	backfillWhileUsersLogInAndFollow(t, 250, 10)
 }
 
 // BenchmarkBackfill25000 is TestBackfillWhileUsersLogInAndFollow at 25,000
@@ -28,21 +29,22 @@ func TestBackfillWhileUsersLogInAndFollow(t *testing.T) {
 // same checks; it prints the wall time and DynamoDB requests.
 func BenchmarkBackfill25000(b *testing.B) {
 	const n = 25000
-	took, ddb := backfillWhileUsersLogInAndFollow(b, n)
+	took, ddb := backfillWhileUsersLogInAndFollow(b, n, backfill.ChunkSize)
 	fmt.Fprintf(os.Stdout, "\nbackfill of %d followers while 500 log in and %d follow: %s; DynamoDB requests %v\n\n", n, n*3/250, took.Round(time.Millisecond), ddb)
 	b.ReportMetric(took.Seconds(), "backfill-s")
 	b.ReportMetric(float64(n)/took.Seconds(), "followers/s")
 }
 
 // backfillWhileUsersLogInAndFollow backfills n followers (4% mini-program
-// users, 10% without unionid) with 4 pollers. Half of the mini-program
+// users, 10% without unionid) in chunks of chunk with 4 pollers. Half of the mini-program
 // users log in before the run, the other half during it, while follow
 // events for 1.2% of the followers (the push of someone who followed as
 // wxbridge was installed) go through the follow-event's own code. It
 // checks the run's counts and that every follower is one person, and
 // returns how long the run took and its DynamoDB requests.
-func backfillWhileUsersLogInAndFollow(tb testing.TB, n int) (time.Duration, map[string]int) {
+func backfillWhileUsersLogInAndFollow(tb testing.TB, n, chunk int) (time.Duration, map[string]int) {
 	e := newEnv(tb)
+	e.syncer.ChunkSize = chunk
 	fs, err := e.sb.CreateFollowers(sandbox.FollowersSpec{Count: n, MiniProgramShare: 0.04, WithoutUnionIDShare: 0.1})
 	if err != nil {
 		tb.Fatal(err)
@@ -101,8 +103,8 @@ func backfillWhileUsersLogInAndFollow(tb testing.TB, n int) (time.Duration, map[
 		tb.Fatalf("run = %+v", got)
 	}
 	// Pages of 10,000, then the empty page that ends the list (25,000 =
-	// 10,000 + 10,000 + 5,000 + the empty one); chunks of 100.
-	want := backfill.Run{Total: n, Pages: (n+9999)/10000 + 1, Seen: n, Chunks: (n + 99) / 100, WithoutUnionID: wantNoUnion}
+	// 10,000 + 10,000 + 5,000 + the empty one), cut into chunks.
+	want := backfill.Run{Total: n, Pages: (n+9999)/10000 + 1, Seen: n, Chunks: (n + chunk - 1) / chunk, WithoutUnionID: wantNoUnion}
 	want.ChunksDone = want.Chunks
 	if got.Total != want.Total || got.Pages != want.Pages || got.Seen != want.Seen || got.Chunks != want.Chunks ||
 		got.ChunksDone != want.ChunksDone || got.WithoutUnionID != want.WithoutUnionID || got.Failed != 0 || got.Unfollowed != 0 {

@@ -21,8 +21,9 @@ import (
 const EnvQueue = "WXB_SYNC_QUEUE"
 
 // FromEnv builds the follower-sync function from its environment:
-// WXB_TABLE, WXB_APP_SECRET, WXB_SYNC_QUEUE, the OA token secret and the
-// refresher (shared/tokens), and optionally WXB_WECHAT_API_BASE.
+// WXB_TABLE, WXB_APP_SECRET, WXB_SYNC_QUEUE, the official accounts' token
+// secrets and the refresher (shared/tokens), and optionally
+// WXB_WECHAT_API_BASE. It backfills every configured official account.
 func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	vars, err := env.Require("WXB_TABLE", "WXB_APP_SECRET", EnvQueue, tokens.EnvOfficialAccountSecret)
 	if err != nil {
@@ -40,16 +41,21 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	q := sqs.NewFromConfig(env.AWS)
 	people := identity.NewStore(db, vars["WXB_TABLE"])
 	people.Metrics = metrics
+	var oas []string
+	for _, oa := range cfg.OfficialAccountList() {
+		oas = append(oas, oa.AppID)
+	}
+	// Each official account's jobs use its own access token and
+	// checkpoints; the default account comes first.
 	return &Handler{
-		Jobs: &backfill.Syncer{
-			AppID:   cfg.OfficialAccount.AppID,
+		Jobs: backfill.NewAccounts(backfill.Syncer{
 			WeChat:  wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Tokens: tokens.FromEnv(env, cfg, log, metrics), Metrics: metrics}),
 			People:  people,
 			Store:   backfill.NewStore(db, vars["WXB_TABLE"]),
 			Queue:   backfill.Queue{Client: q, URL: vars[EnvQueue]},
 			Log:     log,
 			Metrics: metrics,
-		},
+		}, oas...),
 		Queue:    q,
 		QueueURL: vars[EnvQueue],
 		Log:      log,

@@ -47,7 +47,8 @@ type env struct {
 	te       *testenv.Env
 	wc       *wechat.Client
 	h        *Handler
-	syncer   *backfill.Syncer
+	syncer   *backfill.Syncer  // the default official account's
+	accounts backfill.Accounts // every configured official account's, syncer among them
 	runs     *backfill.Store
 	people   *identity.Store
 	login    *loginhandler.Handler
@@ -85,23 +86,31 @@ func (d *delays) all() []time.Duration {
 
 const sessionKey = "follower-sync-tests-session-key-0123456789abcdef"
 
-func newEnv(t testing.TB) *env {
+// newEnv is the function over a sandbox and configuration that opts may
+// change (more official accounts: every configured one is backfilled;
+// testenv.Tokens then names those whose tokens the test needs).
+func newEnv(t testing.TB, opts ...testenv.Option) *env {
 	t.Helper()
-	te := testenv.New(t, testenv.Tokens(oaApp), testenv.Configure(func(c *config.Config) {
+	te := testenv.New(t, append([]testenv.Option{testenv.Tokens(oaApp), testenv.Configure(func(c *config.Config) {
 		c.SigningKey, c.BindKey = sessionKey, ""
-	}))
+	})}, opts...)...)
 	log, metrics := te.Logger("follower-sync"), te.Metrics("follower-sync")
 	queueURL := te.Queue("SyncQueue")
 	fn := te.As("FollowerSyncFunction")
 	people := identity.NewStore(fn.DB, te.Table)
 	people.Metrics = metrics
 	runs := backfill.NewStore(fn.DB, te.Table)
-	syncer := &backfill.Syncer{
-		AppID: oaApp, WeChat: fn.WeChat, People: people, Store: runs,
-		Queue: backfill.Queue{Client: fn.SQS, URL: queueURL}, Log: log, Metrics: metrics,
+	var oas []string
+	for _, oa := range te.Config.OfficialAccountList() {
+		oas = append(oas, oa.AppID)
 	}
+	accounts := backfill.NewAccounts(backfill.Syncer{
+		WeChat: fn.WeChat, People: people, Store: runs,
+		Queue: backfill.Queue{Client: fn.SQS, URL: queueURL}, Log: log, Metrics: metrics,
+	}, oas...)
+	syncer := accounts.Syncers[oaApp]
 	d := &delays{client: fn.SQS}
-	h := &Handler{Jobs: syncer, Queue: d, QueueURL: queueURL, Concurrency: 10, Log: log, Metrics: metrics}
+	h := &Handler{Jobs: accounts, Queue: d, QueueURL: queueURL, Concurrency: 10, Log: log, Metrics: metrics}
 
 	loginPeople := identity.NewStore(te.As("LoginFunction").DB, te.Table)
 	loginPeople.Metrics = te.Metrics("login")
@@ -109,7 +118,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{sb: te.Sandbox, te: te, wc: te.WeChat, h: h, syncer: syncer, runs: runs, people: identity.NewStore(te.DB, te.Table), login: lh, db: te.DB, table: te.Table,
+	return &env{sb: te.Sandbox, te: te, wc: te.WeChat, h: h, syncer: syncer, accounts: accounts, runs: runs, people: identity.NewStore(te.DB, te.Table), login: lh, db: te.DB, table: te.Table,
 		sqs: te.SQS, queueURL: queueURL, delays: d, logs: te.Logs, counter: te.Counter}
 }
 

@@ -19,7 +19,8 @@ import (
 // next start is a new run.
 func TestStartWhileActiveReturnsTheActiveRun(t *testing.T) {
 	e := newEnv(t)
-	if _, err := e.sb.CreateFollowers(sandbox.FollowersSpec{Count: 150}); err != nil {
+	e.syncer.ChunkSize = 10 // two chunks of 20 followers
+	if _, err := e.sb.CreateFollowers(sandbox.FollowersSpec{Count: 20}); err != nil {
 		t.Fatal(err)
 	}
 	const callers = 8
@@ -55,7 +56,7 @@ func TestStartWhileActiveReturnsTheActiveRun(t *testing.T) {
 	}
 	e.drain(t, 2)
 	first := e.status(t)
-	if first.Status != backfill.Done || first.Seen != 150 || first.Waiting != 150 {
+	if first.Status != backfill.Done || first.Seen != 20 || first.Waiting != 20 || first.Chunks != 2 {
 		t.Fatalf("first run = %+v", first)
 	}
 	second, s, err := e.syncer.Start(context.Background())
@@ -65,7 +66,7 @@ func TestStartWhileActiveReturnsTheActiveRun(t *testing.T) {
 	e.drain(t, 2)
 	// Everyone was linked by the first run: the second changes nobody but
 	// counts everyone the same way.
-	if r := e.status(t); r.ID != second.ID || r.Status != backfill.Done || r.Waiting != 150 || len(e.livePeople(t)) != 150 {
+	if r := e.status(t); r.ID != second.ID || r.Status != backfill.Done || r.Waiting != 20 || len(e.livePeople(t)) != 20 {
 		t.Fatalf("second run = %+v", r)
 	}
 }
@@ -76,7 +77,8 @@ func TestStartWhileActiveReturnsTheActiveRun(t *testing.T) {
 // were.
 func TestChunkRedeliveredChangesNothing(t *testing.T) {
 	e := newEnv(t)
-	if _, err := e.sb.CreateFollowers(sandbox.FollowersSpec{Count: 250, WithoutUnionIDShare: 0.2}); err != nil {
+	e.syncer.ChunkSize = 10 // chunks of 10, 10 and 5
+	if _, err := e.sb.CreateFollowers(sandbox.FollowersSpec{Count: 25, WithoutUnionIDShare: 0.2}); err != nil {
 		t.Fatal(err)
 	}
 	e.start(t)
@@ -111,7 +113,7 @@ func TestChunkRedeliveredChangesNothing(t *testing.T) {
 	e.handle(t, ev)
 	e.drain(t, 1)
 	done := e.status(t)
-	if done.Status != backfill.Done || done.Seen != 250 || done.Pages != 2 || done.Waiting != 200 || done.WithoutUnionID != 50 {
+	if done.Status != backfill.Done || done.Seen != 25 || done.Pages != 2 || done.Waiting != 20 || done.WithoutUnionID != 5 {
 		t.Fatalf("run = %+v", done)
 	}
 	calls := e.sb.Calls("/cgi-bin/user/info/batchget")
@@ -126,7 +128,7 @@ func TestChunkRedeliveredChangesNothing(t *testing.T) {
 	if e.sb.Calls("/cgi-bin/user/info/batchget") != calls || counts["TransactWriteItems"]+counts["PutItem"]+counts["UpdateItem"] != 0 {
 		t.Errorf("a done chunk cost WeChat calls or writes: %v", counts)
 	}
-	if n := len(e.livePeople(t)); n != 250 {
+	if n := len(e.livePeople(t)); n != 25 {
 		t.Errorf("%d people", n)
 	}
 }
@@ -137,7 +139,8 @@ func TestChunkRedeliveredChangesNothing(t *testing.T) {
 // duplicate running at the same moment: counted once.
 func TestChunkDoneTwiceByCrashCountsOnce(t *testing.T) {
 	e := newEnv(t)
-	if _, err := e.sb.CreateFollowers(sandbox.FollowersSpec{Count: 100}); err != nil {
+	e.syncer.ChunkSize = 10 // one chunk
+	if _, err := e.sb.CreateFollowers(sandbox.FollowersSpec{Count: 10}); err != nil {
 		t.Fatal(err)
 	}
 	run := e.start(t)
@@ -175,7 +178,7 @@ func TestChunkDoneTwiceByCrashCountsOnce(t *testing.T) {
 	wg.Wait()
 	e.drain(t, 1)
 	got := e.status(t)
-	if got.ID != run.ID || got.Status != backfill.Done || got.Waiting != 100 || got.ChunksDone != 1 || got.Seen != 100 {
+	if got.ID != run.ID || got.Status != backfill.Done || got.Waiting != 10 || got.ChunksDone != 1 || got.Seen != 10 {
 		t.Fatalf("run = %+v", got)
 	}
 }
@@ -185,7 +188,8 @@ func TestChunkDoneTwiceByCrashCountsOnce(t *testing.T) {
 // is missing; the run then ends with exact counts.
 func TestInterruptedRunResumes(t *testing.T) {
 	e := newEnv(t)
-	const n = 1500 // 15 chunks: the page job's batch and one batch of 10 leave 5
+	e.syncer.ChunkSize = 10
+	const n = 150 // 15 chunks: the page job's batch and one batch of 10 leave 5
 	if _, err := e.sb.CreateFollowers(sandbox.FollowersSpec{Count: n, MiniProgramShare: 0.1, WithoutUnionIDShare: 0.1}); err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +217,7 @@ func TestInterruptedRunResumes(t *testing.T) {
 	}
 	e.drain(t, 2)
 	got := e.status(t)
-	if got.Status != backfill.Done || got.Seen != n || got.Waiting != n*9/10 || got.WithoutUnionID != n/10 || got.Pending() != 0 || got.ChunksDone != n/100 {
+	if got.Status != backfill.Done || got.Seen != n || got.Waiting != n*9/10 || got.WithoutUnionID != n/10 || got.Pending() != 0 || got.ChunksDone != n/10 {
 		t.Fatalf("after resume: %+v", got)
 	}
 	// Resuming a run that is over is refused.
@@ -278,7 +282,8 @@ func TestInterruptedBeforeTheNextPage(t *testing.T) {
 // backoff, the errors are recorded, and the run still ends exact.
 func TestQuotaErrorsMidRun(t *testing.T) {
 	e := newEnv(t)
-	const n = 1500 // 15 chunks: more than a batch of 10
+	e.syncer.ChunkSize = 10
+	const n = 150 // 15 chunks: more than a batch of 10
 	if _, err := e.sb.CreateFollowers(sandbox.FollowersSpec{Count: n, WithoutUnionIDShare: 0.5}); err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +346,8 @@ func TestQuotaErrorsMidRun(t *testing.T) {
 // answer such as 48001 is retried: TestConfigErrorsAreRetriedThenCounted.)
 func TestPermanentErrorsAreCountedAsFailed(t *testing.T) {
 	e := newEnv(t)
-	if _, err := e.sb.CreateFollowers(sandbox.FollowersSpec{Count: 300}); err != nil {
+	e.syncer.ChunkSize = 10
+	if _, err := e.sb.CreateFollowers(sandbox.FollowersSpec{Count: 30}); err != nil {
 		t.Fatal(err)
 	}
 	e.start(t)
@@ -352,7 +358,7 @@ func TestPermanentErrorsAreCountedAsFailed(t *testing.T) {
 	}
 	e.drain(t, 1)
 	got := e.status(t)
-	if got.Status != backfill.Done || got.Failed != 100 || got.Waiting != 200 || got.Pending() != 0 || got.Retries != 0 {
+	if got.Status != backfill.Done || got.Failed != 10 || got.Waiting != 20 || got.Pending() != 0 || got.Retries != 0 {
 		t.Fatalf("run = %+v", got)
 	}
 	if !strings.Contains(e.logs.String(), "errcode 40003") {

@@ -38,7 +38,8 @@ next:
 func TestConfigErrorsAreRetriedThenCounted(t *testing.T) {
 	t.Run("fixed_in_time_the_chunk_links", func(t *testing.T) {
 		e := newEnv(t)
-		if _, err := e.sb.CreateFollowers(sandbox.FollowersSpec{Count: 100}); err != nil {
+		e.syncer.ChunkSize = 10
+		if _, err := e.sb.CreateFollowers(sandbox.FollowersSpec{Count: 10}); err != nil {
 			t.Fatal(err)
 		}
 		e.start(t)
@@ -49,7 +50,7 @@ func TestConfigErrorsAreRetriedThenCounted(t *testing.T) {
 		}
 		e.drain(t, 1)
 		got := e.status(t)
-		if got.Status != backfill.Done || got.Failed != 0 || got.Waiting != 100 || got.Retries != 2 || !strings.Contains(got.LastError, "48001") {
+		if got.Status != backfill.Done || got.Failed != 0 || got.Waiting != 10 || got.Retries != 2 || !strings.Contains(got.LastError, "48001") {
 			t.Fatalf("run = %+v", got)
 		}
 		if r, a := metric(e.logs, "FollowerSyncRetries", "class", "config"), metric(e.logs, "FollowerSyncAlarm", "reason", "config"); r != 2 || a != 2 {
@@ -59,7 +60,8 @@ func TestConfigErrorsAreRetriedThenCounted(t *testing.T) {
 	t.Run("never_fixed_the_chunk_fails_after_max_attempts", func(t *testing.T) {
 		e := newEnv(t)
 		e.syncer.MaxAttempts = 3
-		if _, err := e.sb.CreateFollowers(sandbox.FollowersSpec{Count: 100}); err != nil {
+		e.syncer.ChunkSize = 10
+		if _, err := e.sb.CreateFollowers(sandbox.FollowersSpec{Count: 10}); err != nil {
 			t.Fatal(err)
 		}
 		e.start(t)
@@ -70,7 +72,7 @@ func TestConfigErrorsAreRetriedThenCounted(t *testing.T) {
 		}
 		e.drain(t, 1)
 		got := e.status(t)
-		if got.Status != backfill.Done || got.Failed != 100 || got.Retries != 2 {
+		if got.Status != backfill.Done || got.Failed != 10 || got.Retries != 2 {
 			t.Fatalf("run = %+v", got)
 		}
 		if calls := e.sb.Calls("/cgi-bin/user/info/batchget"); calls != 3 {

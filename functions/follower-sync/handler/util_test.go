@@ -8,7 +8,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"wxbridge/shared/backfill"
 )
@@ -33,23 +32,14 @@ func sendInput(url, body string) *sqs.SendMessageInput {
 	return &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(body)}
 }
 
-// purge loses every job on the queue, visible or not.
+// purge loses every job on the queue, visible or not, as SQS's PurgeQueue
+// does.
 func (e *env) purge(t testing.TB) {
 	t.Helper()
-	for {
-		out, err := e.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &e.queueURL, MaxNumberOfMessages: 10})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(out.Messages) == 0 && e.inFlight(t) == 0 {
-			return
-		}
-		var entries []sqstypes.DeleteMessageBatchRequestEntry
-		for _, m := range out.Messages {
-			entries = append(entries, sqstypes.DeleteMessageBatchRequestEntry{Id: m.MessageId, ReceiptHandle: m.ReceiptHandle})
-		}
-		if len(entries) > 0 {
-			e.sqs.DeleteMessageBatch(context.Background(), &sqs.DeleteMessageBatchInput{QueueUrl: &e.queueURL, Entries: entries})
-		}
+	if _, err := e.sqs.PurgeQueue(context.Background(), &sqs.PurgeQueueInput{QueueUrl: &e.queueURL}); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.inFlight(t); n != 0 {
+		t.Fatalf("%d jobs left on the queue after the purge", n)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"wxbridge/shared/config"
 	"wxbridge/shared/httpapi"
 	"wxbridge/shared/reach"
 )
@@ -25,7 +26,7 @@ type Consents interface {
 // templates whose consents are long-term (the answer does not say).
 // Without it the route is not found.
 func WithConsents(consents Consents, lt reach.LongTerm) Option {
-	return func(h *Handler) { h.consents, h.longTerm, h.now = consents, lt, time.Now }
+	return func(h *Handler) { h.consents, h.longTerm = consents, lt }
 }
 
 // ConsentsResponse is the answer to POST /mp/subscribe-consents.
@@ -50,18 +51,15 @@ var templateID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 // stay), ban (the template is banned by the platform) withdraws it. The
 // answer carries no time of its own: the consent is recorded at the
 // request's arrival.
-func (h *Handler) subscribeConsents(ctx context.Context, req events.APIGatewayV2HTTPRequest) (any, error) {
+func (h *Handler) subscribeConsents(ctx context.Context, req events.APIGatewayV2HTTPRequest, app config.App) (any, error) {
 	if h.consents == nil {
 		return nil, httpapi.Fail(http.StatusNotFound, "not_found", "no route %s", httpapi.Route(req))
 	}
-	s, err := h.caller(req)
+	// Subscribe messages are one mini program's: another app's session
+	// has no openid in it to record them for.
+	s, err := h.callerIn(req, app)
 	if err != nil {
 		return nil, err
-	}
-	if s.AppID != h.app.AppID {
-		// Subscribe messages are the mini program's: an H5 session has no
-		// mini-program openid to record them for.
-		return nil, invalidSession()
 	}
 	var in map[string]json.RawMessage
 	if err := httpapi.DecodeJSON(req, MaxBody, &in); err != nil {
@@ -119,12 +117,4 @@ func (h *Handler) consentsOf(in map[string]json.RawMessage, now time.Time) ([]re
 		}
 	}
 	return cs, nil
-}
-
-// clip shortens a client's string for an error message.
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
 }

@@ -1,7 +1,11 @@
-// Package handler is the login function's HTTP shape: POST /mp/login,
-// POST /mp/profile, POST /mp/subscribe-consents and GET /me, taking and
-// returning API Gateway v2 events
-// so the same code runs in Lambda, the devstack and the tests.
+// Package handler is the login function's HTTP shape, taking and returning
+// API Gateway v2 events so the same code runs in Lambda, the devstack and
+// the tests. It serves every configured mini program and mobile app:
+//
+//   - POST /mp/login, /mp/profile, /mp/phone, /mp/subscribe-consents for the
+//     default mini program, and the same under /mp/{appid}/ for any of them;
+//   - POST /app/login for the default mobile app, /app/{appid}/login for any;
+//   - GET /me, for a session of any configured app.
 package handler
 
 import (
@@ -28,9 +32,11 @@ import (
 // MaxBody is the largest request body accepted.
 const MaxBody = 16 << 10
 
-// WeChat is the platform call login needs.
+// WeChat is the platform calls login needs.
 type WeChat interface {
 	Code2Session(ctx context.Context, appid, secret, code string) (wechat.Session, error)
+	OAuthToken(ctx context.Context, appid, secret, code string) (wechat.WebToken, error)
+	PhoneNumber(ctx context.Context, appid, code string) (wechat.Phone, error)
 }
 
 // People is the identity store as login uses it.
@@ -38,6 +44,7 @@ type People interface {
 	Link(ctx context.Context, s identity.Sighting) (identity.Result, error)
 	Lookup(ctx context.Context, k identity.Key) (identity.Person, error)
 	Session(ctx context.Context, appid, openid string) (identity.MPSession, error)
+	VerifyPhone(ctx context.Context, uid, appid, number string, at time.Time) (identity.Person, error)
 }
 
 // TokenUses spends binding tokens (binding.Uses): each binds one WeChat
@@ -49,8 +56,9 @@ type TokenUses interface {
 
 // Handler serves the login routes.
 type Handler struct {
-	app      config.App
-	oaAppID  string // sessions from the OA's web OAuth (oauth-callback) are accepted by GET /me
+	apps     map[config.Kind][]config.App // the mini programs and mobile apps served, each kind's default first
+	kinds    map[string]config.Kind       // every configured app by appid: whose sessions GET /me accepts
+	defaults map[config.Kind]string       // the default app of each kind: /me's compatibility fields
 	wechat   WeChat
 	people   People
 	sessions *session.Keys
@@ -58,7 +66,7 @@ type Handler struct {
 	uses     TokenUses         // nil: bind tokens cannot be made single-use, so none is accepted
 	consents Consents          // nil: POST /mp/subscribe-consents is not served
 	longTerm reach.LongTerm
-	now      func() time.Time // when consents are recorded
+	now      func() time.Time // when consents and phone numbers are recorded
 	log      *slog.Logger
 	metrics  *observe.Metrics
 }
@@ -71,18 +79,42 @@ type Option func(*Handler)
 // refused.
 func WithTokenUses(uses TokenUses) Option { return func(h *Handler) { h.uses = uses } }
 
-// New builds a Handler from the configuration secret. The mini program's
-// credentials and the session key are required; without a bind key (or
-// WithTokenUses), logins that carry a bind_token are refused.
+// New builds a Handler from the configuration secret. The session key and
+// at least one mini program or mobile app are required, each with its
+// secret; without a bind key (or WithTokenUses), logins that carry a
+// bind_token are refused.
 func New(cfg config.Config, wc WeChat, people People, log *slog.Logger, metrics *observe.Metrics, opts ...Option) (*Handler, error) {
-	if err := cfg.Check(config.NeedMiniProgram, config.NeedSigningKey); err != nil {
+	mps, mobiles := cfg.Apps(config.KindMiniProgram), cfg.Apps(config.KindMobile)
+	needs := []config.Need{config.NeedSigningKey}
+	if len(mps) > 0 || len(mobiles) == 0 {
+		// A deployment with mobile apps only has no mini program to check;
+		// one with neither is told the mini program is missing.
+		needs = append(needs, config.NeedMiniProgram)
+	}
+	if err := cfg.Check(needs...); err != nil {
 		return nil, err
+	}
+	for _, a := range mobiles {
+		if a.Secret == "" {
+			return nil, fmt.Errorf("%w: mobile app %s has no secret", config.ErrIncomplete, a.AppID)
+		}
 	}
 	keys, err := session.NewKeys(cfg.SigningKey, cfg.SigningKeyPrevious, 0)
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{app: cfg.MiniProgram, oaAppID: cfg.OfficialAccount.AppID, wechat: wc, people: people, sessions: keys, log: log, metrics: metrics}
+	h := &Handler{
+		apps:     map[config.Kind][]config.App{config.KindMiniProgram: mps, config.KindMobile: mobiles},
+		kinds:    map[string]config.Kind{},
+		defaults: map[config.Kind]string{},
+		wechat:   wc, people: people, sessions: keys, now: time.Now, log: log, metrics: metrics,
+	}
+	for _, ref := range cfg.AllApps() {
+		h.kinds[ref.AppID] = ref.Kind
+		if _, ok := h.defaults[ref.Kind]; !ok {
+			h.defaults[ref.Kind] = ref.AppID
+		}
+	}
 	if cfg.Check(config.NeedBindKey) == nil {
 		h.bindings = binding.NewVerifier(cfg.BindKey, cfg.BindKeyPrevious)
 	}
@@ -90,6 +122,28 @@ func New(cfg config.Config, wc WeChat, people People, log *slog.Logger, metrics 
 		o(h)
 	}
 	return h, nil
+}
+
+// endpoint is what one route serves, and for which kind of app: the
+// default one, or the one its {appid} names.
+type endpoint struct {
+	kind    config.Kind // "" for a route of no app (GET /me)
+	byAppID bool
+	serve   func(h *Handler, ctx context.Context, req events.APIGatewayV2HTTPRequest, app config.App) (any, error)
+}
+
+var endpoints = map[string]endpoint{
+	"POST /mp/login":                      {config.KindMiniProgram, false, (*Handler).login},
+	"POST /mp/{appid}/login":              {config.KindMiniProgram, true, (*Handler).login},
+	"POST /mp/profile":                    {config.KindMiniProgram, false, (*Handler).profile},
+	"POST /mp/{appid}/profile":            {config.KindMiniProgram, true, (*Handler).profile},
+	"POST /mp/phone":                      {config.KindMiniProgram, false, (*Handler).phone},
+	"POST /mp/{appid}/phone":              {config.KindMiniProgram, true, (*Handler).phone},
+	"POST /mp/subscribe-consents":         {config.KindMiniProgram, false, (*Handler).subscribeConsents},
+	"POST /mp/{appid}/subscribe-consents": {config.KindMiniProgram, true, (*Handler).subscribeConsents},
+	"POST /app/login":                     {config.KindMobile, false, (*Handler).appLogin},
+	"POST /app/{appid}/login":             {config.KindMobile, true, (*Handler).appLogin},
+	"GET /me":                             {"", false, (*Handler).me},
 }
 
 // Handle serves one request.
@@ -100,17 +154,18 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 		body any
 		err  error
 	)
-	switch route {
-	case "POST /mp/login":
-		body, err = h.login(ctx, req)
-	case "POST /mp/profile":
-		body, err = h.profile(ctx, req)
-	case "GET /me":
-		body, err = h.me(ctx, req)
-	case "POST /mp/subscribe-consents":
-		body, err = h.subscribeConsents(ctx, req)
-	default:
+	if ep, ok := endpoints[route]; !ok {
 		err = httpapi.Fail(http.StatusNotFound, "not_found", "no route %s", route)
+	} else {
+		var app config.App
+		if ep.kind != "" {
+			if app, err = h.app(ep.kind, ep.byAppID, req); err == nil {
+				ctx = observe.With(ctx, "appid", app.AppID)
+			}
+		}
+		if err == nil {
+			body, err = ep.serve(h, ctx, req, app)
+		}
 	}
 	if err == nil {
 		h.log.InfoContext(ctx, "request", "outcome", "ok")
@@ -121,10 +176,9 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 	switch {
 	case errors.As(err, &aws):
 		// DynamoDB or Secrets Manager failed past the SDK's own retries
-		// (throttled, down): nothing was written, and the same request may
-		// pass in a moment.
+		// (throttled, down): the same request may pass in a moment.
 		h.log.ErrorContext(ctx, "request", "outcome", "unavailable", "error", err)
-		he = httpapi.Fail(http.StatusServiceUnavailable, "unavailable", "wxbridge's storage is not answering right now: retry shortly (a login with a new code from wx.login: the old one is used)")
+		he = httpapi.Fail(http.StatusServiceUnavailable, "unavailable", "wxbridge's storage is not answering right now: retry shortly (a login or a phone number with a new code: the old one may be used)")
 		he.RetryAfter = 2
 	case !errors.As(err, &he):
 		h.log.ErrorContext(ctx, "request", "outcome", "server_error", "error", err)
@@ -135,218 +189,60 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 	return httpapi.Respond(he), nil
 }
 
-type loginRequest struct {
-	Code      string `json:"code"`
-	BindToken string `json:"bind_token,omitempty"`
-}
-
-// PersonView is what a client learns about its own person.
-type PersonView struct {
-	UID       string `json:"uid"`
-	Linked    bool   `json:"linked"`
-	FollowsOA bool   `json:"follows_oa"`
-}
-
-func viewOf(p identity.Person) PersonView {
-	return PersonView{UID: p.UID, Linked: p.Linked(), FollowsOA: p.FollowsOA()}
-}
-
-// LoginResponse is the answer to POST /mp/login.
-type LoginResponse struct {
-	Session   string     `json:"session"`
-	ExpiresAt time.Time  `json:"expires_at"`
-	Person    PersonView `json:"person"`
-}
-
-func (h *Handler) login(ctx context.Context, req events.APIGatewayV2HTTPRequest) (any, error) {
-	var in loginRequest
-	if err := httpapi.DecodeJSON(req, MaxBody, &in); err != nil {
-		return nil, err
-	}
-	if in.Code == "" {
-		return nil, httpapi.Fail(http.StatusBadRequest, "invalid_request", "code is required: the code from wx.login")
-	}
-	if len(in.Code) > 128 {
-		return nil, httpapi.Fail(http.StatusBadRequest, "invalid_code", "code is not a wx.login code: call wx.login again")
-	}
-	// The binding is checked before the code is spent: a bad bind_token
-	// must not cost the user their login code.
-	var tok binding.Token
-	if in.BindToken != "" {
-		if h.bindings == nil || h.uses == nil {
-			return nil, httpapi.Fail(http.StatusBadRequest, "invalid_bind_token", "business binding is not configured")
+// app is the app of kind k a request is for: the one its path's {appid}
+// names, or the kind's default. An appid not configured as that kind is
+// 404 unknown_app, before anything is read or called.
+func (h *Handler) app(k config.Kind, byAppID bool, req events.APIGatewayV2HTTPRequest) (config.App, error) {
+	apps := h.apps[k]
+	if !byAppID {
+		if len(apps) == 0 {
+			return config.App{}, httpapi.Fail(http.StatusNotFound, "unknown_app", "no %s is configured", kindName(k))
 		}
-		var err error
-		if tok, err = h.bindings.Check(in.BindToken); err != nil {
-			return nil, httpapi.Fail(http.StatusBadRequest, "invalid_bind_token", "bind_token is malformed, forged or expired")
+		return apps[0], nil
+	}
+	appid := req.PathParameters["appid"]
+	for _, a := range apps {
+		if a.AppID == appid {
+			return a, nil
 		}
 	}
-	ws, err := h.wechat.Code2Session(ctx, h.app.AppID, h.app.Secret, in.Code)
-	if err != nil {
-		return nil, h.wechatFailure(ctx, err)
-	}
-	sighting := identity.Sighting{
-		MP:      &identity.MPSighting{AppID: h.app.AppID, OpenID: ws.OpenID, SessionKey: ws.SessionKey},
-		UnionID: ws.UnionID,
-		Source:  identity.SourceLogin,
-	}
-	// Single use: only the user a token bound first may present it again
-	// (a retried login). It is spent before the link, so that two users
-	// presenting it at once cannot both be bound.
-	first, spender := false, holder(sighting)
-	if tok.ExternalID != "" {
-		if first, err = h.uses.Spend(ctx, tok, spender); err != nil {
-			if errors.Is(err, binding.ErrSpent) {
-				h.log.WarnContext(ctx, "binding refused", "outcome", "binding_refused", "reason", "token_used")
-				h.metrics.Count("BindingsRefused", "source", "login", "reason", "token_used")
-				return nil, httpapi.Fail(http.StatusBadRequest, "invalid_bind_token", "bind_token has already bound another WeChat user: ask for a new one")
-			}
-			return nil, err
-		}
-		sighting.ExternalID = tok.ExternalID
-	}
-	res, err := h.people.Link(ctx, sighting)
-	if err != nil {
-		if first && errors.Is(err, identity.ErrConflict) {
-			// Nothing was bound: the token stays for its rightful user,
-			// and the refused login leaves nothing written.
-			if uerr := h.uses.Unspend(ctx, tok, spender); uerr != nil {
-				h.log.WarnContext(ctx, "give the binding token back", "outcome", "token_kept", "error", uerr)
-			}
-		}
-		return nil, h.identityFailure(err)
-	}
-	h.metrics.Count("Logins", "outcome", string(res.Outcome))
-	h.log.InfoContext(ctx, "login", "outcome", "logged_in", "uid", res.Person.UID, "link", res.Outcome, "unionid_known", ws.UnionID != "", "bound", sighting.ExternalID != "")
-	bearer, s, err := h.sessions.Issue(session.Session{AppID: h.app.AppID, OpenID: ws.OpenID, UID: res.Person.UID})
-	if err != nil {
-		return nil, err
-	}
-	return LoginResponse{Session: bearer, ExpiresAt: s.Expires, Person: viewOf(res.Person)}, nil
+	return config.App{}, httpapi.Fail(http.StatusNotFound, "unknown_app", "%q is not a configured %s", clip(appid), kindName(k))
 }
 
-type profileRequest struct {
-	EncryptedData string `json:"encrypted_data"`
-	IV            string `json:"iv"`
+func kindName(k config.Kind) string {
+	if k == config.KindMobile {
+		return "mobile app"
+	}
+	return "mini program"
 }
 
-// ProfileResponse is the answer to POST /mp/profile.
-type ProfileResponse struct {
-	Person       PersonView `json:"person"`
-	UnionIDKnown bool       `json:"unionid_known"`
-}
-
-func (h *Handler) profile(ctx context.Context, req events.APIGatewayV2HTTPRequest) (any, error) {
-	s, err := h.caller(req)
-	if err != nil {
-		return nil, err
-	}
-	if s.AppID != h.app.AppID {
-		// Open data belongs to a mini-program login, not to an H5 session.
-		return nil, invalidSession()
-	}
-	var in profileRequest
-	if err := httpapi.DecodeJSON(req, MaxBody, &in); err != nil {
-		return nil, err
-	}
-	if in.EncryptedData == "" || in.IV == "" {
-		return nil, httpapi.Fail(http.StatusBadRequest, "invalid_request", "encrypted_data and iv are required")
-	}
-	stored, err := h.people.Session(ctx, s.AppID, s.OpenID)
-	if errors.Is(err, identity.ErrNotFound) {
-		return nil, invalidSession()
-	}
-	if err != nil {
-		return nil, err
-	}
-	data, err := wechat.DecryptOpenData(stored.SessionKey, in.EncryptedData, in.IV, s.AppID)
-	switch {
-	case errors.Is(err, wechat.ErrOpenData):
-		return nil, httpapi.Fail(http.StatusBadRequest, "stale_session_key", "open data does not decrypt with the latest login's session key: call wx.login and POST /mp/login, then get the data again")
-	case errors.Is(err, wechat.ErrWatermark):
-		return nil, httpapi.Fail(http.StatusBadRequest, "invalid_open_data", "open data was issued for another app")
-	case err != nil:
-		return nil, err
-	case data.OpenID != "" && data.OpenID != s.OpenID:
-		return nil, httpapi.Fail(http.StatusBadRequest, "invalid_open_data", "open data belongs to another user")
-	}
-	if data.UnionID == "" {
-		p, err := h.people.Lookup(ctx, identity.MPKey(s.AppID, s.OpenID))
-		if err != nil {
-			return nil, h.identityFailure(err)
-		}
-		return ProfileResponse{Person: viewOf(p), UnionIDKnown: p.UnionID != ""}, nil
-	}
-	res, err := h.people.Link(ctx, identity.Sighting{
-		MP:      &identity.MPSighting{AppID: s.AppID, OpenID: s.OpenID},
-		UnionID: data.UnionID,
-		Source:  identity.SourceOpenData,
-	})
-	if err != nil {
-		return nil, h.identityFailure(err)
-	}
-	h.metrics.Count("UnionIDReveals", "outcome", string(res.Outcome))
-	h.log.InfoContext(ctx, "profile", "outcome", "unionid_revealed", "uid", res.Person.UID, "link", res.Outcome)
-	return ProfileResponse{Person: viewOf(res.Person), UnionIDKnown: true}, nil
-}
-
-// MeResponse is the answer to GET /me: the caller's identities and links.
-type MeResponse struct {
-	PersonView
-	MiniProgram     *AppIdentity `json:"mini_program,omitempty"`
-	OfficialAccount *AppIdentity `json:"official_account,omitempty"`
-	UnionIDKnown    bool         `json:"unionid_known"`
-	ExternalID      string       `json:"external_id,omitempty"`
-}
-
-// AppIdentity is the caller's identity in one app.
-type AppIdentity struct {
-	AppID          string     `json:"appid"`
-	OpenID         string     `json:"openid"`
-	Subscribed     *bool      `json:"subscribed,omitempty"`
-	SubscribedAt   *time.Time `json:"subscribed_at,omitempty"`
-	UnsubscribedAt *time.Time `json:"unsubscribed_at,omitempty"`
-}
-
-func (h *Handler) me(ctx context.Context, req events.APIGatewayV2HTTPRequest) (any, error) {
-	s, err := h.caller(req)
-	if err != nil {
-		return nil, err
-	}
-	key := identity.MPKey(s.AppID, s.OpenID)
-	if s.AppID != h.app.AppID {
-		key = identity.OAKey(s.AppID, s.OpenID) // an H5 session from web OAuth
-	}
-	p, err := h.people.Lookup(ctx, key)
-	if errors.Is(err, identity.ErrNotFound) {
-		return nil, invalidSession()
-	}
-	if err != nil {
-		return nil, h.identityFailure(err)
-	}
-	out := MeResponse{PersonView: viewOf(p), UnionIDKnown: p.UnionID != "", ExternalID: p.ExternalID}
-	if mp, ok := p.MP[h.app.AppID]; ok {
-		out.MiniProgram = &AppIdentity{AppID: h.app.AppID, OpenID: mp.OpenID}
-	}
-	for appid, oa := range p.OA {
-		known := oa.SubscribedAt != nil || oa.UnsubscribedAt != nil
-		id := &AppIdentity{AppID: appid, OpenID: oa.OpenID, SubscribedAt: oa.SubscribedAt, UnsubscribedAt: oa.UnsubscribedAt}
-		if known {
-			id.Subscribed = &oa.Subscribed
-		}
-		out.OfficialAccount = id
-	}
-	return out, nil
-}
-
-// caller verifies the bearer session.
-func (h *Handler) caller(req events.APIGatewayV2HTTPRequest) (session.Session, error) {
+// caller verifies the bearer session: one of any configured app, whose
+// kind it returns.
+func (h *Handler) caller(req events.APIGatewayV2HTTPRequest) (session.Session, config.Kind, error) {
 	tok, ok := httpapi.Bearer(req)
 	if !ok {
-		return session.Session{}, httpapi.Fail(http.StatusUnauthorized, "invalid_session", "send the session from POST /mp/login as a bearer token")
+		return session.Session{}, "", httpapi.Fail(http.StatusUnauthorized, "invalid_session", "send the session from a login as a bearer token")
 	}
 	s, err := h.sessions.Verify(tok)
-	if err != nil || (s.AppID != h.app.AppID && (h.oaAppID == "" || s.AppID != h.oaAppID)) {
+	if err != nil {
+		return session.Session{}, "", invalidSession()
+	}
+	k, ok := h.kinds[s.AppID]
+	if !ok {
+		return session.Session{}, "", invalidSession()
+	}
+	return s, k, nil
+}
+
+// callerIn verifies that the bearer session is one of app: open data,
+// phone numbers and subscribe consents belong to one mini program's login,
+// not to another app's session.
+func (h *Handler) callerIn(req events.APIGatewayV2HTTPRequest, app config.App) (session.Session, error) {
+	s, _, err := h.caller(req)
+	if err != nil {
+		return session.Session{}, err
+	}
+	if s.AppID != app.AppID {
 		return session.Session{}, invalidSession()
 	}
 	return s, nil
@@ -356,33 +252,27 @@ func invalidSession() *httpapi.Error {
 	return httpapi.Fail(http.StatusUnauthorized, "invalid_session", "the session is invalid or expired: log in again")
 }
 
-// holder names the user of a login as binding tokens record who spent
-// them: by unionid when jscode2session gave it (the name a QR scan by the
-// same user gives), else by the mini-program openid.
-func holder(s identity.Sighting) string {
-	if s.UnionID != "" {
-		return identity.UnionKey(s.UnionID).String()
-	}
-	return identity.MPKey(s.MP.AppID, s.MP.OpenID).String()
-}
-
-// wechatFailure maps a failed jscode2session to an answer by its class.
-func (h *Handler) wechatFailure(ctx context.Context, err error) error {
+// wechatFailure maps a failed exchange of a user's code (api) to an answer
+// by its class; again says how the client gets a new code.
+func (h *Handler) wechatFailure(ctx context.Context, api, again string, err error) error {
 	// The client counts WeChatErrors by api and errcode.
 	class := wechat.ClassOf(err)
-	h.log.WarnContext(ctx, "jscode2session failed", "outcome", "wechat_error", "class", class.String(), "error", err, "rid", wechat.RID(err))
+	h.log.WarnContext(ctx, api+" failed", "outcome", "wechat_error", "class", class.String(), "error", err, "rid", wechat.RID(err))
 	switch class {
 	case wechat.ClassCode:
-		return httpapi.Fail(http.StatusBadRequest, "invalid_code", "the login code is invalid, expired or already used: call wx.login again")
-	case wechat.ClassTransient, wechat.ClassQuota:
+		return httpapi.Fail(http.StatusBadRequest, "invalid_code", "the code is invalid, expired or already used: %s", again)
+	case wechat.ClassTransient, wechat.ClassQuota, wechat.ClassToken:
+		// ClassToken: the access token was refused even after a fresh one
+		// was asked for; the token-refresher catches up within minutes.
 		e := httpapi.Fail(http.StatusServiceUnavailable, "wechat_unavailable", "WeChat is not answering right now: retry shortly")
 		e.RetryAfter = 2
 		return e
 	case wechat.ClassUserState:
 		return httpapi.Fail(http.StatusForbidden, "login_blocked", "WeChat refused this user's login")
 	}
-	// Configuration, token or unknown errors are ours to fix, not the user's.
-	return fmt.Errorf("jscode2session: %w", err)
+	// Configuration, infrastructure or unknown errors are ours to fix, not
+	// the user's.
+	return fmt.Errorf("%s: %w", api, err)
 }
 
 // identityFailure maps identity store errors to answers.
@@ -398,4 +288,12 @@ func (h *Handler) identityFailure(err error) error {
 		return invalidSession()
 	}
 	return err
+}
+
+// clip shortens a client's string for an error message.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }

@@ -21,7 +21,6 @@ import (
 	"wxbridge/shared/config"
 	"wxbridge/shared/identity"
 	"wxbridge/shared/observe"
-	"wxbridge/shared/wechat"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
@@ -62,7 +61,7 @@ func newEnv(t testing.TB, tweaks ...func(*sandbox.Config)) *env {
 	}
 	table := te.Table
 	logs := &bytes.Buffer{}
-	h, err := New(cfg, wechat.New(wechat.Options{APIBase: te.URL}), identity.NewStore(fn.DB, table), observe.Logger(logs, "login"), observe.NewMetrics(logs, "login"), WithTokenUses(binding.NewUses(fn.DB, table)))
+	h, err := New(cfg, fn.WeChat, identity.NewStore(fn.DB, table), observe.Logger(logs, "login"), observe.NewMetrics(logs, "login"), WithTokenUses(binding.NewUses(fn.DB, table)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,8 +78,20 @@ func (e *env) faults(t testing.TB) (*awsfault.Proxy, aws.Config) {
 
 func (e *env) call(t testing.TB, route, body, bearer string) (int, map[string]any, events.APIGatewayV2HTTPResponse) {
 	t.Helper()
+	return e.callIn(t, route, "", body, bearer)
+}
+
+// callIn calls route, whose {appid}, if any, is appid, as API Gateway
+// passes it: the route key as the template has it, the value in
+// pathParameters.
+func (e *env) callIn(t testing.TB, route, appid, body, bearer string) (int, map[string]any, events.APIGatewayV2HTTPResponse) {
+	t.Helper()
 	method, path, _ := strings.Cut(route, " ")
 	req := events.APIGatewayV2HTTPRequest{RouteKey: route, RawPath: path, Body: body, Headers: map[string]string{}}
+	if strings.Contains(path, "{appid}") {
+		req.RawPath = strings.Replace(path, "{appid}", appid, 1)
+		req.PathParameters = map[string]string{"appid": appid}
+	}
 	req.RequestContext.HTTP.Method = method
 	if bearer != "" {
 		req.Headers["authorization"] = "Bearer " + bearer

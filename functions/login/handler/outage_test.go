@@ -38,7 +38,7 @@ func TestStoreOutageAsksTheClientToRetry(t *testing.T) {
 	if status != http.StatusServiceUnavailable || body["error"] != "unavailable" || resp.Headers["Retry-After"] == "" {
 		t.Fatalf("login while DynamoDB fails = %d %v %v, want 503 unavailable with Retry-After", status, body, resp.Headers)
 	}
-	if _, err := e.store.Lookup(context.Background(), identity.MPKey(e.h.app.AppID, person.MPOpenID)); err == nil {
+	if _, err := e.store.Lookup(context.Background(), identity.MPKey(sandbox.DevMiniProgram.AppID, person.MPOpenID)); err == nil {
 		t.Fatal("a login refused for an outage wrote the person")
 	}
 	p.Clear()

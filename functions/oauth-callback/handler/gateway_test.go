@@ -61,14 +61,28 @@ func (g gateway) handler() http.Handler {
 				raw = path
 			}
 		}
-		if !ok || (route != AuthorizePath && route != CallbackPath) {
+		// The template's routes: /oauth/… and /web/…, the app's segment
+		// a path variable.
+		segs := strings.Split(route, "/")
+		routePath := route
+		if len(segs) == 4 {
+			ev.PathParameters = map[string]string{"appid": segs[2]}
+			segs[2] = "{appid}"
+			routePath = strings.Join(segs, "/")
+		}
+		switch routePath {
+		case AuthorizePath, CallbackPath, AppAuthorizePath, AppCallbackPath, WebAuthorizePath, WebCallbackPath, WebAppAuthorizePath, WebAppCallbackPath:
+		default:
+			ok = false
+		}
+		if !ok {
 			return events.APIGatewayV2HTTPResponse{StatusCode: 404, Body: `{"message":"Not Found"}`}, nil
 		}
 		domain := g.host
 		if g.domainName != "" {
 			domain = g.domainName
 		}
-		ev.RouteKey = ev.RequestContext.HTTP.Method + " " + route
+		ev.RouteKey = ev.RequestContext.HTTP.Method + " " + routePath
 		ev.RawPath = raw
 		ev.Headers["host"] = domain
 		ev.Headers["x-forwarded-proto"] = "https"
@@ -115,7 +129,7 @@ func (e *env) visitThrough(t *testing.T, n internet, start string, p sandbox.Per
 // Path=/oauth/callback on whichever host served /oauth/authorize. Each
 // case is a full authorize, consent and callback round trip.
 func TestSignInAtEveryAddress(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, multiApp()...)
 	var h *Handler
 	current := func() *Handler { return h }
 	execDefault := gateway{host: executeAPI, stage: "$default", h: current}
@@ -126,6 +140,7 @@ func TestSignInAtEveryAddress(t *testing.T) {
 		start     string // the address the page links to
 		moved     bool   // the browser is first sent to the public URL
 		callback  string // where the platform sends the browser back
+		qr        bool   // a website app's: the QR connect page
 	}{
 		{name: "execute_api_address", gateways: []gateway{execDefault},
 			start: "https://" + executeAPI + "/oauth/authorize", callback: "https://" + executeAPI + "/oauth/callback"},
@@ -151,6 +166,14 @@ func TestSignInAtEveryAddress(t *testing.T) {
 		{name: "proxy_that_rewrites_the_host", publicURL: "https://www.example.com/api",
 			gateways: []gateway{{host: "www.example.com", stage: "$default", basePath: "/api", domainName: executeAPI, h: current}},
 			start:    "https://www.example.com/api/oauth/authorize", moved: true, callback: "https://www.example.com/api/oauth/callback"},
+		// Another app's routes, named by appid, come back to that app's
+		// callback under the same base.
+		{name: "official_account_by_appid_linked_at_execute_api", publicURL: "https://api.example.com/wx",
+			gateways: []gateway{execDefault, {host: "api.example.com", stage: "$default", basePath: "/wx", h: current}},
+			start:    "https://" + executeAPI + "/oauth/" + oa2 + "/authorize", moved: true, callback: "https://api.example.com/wx/oauth/" + oa2 + "/callback"},
+		{name: "website_app_at_a_custom_domain_with_a_base_path", publicURL: "https://api.example.com/wx",
+			gateways: []gateway{execDefault, {host: "api.example.com", stage: "$default", basePath: "/wx", h: current}},
+			start:    "https://api.example.com/wx/web/" + web2 + "/authorize", callback: "https://api.example.com/wx/web/" + web2 + "/callback", qr: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -161,7 +184,14 @@ func TestSignInAtEveryAddress(t *testing.T) {
 			}
 			p := e.sb.CreatePerson(sandbox.PersonSpec{})
 			page := e.h5.URL + "/orders?id=8812"
-			start := tc.start + "?" + url.Values{"scope": {wechat.ScopeBase}, "return_to": {page}}.Encode()
+			scope, platform, appid := wechat.ScopeBase, "/connect/oauth2/authorize", oa1
+			if strings.Contains(tc.start, oa2) {
+				appid = oa2
+			}
+			if tc.qr {
+				scope, platform, appid = wechat.ScopeLogin, "/connect/qrconnect", web2
+			}
+			start := tc.start + "?" + url.Values{"scope": {scope}, "return_to": {page}}.Encode()
 			v := e.visitThrough(t, n, start, p)
 
 			if _, code, refused := strings.Cut(v.body, "<small>error: "); refused {
@@ -170,14 +200,14 @@ func TestSignInAtEveryAddress(t *testing.T) {
 			}
 			hops := v.hops
 			if tc.moved {
-				want := strings.TrimSuffix(tc.callback, CallbackPath) + AuthorizePath
+				want := strings.TrimSuffix(tc.callback, "/callback") + "/authorize"
 				if len(hops) == 0 || hops[0].Scheme+"://"+hops[0].Host+hops[0].Path != want ||
-					hops[0].Query().Get("return_to") != page || hops[0].Query().Get("scope") != wechat.ScopeBase {
+					hops[0].Query().Get("return_to") != page || hops[0].Query().Get("scope") != scope {
 					t.Fatalf("hops %v, want %s with the same query first", hops, want)
 				}
 				hops = hops[1:]
 			}
-			if len(hops) != 3 || hops[0].Path != "/connect/oauth2/authorize" {
+			if len(hops) != 3 || hops[0].Path != platform {
 				t.Fatalf("hops = %v, want authorize page, callback, H5 page", v.hops)
 			}
 			cb := *hops[1]
@@ -189,8 +219,8 @@ func TestSignInAtEveryAddress(t *testing.T) {
 				t.Fatalf("ended at %s (%d %q), want the page; hops %v", v.final, v.status, v.body, v.hops)
 			}
 			f := v.fragment()
-			if s := e.verifySession(t, f.Get("session")); s.OpenID != p.OAOpenID {
-				t.Errorf("session for %s, want %s", s.OpenID, p.OAOpenID)
+			if s, openid := e.verifySession(t, f.Get("session")), p.OpenIDs[appid]; s.AppID != appid || s.OpenID != openid {
+				t.Errorf("session for %s in %s, want %s", s.OpenID, s.AppID, openid)
 			}
 		})
 	}

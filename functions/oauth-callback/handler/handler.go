@@ -1,7 +1,10 @@
 // Package handler is the oauth-callback function's HTTP shape: the
-// official account's web OAuth for H5 pages. GET /oauth/authorize sends the
-// browser to the platform's consent page; GET /oauth/callback sends it
-// back to the page with a session or an error in the URL fragment; GET
+// official accounts' web OAuth for H5 pages and the website apps' QR
+// login. GET /oauth/authorize sends the browser to the platform's consent
+// page; GET /oauth/callback sends it back to the page with a session or an
+// error in the URL fragment; /oauth/{appid}/… do the same for any
+// configured official account, and /web/authorize, /web/callback and
+// /web/{appid}/… for website apps, on the platform's QR connect page. GET
 // /<name> serves WeChat's domain verification files. The rules of the
 // sign-in are shared/signin's; this package reads API Gateway v2 events
 // and answers redirects and error pages, so the same code runs in Lambda,
@@ -25,10 +28,18 @@ import (
 	"wxbridge/shared/signin"
 )
 
-// The routes, as served under the API's base URL.
+// The routes, as served under the API's base URL. Those without {appid}
+// serve the default app of their kind (config.Config.Default); {appid}
+// names any configured app of the kind.
 const (
-	AuthorizePath = "/oauth/authorize"
-	CallbackPath  = "/oauth/callback"
+	AuthorizePath       = "/oauth/authorize"
+	CallbackPath        = "/oauth/callback"
+	AppAuthorizePath    = "/oauth/{appid}/authorize"
+	AppCallbackPath     = "/oauth/{appid}/callback"
+	WebAuthorizePath    = "/web/authorize"
+	WebCallbackPath     = "/web/callback"
+	WebAppAuthorizePath = "/web/{appid}/authorize"
+	WebAppCallbackPath  = "/web/{appid}/callback"
 )
 
 // movedParam marks an authorize request that was sent to the public URL
@@ -52,17 +63,37 @@ type Deps = signin.Deps
 
 // Handler serves the OAuth routes and the verification files.
 type Handler struct {
-	flow  *signin.Flow
-	site  signin.Site
-	files config.VerifyFiles
-	d     Deps
+	// flows holds one sign-in flow per configured app, by kind and appid;
+	// defaults names each kind's default app.
+	flows    map[config.Kind]map[string]*signin.Flow
+	defaults map[config.Kind]string
+	site     signin.Site
+	files    config.VerifyFiles
+	d        Deps
 }
 
-// New builds a Handler. The official account's credentials, the signing
-// key and at least one origin are required.
+// New builds a Handler for every official account and website app of cfg.
+// At least one of them, the signing key and at least one origin are
+// required.
 func New(cfg config.Config, opts Options, d Deps) (*Handler, error) {
-	if err := cfg.Check(config.NeedOfficialAccount, config.NeedSigningKey); err != nil {
+	if err := cfg.Check(config.NeedSigningKey); err != nil {
 		return nil, err
+	}
+	oas, webs := cfg.Apps(config.KindOfficialAccount), cfg.Apps(config.KindWebsite)
+	if len(oas) == 0 && len(webs) == 0 {
+		return nil, fmt.Errorf("%w: oauth-callback needs an official account or a website app (official_account, official_accounts, website_apps)", config.ErrIncomplete)
+	}
+	// Entries the lists leave out for want of an appid are mistakes, not
+	// apps to skip.
+	if len(oas) > 0 {
+		if err := cfg.Check(config.NeedOfficialAccount); err != nil {
+			return nil, err
+		}
+	}
+	for i, a := range cfg.WebsiteApps {
+		if a.AppID == "" || a.Secret == "" {
+			return nil, fmt.Errorf("%w: website_apps[%d].appid/secret", config.ErrIncomplete, i)
+		}
 	}
 	if len(opts.Origins) == 0 {
 		return nil, errors.New("oauth-callback: no H5 origins configured (WXB_H5_ORIGINS): no page could receive a session")
@@ -75,15 +106,46 @@ func New(cfg config.Config, opts Options, d Deps) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	flow, err := signin.New(signin.OfficialAccount(cfg.OfficialAccount.App), origins, cfg.SigningKey, cfg.SigningKeyPrevious, d)
-	if err != nil {
-		return nil, err
+	h := &Handler{flows: map[config.Kind]map[string]*signin.Flow{}, defaults: map[config.Kind]string{}, site: site, files: cfg.VerifyFiles, d: d}
+	add := func(k config.Kind, app signin.App) error {
+		flow, err := signin.New(app, origins, cfg.SigningKey, cfg.SigningKeyPrevious, d)
+		if err != nil {
+			return err
+		}
+		if h.flows[k] == nil {
+			h.flows[k], h.defaults[k] = map[string]*signin.Flow{}, app.AppID
+		}
+		h.flows[k][app.AppID] = flow
+		return nil
 	}
-	return &Handler{flow: flow, site: site, files: cfg.VerifyFiles, d: d}, nil
+	for i, a := range oas {
+		app := signin.OfficialAccount(a)
+		// States issued before they named their app are in flight for ten
+		// minutes after the deploy that made them name it; the one app
+		// that issued them then was the default official account, so they
+		// are accepted there (at /oauth/callback, where they were sent)
+		// and refused everywhere else.
+		app.LegacyStates = i == 0
+		if err := add(config.KindOfficialAccount, app); err != nil {
+			return nil, err
+		}
+	}
+	for _, a := range webs {
+		if err := add(config.KindWebsite, signin.Website(a)); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
 }
 
 // SetClock replaces the clock that states are issued and checked by.
-func (h *Handler) SetClock(now func() time.Time) { h.flow.SetClock(now) }
+func (h *Handler) SetClock(now func() time.Time) {
+	for _, flows := range h.flows {
+		for _, f := range flows {
+			f.SetClock(now)
+		}
+	}
+}
 
 // ParseOrigins reads a comma-separated list of origins such as
 // "https://h5.example.com,https://m.example.com".
@@ -98,15 +160,22 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 		outcome []any // attributes of the request's log line
 		err     error
 	)
-	switch route {
-	case "GET " + AuthorizePath:
-		resp, outcome, err = h.authorize(ctx, req)
-	case "GET " + CallbackPath:
-		resp, outcome, err = h.callback(ctx, req)
-	case "GET " + VerifyPath, "HEAD " + VerifyPath:
+	switch ep, ok := parseEndpoint(route, req.PathParameters); {
+	case route == "GET "+VerifyPath || route == "HEAD "+VerifyPath:
 		resp, outcome = h.verifyFile(req)
-	default:
+	case !ok:
 		err = &pageError{http.StatusNotFound, "not_found", "There is no such page."}
+	default:
+		var flow *signin.Flow
+		if flow, ep, err = h.flow(ep); err != nil {
+			break
+		}
+		ctx = observe.With(ctx, "appid", ep.appid)
+		if ep.callback {
+			resp, outcome, err = h.callback(ctx, req, flow, ep)
+		} else {
+			resp, outcome, err = h.authorize(ctx, req, flow, ep)
+		}
 	}
 	if err == nil {
 		h.d.Log.InfoContext(ctx, "request", outcome...)
@@ -129,7 +198,97 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 	return pe.response(), nil
 }
 
-func (h *Handler) authorize(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, []any, error) {
+// endpoint is one sign-in route as a request names it.
+type endpoint struct {
+	kind     config.Kind // KindOfficialAccount (/oauth) or KindWebsite (/web)
+	appid    string      // "" on a default app's route, until flow fills it in
+	named    bool        // the path names the app
+	callback bool        // the callback, else the authorize route
+}
+
+// parseEndpoint reads route ("GET /oauth/{appid}/authorize" as API
+// Gateway names the route, with the appid among params; or the raw
+// "GET /oauth/wx…/authorize" behind a catch-all route).
+func parseEndpoint(route string, params map[string]string) (endpoint, bool) {
+	path, ok := strings.CutPrefix(route, "GET /")
+	if !ok {
+		return endpoint{}, false
+	}
+	segs := strings.Split(path, "/")
+	var ep endpoint
+	switch segs[0] {
+	case "oauth":
+		ep.kind = config.KindOfficialAccount
+	case "web":
+		ep.kind = config.KindWebsite
+	default:
+		return endpoint{}, false
+	}
+	switch len(segs) {
+	case 2:
+	case 3:
+		ep.named, ep.appid = true, segs[1]
+		if segs[1] == "{appid}" {
+			ep.appid = params["appid"]
+		}
+		if ep.appid == "" {
+			return endpoint{}, false
+		}
+	default:
+		return endpoint{}, false
+	}
+	switch segs[len(segs)-1] {
+	case "authorize":
+	case "callback":
+		ep.callback = true
+	default:
+		return endpoint{}, false
+	}
+	return ep, true
+}
+
+// path is ep's route under the base URL, the appid filled in.
+func (ep endpoint) path() string {
+	p := "/oauth"
+	if ep.kind == config.KindWebsite {
+		p = "/web"
+	}
+	if ep.named {
+		p += "/" + url.PathEscape(ep.appid)
+	}
+	if ep.callback {
+		return p + "/callback"
+	}
+	return p + "/authorize"
+}
+
+// other is the same app's other step on the same kind of route: the
+// callback of an authorize route.
+func (ep endpoint) other() endpoint {
+	ep.callback = !ep.callback
+	return ep
+}
+
+// flow finds the sign-in flow of ep's app, and ep with the appid filled
+// in.
+func (h *Handler) flow(ep endpoint) (*signin.Flow, endpoint, error) {
+	name := "official account"
+	if ep.kind == config.KindWebsite {
+		name = "website app"
+	}
+	if !ep.named {
+		if ep.appid = h.defaults[ep.kind]; ep.appid == "" {
+			return nil, ep, &pageError{http.StatusNotFound, "unknown_app", "No " + name + " signs in here."}
+		}
+	}
+	f, ok := h.flows[ep.kind][ep.appid]
+	if !ok {
+		return nil, ep, &pageError{http.StatusNotFound, "unknown_app", "There is no such " + name + " here."}
+	}
+	return f, ep, nil
+}
+
+func (h *Handler) authorize(ctx context.Context, req events.APIGatewayV2HTTPRequest, flow *signin.Flow, ep endpoint) (events.APIGatewayV2HTTPResponse, []any, error) {
 	q, err := query(req)
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, nil, err
@@ -143,14 +302,16 @@ func (h *Handler) authorize(ctx context.Context, req events.APIGatewayV2HTTPRequ
 			// The cookie must be set on the host the callback is served
 			// from: start again there.
 			q.Set(movedParam, "1")
-			return redirect(base + AuthorizePath + "?" + q.Encode()), []any{"outcome", "moved_to_public_url"}, nil
+			return redirect(base + ep.path() + "?" + q.Encode()), []any{"outcome", "moved_to_public_url"}, nil
 		}
 		// Sent there already, yet the request names another host: a proxy
 		// in front (CloudFront) that does not pass the Host on. The
 		// browser is where it was sent, so carry on.
 		h.d.Log.InfoContext(ctx, "public URL", "outcome", "arrived_under_another_host", "domain", req.RequestContext.DomainName)
 	}
-	start, err := h.flow.Begin(ctx, q.Get("scope"), q.Get("return_to"), base+CallbackPath)
+	// WeChat comes back to this app's callback: the default app's routes
+	// stay among themselves, so that redirect_uri is what it always was.
+	start, err := flow.Begin(ctx, q.Get("scope"), q.Get("return_to"), base+ep.other().path())
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, nil, err
 	}
@@ -178,18 +339,18 @@ func arrival(req events.APIGatewayV2HTTPRequest) string {
 	return base
 }
 
-func (h *Handler) callback(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, []any, error) {
+func (h *Handler) callback(ctx context.Context, req events.APIGatewayV2HTTPRequest, flow *signin.Flow, ep endpoint) (events.APIGatewayV2HTTPResponse, []any, error) {
 	q, err := query(req)
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, nil, err
 	}
-	// The callback is where /oauth/authorize sent the platform back to:
-	// its scheme names the binding cookie to look for.
+	// The callback is where the authorize route sent the platform back
+	// to: its scheme names the binding cookie to look for.
 	callback := ""
 	if base, _, err := h.site.Base(arrival(req)); err == nil {
-		callback = base + CallbackPath
+		callback = base + ep.path()
 	}
-	back, err := h.flow.Finish(ctx, signin.Return{
+	back, err := flow.Finish(ctx, signin.Return{
 		State: q.Get("state"), Code: q.Get("code"), ReturnTo: q.Get("return_to"), Cookies: req.Cookies, Callback: callback,
 	})
 	if err != nil {

@@ -67,13 +67,15 @@ type env struct {
 	jar http.CookieJar
 }
 
-func newEnv(t testing.TB) *env {
+// newEnv is the env of testenv's configuration, changed by opts (see
+// multiApp).
+func newEnv(t testing.TB, opts ...testenv.Option) *env {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
-	te := testenv.New(t, testenv.Tokens(), testenv.Configure(func(c *config.Config) {
+	te := testenv.New(t, append([]testenv.Option{testenv.Tokens(), testenv.Configure(func(c *config.Config) {
 		c.SigningKey, c.BindKey = sessionKey, ""
 		c.OfficialAccount.Token, c.OfficialAccount.EncodingAESKey = "", ""
-	}))
+	})}, opts...)...)
 	e := &env{te: te, fn: te.As("OAuthCallbackFunction"), sb: te.Sandbox, sbSrv: te.Server, logs: &bytes.Buffer{}, wire: &recorder{}, jar: jar}
 	e.h5 = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "landing")
@@ -106,14 +108,25 @@ func newEnv(t testing.TB) *env {
 
 func (e *env) newHandler(t testing.TB, opts Options) *Handler {
 	t.Helper()
-	h, err := New(e.cfg, opts, Deps{
+	return e.newHandlerOf(t, e.cfg, opts, nil)
+}
+
+// newHandlerOf is newHandler for cfg, with the deps changed by change
+// (nil: as they are).
+func (e *env) newHandlerOf(t testing.TB, cfg config.Config, opts Options, change func(*Deps)) *Handler {
+	t.Helper()
+	d := Deps{
 		WeChat:   e.wc,
 		People:   identity.NewStore(e.fn.DB, e.table),
 		States:   oauthstate.NewLedger(e.fn.DB, e.table),
 		Profiles: profiles.NewStore(e.fn.DB, e.table),
 		Log:      observe.Logger(e.logs, "oauth-callback"),
 		Metrics:  observe.NewMetrics(e.logs, "oauth-callback"),
-	})
+	}
+	if change != nil {
+		change(&d)
+	}
+	h, err := New(cfg, opts, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +169,7 @@ func (v visit) fragment() url.Values {
 }
 
 // browse follows redirects from start like a browser. At the platform's
-// authorize page it adds the sandbox-only parameters in at: who is at the
+// authorize page (or a website app's QR connect page) it adds the sandbox-only parameters in at: who is at the
 // phone and what they do.
 func (e *env) browse(t testing.TB, start string, at url.Values) visit {
 	t.Helper()
@@ -172,7 +185,7 @@ func (e *env) browseOn(t testing.TB, jar http.CookieJar, network http.RoundTripp
 		if len(via) > 10 {
 			return errors.New("redirect loop")
 		}
-		if req.URL.Host == strings.TrimPrefix(e.sbSrv.URL, "http://") && req.URL.Path == "/connect/oauth2/authorize" {
+		if req.URL.Host == strings.TrimPrefix(e.sbSrv.URL, "http://") && (req.URL.Path == "/connect/oauth2/authorize" || req.URL.Path == "/connect/qrconnect") {
 			q := req.URL.Query()
 			for k, vs := range at {
 				q[k] = vs
@@ -392,7 +405,13 @@ func TestOnePersonAcrossOAuthAndLogin(t *testing.T) {
 // state) and the state.
 func (e *env) start(t testing.TB, h *Handler, scope, returnTo string) (callback, state string) {
 	t.Helper()
-	resp := e.get(t, h, "/oauth/authorize?"+url.Values{"scope": {scope}, "return_to": {returnTo}}.Encode())
+	return e.startAt(t, h, AuthorizePath, scope, returnTo)
+}
+
+// startAt is start at the authorize route path ("/web/authorize", …).
+func (e *env) startAt(t testing.TB, h *Handler, path, scope, returnTo string) (callback, state string) {
+	t.Helper()
+	resp := e.get(t, h, path+"?"+url.Values{"scope": {scope}, "return_to": {returnTo}}.Encode())
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("authorize = %d %s", resp.StatusCode, resp.Body)
 	}
@@ -403,13 +422,20 @@ func (e *env) start(t testing.TB, h *Handler, scope, returnTo string) (callback,
 // finish calls the callback as the platform's redirect would.
 func (e *env) finish(t testing.TB, h *Handler, callback, code, state string) events.APIGatewayV2HTTPResponse {
 	t.Helper()
+	return e.finishAt(t, h, CallbackPath, callback, code, state)
+}
+
+// finishAt is finish at the callback route path, whatever callback (the
+// redirect_uri the sign-in began with) names.
+func (e *env) finishAt(t testing.TB, h *Handler, path, callback, code, state string) events.APIGatewayV2HTTPResponse {
+	t.Helper()
 	u, _ := url.Parse(callback)
 	q := u.Query()
 	if code != "" {
 		q.Set("code", code)
 	}
 	q.Set("state", state)
-	return e.get(t, h, "/oauth/callback?"+q.Encode())
+	return e.get(t, h, path+"?"+q.Encode())
 }
 
 func (e *env) get(t testing.TB, h *Handler, pathQuery string) events.APIGatewayV2HTTPResponse {

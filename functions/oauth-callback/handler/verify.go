@@ -10,7 +10,7 @@ import (
 // VerifyPath is the route of WeChat's domain verification files
 // (config.VerifyFiles): one path segment at the API's root. API Gateway
 // takes a route without a path variable first (GET /me), and the other
-// routes have two segments, so it shadows none of them.
+// routes have two segments or more, so it shadows none of them.
 //
 // oauth-callback serves them because the domain WeChat verifies by this
 // file is the web authorization domain (网页授权域名), the host of the

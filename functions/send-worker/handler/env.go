@@ -58,6 +58,7 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 		WeChat:          wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Tokens: tokens.FromEnv(env, cfg, log, metrics), Metrics: metrics}),
 		OfficialAccount: cfg.OfficialAccount.AppID,
 		MiniProgram:     cfg.MiniProgram.AppID,
+		Apps:            cfg,
 		RecipientWait:   wait,
 		Unrecorded:      notify.NewUnrecorded(),
 		Log:             log,

@@ -73,10 +73,10 @@ type env struct {
 	counter  *awstest.Counter // DynamoDB requests of the worker (and the test's)
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB, opts ...testenv.Option) *env {
 	t.Helper()
-	// Both apps' token secrets, written as the token-refresher writes them.
-	te := testenv.New(t)
+	// Every app's token secret, written as the token-refresher writes it.
+	te := testenv.New(t, opts...)
 	fn := te.As("SendWorkerFunction")
 	sb, api, source, secrets := te.Sandbox, te.Server, fn.Tokens, te.TokenSecrets
 	// Many sends at once: more idle connections than net/http's default 2.
@@ -90,41 +90,50 @@ func newEnv(t testing.TB) *env {
 	ledger.Now = sb.Clock().Now
 	sender := &notify.Sender{
 		People: identity.NewStore(fn.DB, table), Ledger: ledger, Reach: reachStore(fn.DB, table, sb), WeChat: wc, OfficialAccount: oaApp, MiniProgram: mpApp,
-		Unrecorded: notify.NewUnrecorded(), Log: log, Metrics: metrics, Now: sb.Clock().Now,
+		Apps: te.Config, Unrecorded: notify.NewUnrecorded(), Log: log, Metrics: metrics, Now: sb.Clock().Now,
 	}
 	queueURL := te.Queue("SendQueue")
 	h := &Handler{Sender: sender, Queue: fn.SQS, QueueURL: queueURL, Log: log, Metrics: metrics, Now: sb.Clock().Now}
 
 	// follow-event, with its own view of the table (its requests are not
-	// the worker's to count) and its own token source.
+	// the worker's to count) and its own token source: one push URL per
+	// official account, each served as /wechat/push of its own handler.
 	feAWS := te.FunctionAWS("FollowEventFunction")
 	feDB := dynamodb.NewFromConfig(feAWS)
 	feTokens := tokens.NewSource(tokens.Options{Secrets: secrets, Reader: secretsmanager.NewFromConfig(feAWS), Now: sb.Clock().Now})
-	receiver, err := push.NewReceiver(pushToken, "", oaApp, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	receiver.Now = sb.Clock().Now
-	fe := &followevent.Handler{
-		Receiver: receiver,
-		Processor: &pushevent.Processor{
-			AppID: oaApp, WeChat: wechat.New(wechat.Options{APIBase: api.URL, Tokens: feTokens, HTTPClient: hc}),
-			People: identity.NewStore(feDB, table), Reports: notify.NewLedger(feDB, table), Reach: reachStore(feDB, table, sb),
-			Log: log, Metrics: metrics,
-		},
-		Claims:   idempotency.NewStore(feDB, table, "push"),
-		Queue:    sqs.NewFromConfig(feAWS),
-		QueueURL: te.Queue("PushRetryQueue"),
-		// Follows must link at once here: on a loaded machine the default
-		// 3 s budget would queue some (nothing drains that queue here).
-		Budget:  time.Minute,
-		Log:     log,
-		Metrics: metrics,
-	}
-	srv := httptest.NewServer(httpapi.Serve(fe.HTTP))
-	t.Cleanup(srv.Close)
-	if err := sb.SetPushTarget(sandbox.PushTarget{URL: srv.URL + "/wechat/push", Token: pushToken, Mode: push.Plaintext}); err != nil {
-		t.Fatal(err)
+	for _, oa := range te.Config.OfficialAccountList() {
+		receiver, err := push.NewReceiver(pushToken, "", oa.AppID, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		receiver.Now = sb.Clock().Now
+		fe := &followevent.Handler{
+			Accounts: map[string]followevent.Account{oa.AppID: {Receiver: receiver, Processor: &pushevent.Processor{
+				AppID: oa.AppID, WeChat: wechat.New(wechat.Options{APIBase: api.URL, Tokens: feTokens, HTTPClient: hc}),
+				People: identity.NewStore(feDB, table), Reports: notify.NewLedger(feDB, table), Reach: reachStore(feDB, table, sb),
+				Log: log, Metrics: metrics,
+			}}},
+			Default:  oa.AppID,
+			Claims:   idempotency.NewStore(feDB, table, "push"),
+			Queue:    sqs.NewFromConfig(feAWS),
+			QueueURL: te.Queue("PushRetryQueue"),
+			// Follows must link at once here: on a loaded machine the default
+			// 3 s budget would queue some (nothing drains that queue here).
+			Budget:  time.Minute,
+			Log:     log,
+			Metrics: metrics,
+		}
+		srv := httptest.NewServer(httpapi.Serve(fe.HTTP))
+		t.Cleanup(srv.Close)
+		target := sandbox.PushTarget{URL: srv.URL + "/wechat/push", Token: pushToken, Mode: push.Plaintext}
+		if oa.AppID == oaApp {
+			err = sb.SetPushTarget(target)
+		} else {
+			err = sb.SetPushTargetApp(oa.AppID, target)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	// The test's view of the ledger, on the same clock.
 	view := notify.NewLedger(te.DB, table)

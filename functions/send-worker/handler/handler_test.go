@@ -514,6 +514,9 @@ func (failingPeople) Lookup(context.Context, identity.Key) (identity.Person, err
 func (failingPeople) ByUID(context.Context, string) (identity.Person, error) {
 	return identity.Person{}, errDown
 }
+func (failingPeople) ByPhone(context.Context, string) (identity.Person, error) {
+	return identity.Person{}, errDown
+}
 func (failingPeople) Link(context.Context, identity.Sighting) (identity.Result, error) {
 	return identity.Result{}, errDown
 }

@@ -146,6 +146,7 @@ func (r dayReport) String() string {
 // to meet every token in its last two minutes, when the Source re-reads
 // the secret; BenchmarkTokenDay runs two, every 30 s.
 func TestTokenDay(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name   string
 		days   int

@@ -15,7 +15,8 @@ import (
 
 // FromEnv builds the token-refresher from its environment: WXB_TABLE,
 // WXB_APP_SECRET, the token secrets (tokens.EnvMiniProgramSecret,
-// tokens.EnvOfficialAccountSecret) and optionally WXB_WECHAT_API_BASE.
+// tokens.EnvOfficialAccountSecret, tokens.EnvSecretPrefix) and optionally
+// WXB_WECHAT_API_BASE.
 func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	vars, err := env.Require("WXB_TABLE", "WXB_APP_SECRET")
 	if err != nil {
@@ -28,7 +29,7 @@ func FromEnv(ctx context.Context, env awsenv.Env) (*Handler, error) {
 	}
 	metrics := observe.NewMetrics(env.Out, "token-refresher")
 	return New(Options{
-		Apps:    Apps(cfg, env.Get(tokens.EnvMiniProgramSecret), env.Get(tokens.EnvOfficialAccountSecret)),
+		Apps:    Apps(cfg, env.Get(tokens.EnvMiniProgramSecret), env.Get(tokens.EnvOfficialAccountSecret), env.Get(tokens.EnvSecretPrefix)),
 		WeChat:  wechat.New(wechat.Options{APIBase: env.Get("WXB_WECHAT_API_BASE"), Metrics: metrics}),
 		Secrets: sm,
 		DB:      dynamodb.NewFromConfig(env.AWS),

@@ -20,6 +20,9 @@ import (
 	"wxbridge/shared/wechat"
 )
 
+// Tests that hold the refresher to wall-clock bounds (TestFreshDeploy,
+// TestRevokedWhileInUse) run alone; the others, each in an environment of
+// its own and mostly waiting for moto, run in parallel (t.Parallel).
 func TestMain(m *testing.M) { awstest.Main(m) }
 
 var (

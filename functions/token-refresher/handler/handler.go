@@ -20,12 +20,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
 	"wxbridge/shared/awsenv"
 	"wxbridge/shared/backoff"
@@ -43,16 +46,21 @@ type App struct {
 	TokenSecret string // the Secrets Manager secret holding the token
 }
 
-// Apps lists the apps of cfg that have credentials, with their token
-// secrets.
-func Apps(cfg config.Config, miniProgramSecret, officialAccountSecret string) []App {
+// Apps lists every mini program and official account of cfg that has
+// credentials, each with its token secret (tokens.SecretIDs): the default
+// apps keep miniProgramSecret and officialAccountSecret, the others have
+// prefix+appid, which the refresher creates on their first refresh.
+func Apps(cfg config.Config, miniProgramSecret, officialAccountSecret, prefix string) []App {
+	ids := tokens.SecretIDs(cfg, miniProgramSecret, officialAccountSecret, prefix)
 	var out []App
-	for _, a := range []struct {
-		app    config.App
-		secret string
-	}{{cfg.MiniProgram, miniProgramSecret}, {cfg.OfficialAccount.App, officialAccountSecret}} {
-		if a.app.AppID != "" && a.app.Secret != "" && a.secret != "" {
-			out = append(out, App{AppID: a.app.AppID, Secret: a.app.Secret, TokenSecret: a.secret})
+	for _, k := range config.Kinds {
+		if !k.TakesToken() {
+			continue
+		}
+		for _, a := range cfg.Apps(k) {
+			if id := ids[a.AppID]; a.Secret != "" && id != "" && !slices.ContainsFunc(out, func(b App) bool { return b.AppID == a.AppID }) {
+				out = append(out, App{AppID: a.AppID, Secret: a.Secret, TokenSecret: id})
+			}
 		}
 	}
 	return out
@@ -63,10 +71,12 @@ type WeChat interface {
 	StableToken(ctx context.Context, appid, secret string, force bool) (wechat.AccessToken, error)
 }
 
-// Secrets reads and writes the token secrets.
+// Secrets reads and writes the token secrets, and creates those of the
+// apps beyond the defaults.
 type Secrets interface {
 	awsenv.SecretGetter
 	PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error)
+	CreateSecret(ctx context.Context, in *secretsmanager.CreateSecretInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.CreateSecretOutput, error)
 }
 
 // Options configures a Handler.
@@ -373,9 +383,7 @@ func (h *Handler) store(ctx context.Context, a App, st tokens.Stored) error {
 		return err
 	}
 	for i := 1; ; i++ {
-		_, err = h.secrets.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
-			SecretId: aws.String(a.TokenSecret), SecretString: aws.String(string(b)),
-		})
+		err = h.write(ctx, a, string(b))
 		if err == nil || i == storeAttempts || ctx.Err() != nil {
 			return err
 		}
@@ -384,4 +392,39 @@ func (h *Handler) store(ctx context.Context, a App, st tokens.Stored) error {
 			return err
 		}
 	}
+}
+
+// write puts value into a's token secret. The secret of an app beyond the
+// defaults is not made by the stack: the first write creates it, named by
+// a.TokenSecret. A default app's secret is the stack's (an ARN); if it is
+// gone, the stack is broken, and the refresher does not make another.
+func (h *Handler) write(ctx context.Context, a App, value string) error {
+	err := h.put(ctx, a, value)
+	var nf *smtypes.ResourceNotFoundException
+	if !errors.As(err, &nf) || strings.HasPrefix(a.TokenSecret, "arn:") {
+		return err
+	}
+	_, err = h.secrets.CreateSecret(ctx, &secretsmanager.CreateSecretInput{
+		Name:         aws.String(a.TokenSecret),
+		Description:  aws.String("wxbridge access token for " + a.AppID + " (written by the token-refresher only)"),
+		SecretString: aws.String(value),
+	})
+	var exists *smtypes.ResourceExistsException
+	switch {
+	case errors.As(err, &exists):
+		// Another run created it since (one whose lease ran out): a plain
+		// write again, the later token wins as with any two writes.
+		return h.put(ctx, a, value)
+	case err != nil:
+		return fmt.Errorf("create token secret %s: %w", a.TokenSecret, err)
+	}
+	h.log.InfoContext(ctx, "token secret created", "outcome", "secret_created", "secret", a.TokenSecret)
+	return nil
+}
+
+func (h *Handler) put(ctx context.Context, a App, value string) error {
+	_, err := h.secrets.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
+		SecretId: aws.String(a.TokenSecret), SecretString: aws.String(value),
+	})
+	return err
 }

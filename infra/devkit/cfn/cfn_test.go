@@ -1,9 +1,11 @@
 package cfn
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -115,7 +117,7 @@ func TestFunctionsFromRepositoryTemplate(t *testing.T) {
 		byID[f.LogicalID] = f
 	}
 	login := byID["LoginFunction"]
-	if login.Env["WXB_TABLE"].Ref != "Table" || len(login.Routes) != 4 {
+	if login.Env["WXB_TABLE"].Ref != "Table" || !slices.Contains(login.Routes, Route{Method: "POST", Path: "/mp/{appid}/login"}) {
 		t.Errorf("LoginFunction = %+v", login)
 	}
 	push := byID["FollowEventFunction"]
@@ -156,8 +158,29 @@ func TestValueOf(t *testing.T) {
 		}
 	}
 	n := doc.V["sub"]
-	if _, err := valueOf(&n); err == nil {
-		t.Error("!Sub must be refused: it would be passed on unresolved")
+	v, err := valueOf(&n)
+	if err != nil || v != (Value{Sub: "x-${AWS::Region}"}) {
+		t.Fatalf("sub: %+v, %v", v, err)
+	}
+	resolve := func(r Value) (string, error) {
+		switch r {
+		case Value{Ref: "AWS::Region"}:
+			return "cn-north-1", nil
+		case Value{GetAtt: "Q.Arn"}:
+			return "arn:q", nil
+		}
+		return "", fmt.Errorf("unknown %+v", r)
+	}
+	for sub, want := range map[string]string{"x-${AWS::Region}": "x-cn-north-1", "${Q.Arn}/*": "arn:q/*", "${!Literal}-${AWS::Region}": "${Literal}-cn-north-1"} {
+		if got, err := (Value{Sub: sub}).Expand(resolve); err != nil || got != want {
+			t.Errorf("Expand(%q) = %q, %v; want %q", sub, got, err, want)
+		}
+	}
+	if _, err := (Value{Sub: "${Nope}"}).Expand(resolve); err == nil {
+		t.Error("a reference that does not resolve must fail the expansion, not be passed on")
+	}
+	if got, err := (Value{Ref: "AWS::Region"}).Expand(resolve); err != nil || got != "cn-north-1" {
+		t.Errorf("Expand of a !Ref = %q, %v", got, err)
 	}
 }
 

@@ -3,17 +3,50 @@ package cfn
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 )
 
-// Value is a property value: a literal, a !Ref or a !GetAtt.
+// Value is a property value: a literal, a !Ref, a !GetAtt or a !Sub
+// string.
 type Value struct {
 	Literal string
 	Ref     string // logical ID or parameter name
 	GetAtt  string // "LogicalId.Attribute"
+	Sub     string // a !Sub string: Expand resolves it
+}
+
+// subVar is a ${Name} or ${LogicalId.Attribute} in a !Sub string; ${!x}
+// is a literal ${x}.
+var subVar = regexp.MustCompile(`\$\{(!?)([^}]*)\}`)
+
+// Expand is the string of a !Sub value v, each ${Name} replaced by what
+// resolve gives for !Ref Name and each ${LogicalId.Attribute} by what it
+// gives for !GetAtt LogicalId.Attribute. Any other value is resolve(v).
+func (v Value) Expand(resolve func(Value) (string, error)) (string, error) {
+	if v.Sub == "" {
+		return resolve(v)
+	}
+	var failed error
+	out := subVar.ReplaceAllStringFunc(v.Sub, func(m string) string {
+		g := subVar.FindStringSubmatch(m)
+		if g[1] == "!" {
+			return "${" + g[2] + "}"
+		}
+		ref := Value{Ref: g[2]}
+		if !strings.HasPrefix(g[2], "AWS::") && strings.Contains(g[2], ".") {
+			ref = Value{GetAtt: g[2]}
+		}
+		s, err := resolve(ref)
+		if err != nil && failed == nil {
+			failed = err
+		}
+		return s
+	})
+	return out, failed
 }
 
 func valueOf(n *yaml.Node) (Value, error) {
@@ -22,12 +55,14 @@ func valueOf(n *yaml.Node) (Value, error) {
 		return Value{Ref: n.Value}, nil
 	case n.Tag == "!GetAtt":
 		return Value{GetAtt: n.Value}, nil
+	case n.Tag == "!Sub" && n.Kind == yaml.ScalarNode:
+		return Value{Sub: n.Value}, nil
 	case n.Kind == yaml.ScalarNode && (n.Tag == "" || strings.HasPrefix(n.Tag, "!!")): // plain or quoted, not an intrinsic
 		return Value{Literal: n.Value}, nil
 	case n.Kind == yaml.MappingNode && len(n.Content) == 2 && n.Content[0].Value == "Ref":
 		return Value{Ref: n.Content[1].Value}, nil
 	}
-	return Value{}, fmt.Errorf("cfn: line %d: only literals, !Ref and !GetAtt are supported locally", n.Line)
+	return Value{}, fmt.Errorf("cfn: line %d: only literals, !Ref, !GetAtt and a !Sub string are supported locally", n.Line)
 }
 
 // Function is what local runs need of an AWS::Serverless::Function: its

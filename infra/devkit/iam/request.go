@@ -324,7 +324,7 @@ func init() {
 	for _, f := range []string{"TableName", "Key", "Item", "Keys", "RequestItems", "PutRequest", "DeleteRequest", "TransactItems",
 		"Put", "Update", "Delete", "ConditionCheck", "Get", "IndexName", "KeyConditionExpression", "ExpressionAttributeNames",
 		"ExpressionAttributeValues", "KeyConditions", "ComparisonOperator", "AttributeValueList",
-		"QueueUrl", "QueueName", "QueueOwnerAWSAccountId", "SecretId", "Entries", "EventBusName", "Source", "DetailType"} {
+		"QueueUrl", "QueueName", "QueueOwnerAWSAccountId", "SecretId", "Name", "Tags", "Entries", "EventBusName", "Source", "DetailType"} {
 		decodedFields[fold(f)] = true
 	}
 }
@@ -471,18 +471,34 @@ func sqsRequests(c *call, w where, body []byte) error {
 
 // secretsmanager maps a Secrets Manager call to its action on the secret's
 // ARN: SecretId is an ARN or a name (known from the template's secrets).
+// CreateSecret is authorized on the ARN of the secret it names (Name); with
+// Tags it also needs secretsmanager:TagResource there, as in AWS.
 func (ch *Checker) secretsmanager(c *call, w where, body []byte) error {
 	switch c.operation {
 	case "GetSecretValue", "PutSecretValue", "DescribeSecret", "UpdateSecret", "UpdateSecretVersionStage",
-		"ListSecretVersionIds", "GetResourcePolicy", "TagResource", "UntagResource", "RotateSecret", "CancelRotateSecret", "DeleteSecret", "RestoreSecret":
+		"ListSecretVersionIds", "GetResourcePolicy", "TagResource", "UntagResource", "RotateSecret", "CancelRotateSecret", "DeleteSecret", "RestoreSecret",
+		"CreateSecret":
 	default:
 		return fmt.Errorf("%w: secretsmanager %s", ErrUnknownAPI, c.operation)
 	}
 	var in struct {
-		SecretID string `json:"SecretId"`
+		SecretID string            `json:"SecretId"`
+		Name     string            `json:"Name"`
+		Tags     []json.RawMessage `json:"Tags"`
 	}
 	if err := json.Unmarshal(body, &in); err != nil {
 		return fmt.Errorf("iam: secretsmanager %s: %w", c.operation, err)
+	}
+	if c.operation == "CreateSecret" {
+		if in.Name == "" || strings.HasPrefix(in.Name, "arn:") {
+			return fmt.Errorf("iam: secretsmanager CreateSecret: Name %q is not a secret name", in.Name)
+		}
+		arn := w.arn("secretsmanager", "secret:"+in.Name)
+		c.requests = append(c.requests, Request{Action: "secretsmanager:CreateSecret", Resource: arn, Context: map[string][]string{}})
+		if len(in.Tags) > 0 {
+			c.requests = append(c.requests, Request{Action: "secretsmanager:TagResource", Resource: arn, Context: map[string][]string{}})
+		}
+		return nil
 	}
 	arn := ch.secretARN(w, in.SecretID)
 	c.requests = append(c.requests, Request{Action: "secretsmanager:" + c.operation, Resource: arn, Context: map[string][]string{}})

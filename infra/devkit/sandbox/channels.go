@@ -36,10 +36,13 @@ import (
 // channelBook is what the platform keeps for these channels.
 type channelBook struct {
 	oaConsents map[string]map[string]*oaConsent // person ID -> template_id -> consent
-	windows    map[string]*csWindows            // person ID -> customer-service allowances
+	windows    map[memberKey]*csWindows         // person in an official account -> customer-service allowances
 	noMsgID    bool                             // bizsend answers without a msgid
 	nextMsgID  int64                            // the text messages people write (MsgId)
 }
+
+// memberKey names a person in one app.
+type memberKey struct{ id, appid string }
 
 // oaConsent is a person's consent for one subscribe-notification template.
 type oaConsent struct {
@@ -178,8 +181,8 @@ func (s *Sandbox) channelControlRoutes(mux *http.ServeMux) {
 	})
 }
 
-// OAConsent plays person id answering the official account's subscribe
-// popup (an H5 page's wx-open-subscribe), one answer per template, and
+// OAConsent plays person id answering the default official account's
+// subscribe popup (an H5 page's wx-open-subscribe), one answer per template, and
 // pushes subscribe_msg_popup_event with them. An acceptance adds a one-time
 // consent, or makes the consent long-term; a rejection changes nothing the
 // person accepted before.
@@ -188,13 +191,14 @@ func (s *Sandbox) OAConsent(ctx context.Context, id string, answers ...OAPopup) 
 		return Delivery{}, ErrNoTemplate
 	}
 	now := s.clock.Now()
+	oa := s.cfg.OfficialAccount.AppID
 	s.mu.Lock()
-	p, err := s.pushable(id)
+	p, _, err := s.pushable(id, oa)
 	if err != nil {
 		s.mu.Unlock()
 		return Delivery{}, err
 	}
-	m := outgoing{Event: s.event(p, now, EventPopup)}
+	m := s.event(p, oa, now, EventPopup)
 	for _, a := range answers {
 		item := SubscribeItem{TemplateID: a.TemplateID, Status: "accept", PopupScene: "1"}
 		if a.Reject {
@@ -222,22 +226,24 @@ func slicesHasEmptyTemplate(answers []OAPopup) bool {
 	return false
 }
 
-// OARevoke plays person id turning templateID off in the account's
-// notification settings: every consent for it is gone, and
+// OARevoke plays person id turning templateID off in the default official
+// account's notification settings: every consent for it is gone, and
 // subscribe_msg_change_event says "reject".
 func (s *Sandbox) OARevoke(ctx context.Context, id, templateID string) (Delivery, error) {
 	if templateID == "" {
 		return Delivery{}, ErrNoTemplate
 	}
 	now := s.clock.Now()
+	oa := s.cfg.OfficialAccount.AppID
 	s.mu.Lock()
-	p, err := s.pushable(id)
+	p, _, err := s.pushable(id, oa)
 	if err != nil {
 		s.mu.Unlock()
 		return Delivery{}, err
 	}
 	delete(s.channels.oaConsents[p.ID], templateID)
-	m := outgoing{Event: s.event(p, now, EventChange), List: []SubscribeItem{{TemplateID: templateID, Status: "reject"}}}
+	m := s.event(p, oa, now, EventChange)
+	m.List = []SubscribeItem{{TemplateID: templateID, Status: "reject"}}
 	s.mu.Unlock()
 	return s.deliver(ctx, m)
 }
@@ -253,57 +259,60 @@ func (s *Sandbox) OAConsents(id, templateID string) (left int, longTerm bool) {
 	return 0, false
 }
 
-// interaction records that follower id did something the official
-// account hears of (brief: a click, not a message) and returns them, or
+// interaction records that follower id did something official account
+// appid hears of (brief: a click, not a message) and returns them, or
 // ErrNotFollowing: only followers write or click. s.mu must be held.
-func (s *Sandbox) interaction(id string, brief bool, now time.Time) (*person, error) {
-	p, err := s.pushable(id)
-	if err == nil && !p.Following {
+func (s *Sandbox) interaction(id, appid string, brief bool, now time.Time) (*person, error) {
+	p, m, err := s.pushable(id, appid)
+	if err == nil && !m.following {
 		err = ErrNotFollowing
 	}
 	if err != nil {
 		return nil, err
 	}
-	s.interacted(p.ID, brief, now)
+	s.interacted(p.ID, appid, brief, now)
 	return p, nil
 }
 
-// Message plays person id writing content to the official account: a text
+// Message plays person id writing content to the default official account: a text
 // message is pushed (with its MsgId), and customer-service messages may be
 // sent for MessageWindow. Only followers can write.
 func (s *Sandbox) Message(ctx context.Context, id, content string) (Delivery, error) {
 	now := s.clock.Now()
+	oa := s.cfg.OfficialAccount.AppID
 	s.mu.Lock()
-	p, err := s.interaction(id, false, now)
+	p, err := s.interaction(id, oa, false, now)
 	if err != nil {
 		s.mu.Unlock()
 		return Delivery{}, err
 	}
-	e := s.event(p, now, "")
-	e.MsgType, e.Event = "text", ""
+	e := s.event(p, oa, now, "")
+	e.MsgType, e.Event.Event, e.Content = "text", "", content
 	if s.channels.nextMsgID == 0 {
 		s.channels.nextMsgID = 7_000_000_000_000_000_000 + int64(randomInt(1<<30))<<8
 	}
 	s.channels.nextMsgID++
 	e.MsgID = strconv.FormatInt(s.channels.nextMsgID, 10)
 	s.mu.Unlock()
-	return s.deliver(ctx, outgoing{Event: e, Content: content})
+	return s.deliver(ctx, e)
 }
 
-// MenuClick plays person id clicking a click-type item of the account's
-// menu: a CLICK event with key, and a short customer-service allowance.
+// MenuClick plays person id clicking a click-type item of the default
+// official account's menu: a CLICK event with key, and a short
+// customer-service allowance.
 func (s *Sandbox) MenuClick(ctx context.Context, id, key string) (Delivery, error) {
 	now := s.clock.Now()
+	oa := s.cfg.OfficialAccount.AppID
 	s.mu.Lock()
-	p, err := s.interaction(id, true, now)
+	p, err := s.interaction(id, oa, true, now)
 	if err != nil {
 		s.mu.Unlock()
 		return Delivery{}, err
 	}
-	e := s.event(p, now, EventClick)
+	e := s.event(p, oa, now, EventClick)
 	e.EventKey = key
 	s.mu.Unlock()
-	return s.deliver(ctx, outgoing{Event: e})
+	return s.deliver(ctx, e)
 }
 
 // ChannelState is what the platform holds about one person for these
@@ -323,7 +332,7 @@ type OAConsentState struct {
 }
 
 // ChannelState reports person id's consents and customer-service allowance
-// at the sandbox clock's now.
+// in the default official account at the sandbox clock's now.
 func (s *Sandbox) ChannelState(id string) (ChannelState, error) {
 	now := s.clock.Now()
 	s.mu.Lock()
@@ -335,7 +344,7 @@ func (s *Sandbox) ChannelState(id string) (ChannelState, error) {
 	for tpl, c := range s.channels.oaConsents[id] {
 		st.OAConsents[tpl] = OAConsentState{c.left, c.longTerm}
 	}
-	if w := s.channels.windows[id]; w != nil {
+	if w := s.channels.windows[memberKey{id, s.cfg.OfficialAccount.AppID}]; w != nil {
 		for _, a := range []csAllowance{w.message, w.event} {
 			if now.Before(a.until) {
 				st.CustomerService += a.left
@@ -376,18 +385,19 @@ func (s *Sandbox) oaConsent(id, templateID string) *oaConsent {
 	return c
 }
 
-// interacted opens the customer-service allowance of an interaction by
-// person id: a message, or an event (follow, scan, menu click) (s.mu
-// held).
-func (s *Sandbox) interacted(id string, event bool, now time.Time) {
+// interacted opens the customer-service allowance of official account
+// appid after an interaction by person id: a message, or an event (follow,
+// scan, menu click) (s.mu held).
+func (s *Sandbox) interacted(id, appid string, event bool, now time.Time) {
 	b := &s.channels
 	if b.windows == nil {
-		b.windows = map[string]*csWindows{}
+		b.windows = map[memberKey]*csWindows{}
 	}
-	w := b.windows[id]
+	k := memberKey{id, appid}
+	w := b.windows[k]
 	if w == nil {
 		w = &csWindows{}
-		b.windows[id] = w
+		b.windows[k] = w
 	}
 	if event {
 		w.event = csAllowance{EventAllowance, now.Add(EventWindow)}
@@ -423,7 +433,8 @@ func (s *Sandbox) handleBizsend(w http.ResponseWriter, r *http.Request) {
 	}
 	// A mini program calling bizsend is refused as unauthorized: its own
 	// API is subscribe/send.
-	if err := s.oaOnly(r); err != nil {
+	a, err := s.oaApp(r)
+	if err != nil {
 		s.answer(w, nil, err)
 		return
 	}
@@ -446,7 +457,8 @@ func (s *Sandbox) handleBizsend(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.clock.Now()
 	s.mu.Lock()
-	p := s.byOAOpenID(in.ToUser)
+	// An openid of another app is no openid of this account's: 40003.
+	p, _ := s.member(a.AppID, in.ToUser)
 	if in.ToUser == "" || p == nil {
 		s.mu.Unlock()
 		s.fail(w, 40003)
@@ -466,9 +478,11 @@ func (s *Sandbox) handleBizsend(w http.ResponseWriter, r *http.Request) {
 	if s.messages.refuse[p.ID] {
 		report.ErrorCode, report.ErrorStatus = SentUserBlockCode, ReportUserBlock
 	} else {
-		s.deliverToInbox(p.ID, InboxMessage{Channel: ChannelOASubscribe, TemplateID: in.TemplateID, Data: data, MsgID: msgid, At: now})
+		s.deliverToInbox(p.ID, InboxMessage{Channel: ChannelOASubscribe, AppID: a.AppID, TemplateID: in.TemplateID, Data: data, MsgID: msgid, At: now})
 	}
-	s.messages.reports = append(s.messages.reports, outgoing{Event: s.event(p, now, EventSent), List: []SubscribeItem{report}})
+	sent := s.event(p, a.AppID, now, EventSent)
+	sent.List = []SubscribeItem{report}
+	s.messages.reports = append(s.messages.reports, sent)
 	wait, noMsgID := s.messages.reportWait, s.channels.noMsgID
 	s.mu.Unlock()
 	if wait > 0 {
@@ -498,13 +512,14 @@ func (s *Sandbox) handleCustomSend(w http.ResponseWriter, r *http.Request) {
 	if !s.readSend(w, r, &in) {
 		return
 	}
-	// The sandbox keeps customer-service windows for the official account
-	// only; the mini program's customer-service messages are not played.
-	if err := s.oaOnly(r); err != nil {
+	// The sandbox keeps customer-service windows for official accounts
+	// only; the mini programs' customer-service messages are not played.
+	a, err := s.oaApp(r)
+	if err != nil {
 		s.answer(w, nil, err)
 		return
 	}
-	msg := InboxMessage{Channel: ChannelCustomerService}
+	msg := InboxMessage{Channel: ChannelCustomerService, AppID: a.AppID}
 	switch in.MsgType {
 	case "text":
 		switch {
@@ -532,17 +547,17 @@ func (s *Sandbox) handleCustomSend(w http.ResponseWriter, r *http.Request) {
 	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.byOAOpenID(in.ToUser)
+	p, m := s.member(a.AppID, in.ToUser)
 	switch {
 	case in.ToUser == "" || p == nil:
 		s.fail(w, 40003)
 		return
-	case !p.Following:
+	case !m.following:
 		s.failMsg(w, 43004, msgRequireSubscribe)
 		return
 	}
 	var open []*csAllowance
-	if cw := s.channels.windows[p.ID]; cw != nil {
+	if cw := s.channels.windows[memberKey{p.ID, a.AppID}]; cw != nil {
 		for _, a := range []*csAllowance{&cw.event, &cw.message} {
 			if now.Before(a.until) {
 				open = append(open, a)
@@ -578,9 +593,11 @@ type MiniProgramCard struct {
 	ThumbMediaID string `json:"thumb_media_id"`
 }
 
-// outgoing is a push: the event and the parts push.Event does not carry
-// (a text message's Content, a subscribe-notification event's List).
+// outgoing is a push: the official account it goes to, the event and the
+// parts push.Event does not carry (a text message's Content, a
+// subscribe-notification event's List).
 type outgoing struct {
+	appid string
 	push.Event
 	Content string
 	List    []SubscribeItem

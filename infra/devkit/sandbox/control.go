@@ -15,8 +15,10 @@ func (s *Sandbox) controlRoutes() *http.ServeMux {
 	mux.HandleFunc("POST /sandbox/people", s.postPerson)
 	mux.HandleFunc("GET /sandbox/people", s.getPeople)
 	mux.HandleFunc("GET /sandbox/people/{id}", s.getPerson)
-	mux.HandleFunc("POST /sandbox/people/{id}/wx-login", s.postWXLogin)
+	mux.HandleFunc("POST /sandbox/people/{id}/wx-login", s.codeRoute(s.WXLoginApp))
 	mux.HandleFunc("POST /sandbox/people/{id}/open-data", s.postOpenData)
+	mux.HandleFunc("POST /sandbox/people/{id}/app-login", s.codeRoute(s.AppLoginCode))
+	mux.HandleFunc("GET /sandbox/apps", s.getApps)
 	mux.HandleFunc("POST /sandbox/apps/mini-program", s.postMiniProgram)
 	mux.HandleFunc("POST /sandbox/faults", s.postFault)
 	mux.HandleFunc("DELETE /sandbox/faults", s.deleteFaults)
@@ -27,6 +29,7 @@ func (s *Sandbox) controlRoutes() *http.ServeMux {
 	s.tokenControlRoutes(mux)
 	s.rosterControl(mux)        // followers.go
 	s.messageControlRoutes(mux) // messages.go
+	s.phoneControlRoutes(mux)   // phone.go
 	return mux
 }
 
@@ -74,22 +77,16 @@ func (s *Sandbox) getPerson(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, p)
 }
 
-func (s *Sandbox) postWXLogin(w http.ResponseWriter, r *http.Request) {
-	code, err := s.WXLogin(r.PathValue("id"))
+func (s *Sandbox) postOpenData(w http.ResponseWriter, r *http.Request) {
+	appid, err := appBody(r)
 	if err != nil {
-		controlError(w, http.StatusNotFound, err.Error())
+		controlError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"code": code})
-}
-
-func (s *Sandbox) postOpenData(w http.ResponseWriter, r *http.Request) {
-	data, iv, err := s.OpenData(r.PathValue("id"))
+	data, iv, err := s.OpenDataApp(r.PathValue("id"), appid)
 	switch {
-	case errors.Is(err, ErrNoPerson):
-		controlError(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, ErrNoSession):
-		controlError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, ErrNoPerson), errors.Is(err, ErrNoApp), errors.Is(err, ErrAppKind), errors.Is(err, ErrNoSession):
+		controlError(w, appStatus(err), err.Error())
 	case err != nil:
 		controlError(w, http.StatusInternalServerError, err.Error())
 	default:

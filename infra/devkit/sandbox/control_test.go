@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"net/http"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -33,12 +34,12 @@ func TestControlAPI(t *testing.T) {
 		{"list_and_get_people", func(t *testing.T) {
 			var list struct{ People []Person }
 			h.control("GET", "/sandbox/people", nil, http.StatusOK, &list)
-			if len(list.People) != 2 || list.People[0] != p {
+			if len(list.People) != 2 || !reflect.DeepEqual(list.People[0], p) {
 				t.Errorf("people %+v", list.People)
 			}
 			var got Person
 			h.control("GET", "/sandbox/people/"+p.ID, nil, http.StatusOK, &got)
-			if got != p {
+			if !reflect.DeepEqual(got, p) {
 				t.Errorf("got %+v, want %+v", got, p)
 			}
 			h.control("GET", "/sandbox/people/nobody", nil, http.StatusNotFound, nil)

@@ -70,17 +70,18 @@ func (s *Sandbox) CreateFollowers(spec FollowersSpec) ([]Follower, error) {
 			return out, err
 		}
 		s.mu.Lock()
-		pp := s.people[p.ID]
-		pp.Following = true
-		pp.follow = followState{subscribeTime: start.Add(time.Duration(i) * time.Minute).Unix(), scene: subscribeScenes[i%len(subscribeScenes)]}
+		m := s.people[p.ID].in(s.cfg.OfficialAccount.AppID)
+		m.following = true
+		m.follow = followState{subscribeTime: start.Add(time.Duration(i) * time.Minute).Unix(), scene: subscribeScenes[i%len(subscribeScenes)]}
 		if f.WithoutUnionID {
 			if s.roster.noUnion == nil {
 				s.roster.noUnion = map[string]bool{}
 			}
 			s.roster.noUnion[p.ID] = true
 		}
-		f.Person = pp.Person
 		s.mu.Unlock()
+		f.Person = p
+		f.Following = true
 		out = append(out, f)
 	}
 	return out, nil
@@ -95,12 +96,13 @@ func spread(i, k, n int) bool {
 	return (i+1)*k/n > i*k/n
 }
 
-// oaUnionID is the unionid user/info gives for p (s.mu held).
-func (s *Sandbox) oaUnionID(p *person) string {
-	if s.roster.noUnion[p.ID] {
+// oaUnionID is the unionid user/info of official account a gives for p
+// (s.mu held).
+func (s *Sandbox) oaUnionID(a *account, p *person) string {
+	if a.AppID == s.cfg.OfficialAccount.AppID && s.roster.noUnion[p.ID] {
 		return ""
 	}
-	return p.UnionID
+	return unionIDFor(a, p)
 }
 
 // rosterRoutes adds the follower list (cgi-bin/user/get).
@@ -126,15 +128,15 @@ type FollowerList struct {
 	NextOpenID string `json:"next_openid"`
 }
 
-// followerPage lists up to maxUserGet current followers after the person
-// whose OA openid is next ("" from the start), in creation order (s.mu
-// held). Like the platform, a page that ends the list still names its last
+// followerPage lists up to maxUserGet current followers of official
+// account appid after the person whose openid there is next ("" from the
+// start), in creation order (s.mu held). Like the platform, a page that ends the list still names its last
 // openid; the call after it answers count 0 with an empty next_openid and
 // no data.
-func (s *Sandbox) followerPage(next string) (FollowerList, error) {
+func (s *Sandbox) followerPage(appid, next string) (FollowerList, error) {
 	from := 0
 	if next != "" {
-		p := s.byOAOpenID(next)
+		p, _ := s.member(appid, next)
 		if p == nil {
 			return FollowerList{}, errcode(40003)
 		}
@@ -143,13 +145,13 @@ func (s *Sandbox) followerPage(next string) (FollowerList, error) {
 	var out FollowerList
 	var ids []string
 	for i, id := range s.order {
-		p := s.people[id]
-		if !p.Following {
+		m := s.people[id].in(appid)
+		if !m.following {
 			continue
 		}
 		out.Total++
 		if i >= from && len(ids) < maxUserGet {
-			ids = append(ids, p.OAOpenID)
+			ids = append(ids, m.openid)
 		}
 	}
 	out.Count = len(ids)
@@ -176,12 +178,13 @@ func (s *Sandbox) position(id string) int {
 
 // handleUserGet is GET /cgi-bin/user/get?access_token&next_openid.
 func (s *Sandbox) handleUserGet(w http.ResponseWriter, r *http.Request) {
-	if err := s.oaOnly(r); err != nil {
+	a, err := s.oaApp(r)
+	if err != nil {
 		s.answer(w, nil, err)
 		return
 	}
 	s.mu.Lock()
-	page, err := s.followerPage(r.URL.Query().Get("next_openid"))
+	page, err := s.followerPage(a.AppID, r.URL.Query().Get("next_openid"))
 	s.mu.Unlock()
 	s.answer(w, page, err)
 }

@@ -67,7 +67,7 @@ func TestUserGetPagesLikeThePlatform(t *testing.T) {
 	}
 	// An unfollow takes the person out of the list and the total.
 	h.sb.mu.Lock()
-	h.sb.people[fs[3].ID].Following = false
+	h.sb.people[fs[3].ID].in(DevOfficialAccount.AppID).following = false
 	h.sb.mu.Unlock()
 	if _, page := h.userGet(tok, fs[0].OAOpenID); page.Total != 24999 || page.Data.OpenID[0] != fs[1].OAOpenID || page.Data.OpenID[2] != fs[4].OAOpenID {
 		t.Errorf("after an unfollow: total %d, starts %v", page.Total, page.Data.OpenID[:3])
@@ -99,7 +99,7 @@ func TestCreateFollowersKinds(t *testing.T) {
 		}
 		var info UserInfo
 		h.sb.mu.Lock()
-		info, _ = h.sb.userInfo(p.OAOpenID)
+		info, _ = h.sb.userInfo(h.sb.apps[DevOfficialAccount.AppID], p.OAOpenID)
 		h.sb.mu.Unlock()
 		if info.Subscribe != 1 || info.SubscribeTime == 0 || info.SubscribeScene == "" {
 			t.Fatalf("user/info %+v", info)

@@ -14,6 +14,7 @@ func (s *Sandbox) platformRoutes() *http.ServeMux {
 	s.followerRoutes(mux) // users.go
 	s.rosterRoutes(mux)   // followers.go
 	s.messageRoutes(mux)  // messages.go
+	s.phoneRoutes(mux)    // phone.go
 	// The platform answers API paths it does not serve to this account with
 	// 48001; anything outside the API prefixes is a plain 404.
 	for _, prefix := range []string{"/cgi-bin/", "/sns/", "/wxa/", "/datacube/"} {
@@ -40,11 +41,11 @@ func (s *Sandbox) handleJSCode2Session(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sandbox) codeToSession(appid, secret, code, grantType string) (sessionAnswer, error) {
-	mp := s.cfg.MiniProgram
+	mp := s.ofKind(AppMiniProgram, appid)
 	switch {
 	case appid == "":
 		return sessionAnswer{}, errcode(41002)
-	case appid != mp.AppID:
+	case mp == nil:
 		return sessionAnswer{}, errcode(40013)
 	case secret == "":
 		return sessionAnswer{}, errcode(41004)
@@ -59,7 +60,8 @@ func (s *Sandbox) codeToSession(appid, secret, code, grantType string) (sessionA
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	jc := s.codes[code]
-	if jc == nil {
+	if jc == nil || jc.appid != appid {
+		// A code of another mini program is not one of this app's.
 		return sessionAnswer{}, errcode(40029)
 	}
 	p := s.people[jc.personID]
@@ -78,9 +80,12 @@ func (s *Sandbox) codeToSession(appid, secret, code, grantType string) (sessionA
 		return sessionAnswer{}, errcode(40029)
 	}
 	jc.used = true
-	p.sessionKey = newSessionKey()
-	a := sessionAnswer{OpenID: p.MPOpenID, SessionKey: p.sessionKey}
-	if s.reveal {
+	m := p.in(appid)
+	m.sessionKey = newSessionKey()
+	a := sessionAnswer{OpenID: m.openid, SessionKey: m.sessionKey}
+	// The default mini program's binding can be switched
+	// (SetRevealUnionID); the others' is fixed by their AppSpec.
+	if appid == s.cfg.MiniProgram.AppID && s.reveal || appid != s.cfg.MiniProgram.AppID && !mp.unbound {
 		a.UnionID = p.UnionID
 	}
 	return a, nil

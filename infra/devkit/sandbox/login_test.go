@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -266,10 +267,10 @@ func TestPeople(t *testing.T) {
 	})
 	t.Run("people_are_listed_in_creation_order", func(t *testing.T) {
 		got := h.sb.People()
-		if len(got) != 2 || got[0] != a || got[1] != b {
+		if len(got) != 2 || !reflect.DeepEqual(got[0], a) || !reflect.DeepEqual(got[1], b) {
 			t.Errorf("People() = %+v", got)
 		}
-		if p, ok := h.sb.Person(b.ID); !ok || p != b {
+		if p, ok := h.sb.Person(b.ID); !ok || !reflect.DeepEqual(p, b) {
 			t.Errorf("Person(%s) = %+v, %v", b.ID, p, ok)
 		}
 	})

@@ -25,7 +25,7 @@ type messageBook struct {
 	sentByID   map[string]clientMsg      // openid + "\x00" + client_msg_id -> the send it made
 	quota      int                       // template messages per platform day; 0 means DefaultTemplateQuota
 	quotaDay   string
-	quotaUsed  int
+	quotaUsed  map[string]int // template messages today, by official account
 	nextMsgID  int64
 	reports    []outgoing // TEMPLATESENDJOBFINISH and subscribe_msg_sent_event pushes not made yet
 	reportWait time.Duration
@@ -53,6 +53,7 @@ const (
 // InboxMessage is one message that reached a person's phone.
 type InboxMessage struct {
 	Channel    string            `json:"channel"` // template, subscribe, oa_subscribe or customer_service
+	AppID      string            `json:"appid"`   // the app that sent it
 	TemplateID string            `json:"template_id,omitempty"`
 	Data       map[string]string `json:"data,omitempty"`
 	MsgID      string            `json:"msgid,omitempty"` // oa_subscribe: the msgid its sent event reports
@@ -129,7 +130,7 @@ func (s *Sandbox) Inbox(id string) ([]InboxMessage, error) {
 }
 
 // RefuseTemplates makes person id refuse (or accept again) the official
-// account's template messages: the platform still accepts a send and
+// accounts' template messages: the platform still accepts a send and
 // answers a msgid, but nothing reaches the person and the delivery report
 // says "failed:user block".
 func (s *Sandbox) RefuseTemplates(id string, refuse bool) error {
@@ -145,7 +146,7 @@ func (s *Sandbox) RefuseTemplates(id string, refuse bool) error {
 	return nil
 }
 
-// SetTemplateQuota sets the official account's daily template-message
+// SetTemplateQuota sets each official account's daily template-message
 // quota (DefaultTemplateQuota when n is 0); past it, template/send answers
 // 45009 until midnight Beijing time.
 func (s *Sandbox) SetTemplateQuota(n int) {
@@ -175,17 +176,21 @@ func (s *Sandbox) PendingTemplateReports() int {
 }
 
 // PushTemplateReports pushes every waiting delivery report
-// (TEMPLATESENDJOBFINISH, subscribe_msg_sent_event) to the push target,
-// oldest first, with the platform's retries. Reports stay
-// waiting when no push target is set (ErrNoPushTarget).
+// (TEMPLATESENDJOBFINISH, subscribe_msg_sent_event) to its official
+// account's push target, oldest first, with the platform's retries. The
+// reports of an account without a push target stay waiting, and the call
+// then answers ErrNoPushTarget with the deliveries it made.
 func (s *Sandbox) PushTemplateReports(ctx context.Context) ([]Delivery, error) {
 	s.mu.Lock()
-	if s.push.target.URL == "" {
-		s.mu.Unlock()
-		return nil, ErrNoPushTarget
+	var reports, waiting []outgoing
+	for _, e := range s.messages.reports {
+		if s.push.targets[e.appid] == nil {
+			waiting = append(waiting, e)
+		} else {
+			reports = append(reports, e)
+		}
 	}
-	reports := s.messages.reports
-	s.messages.reports = nil
+	s.messages.reports = waiting
 	s.mu.Unlock()
 	out := make([]Delivery, 0, len(reports))
 	for _, e := range reports {
@@ -194,6 +199,9 @@ func (s *Sandbox) PushTemplateReports(ctx context.Context) ([]Delivery, error) {
 			return out, err
 		}
 		out = append(out, d)
+	}
+	if len(waiting) > 0 {
+		return out, ErrNoPushTarget
 	}
 	return out, nil
 }
@@ -272,7 +280,8 @@ func (s *Sandbox) handleTemplateSend(w http.ResponseWriter, r *http.Request) {
 	if !s.readSend(w, r, &in) {
 		return
 	}
-	if err := s.oaOnly(r); err != nil {
+	a, err := s.oaApp(r)
+	if err != nil {
 		s.answer(w, nil, err)
 		return
 	}
@@ -292,7 +301,7 @@ func (s *Sandbox) handleTemplateSend(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.clock.Now()
 	s.mu.Lock()
-	msgid, code, msg := s.sendTemplate(in.ToUser, in.TemplateID, in.ClientMsgID, data, now)
+	msgid, code, msg := s.sendTemplate(a.AppID, in.ToUser, in.TemplateID, in.ClientMsgID, data, now)
 	wait := s.messages.reportWait
 	s.mu.Unlock()
 	switch {
@@ -309,32 +318,34 @@ func (s *Sandbox) handleTemplateSend(w http.ResponseWriter, r *http.Request) {
 	s.answer(w, map[string]any{"errcode": 0, "errmsg": "ok", "msgid": json.Number(msgid)}, nil)
 }
 
-// sendTemplate applies a template send (s.mu held) and returns its msgid,
-// or the errcode (and message, when the platform's is not the usual one).
-func (s *Sandbox) sendTemplate(openid, templateID, clientMsgID string, data map[string]string, now time.Time) (string, int, string) {
+// sendTemplate applies official account appid's template send (s.mu held)
+// and returns its msgid, or the errcode (and message, when the platform's
+// is not the usual one).
+func (s *Sandbox) sendTemplate(appid, openid, templateID, clientMsgID string, data map[string]string, now time.Time) (string, int, string) {
 	m := &s.messages
-	p := s.byOAOpenID(openid)
+	// An openid of another app is no openid of this account's: 40003.
+	p, in := s.member(appid, openid)
 	switch {
 	case openid == "" || p == nil:
 		return "", 40003, ""
-	case !p.Following:
+	case !in.following:
 		return "", 43004, msgRequireSubscribe
 	}
 	dedup := openid + "\x00" + clientMsgID
 	if prev, ok := m.sentByID[dedup]; clientMsgID != "" && ok && now.Sub(prev.at) < clientMsgWindow {
 		return prev.msgid, 0, ""
 	}
-	if day := platformDay(now); m.quotaDay != day {
-		m.quotaDay, m.quotaUsed = day, 0
+	if day := platformDay(now); m.quotaDay != day || m.quotaUsed == nil {
+		m.quotaDay, m.quotaUsed = day, map[string]int{}
 	}
 	quota := m.quota
 	if quota == 0 {
 		quota = DefaultTemplateQuota
 	}
-	if m.quotaUsed >= quota {
+	if m.quotaUsed[appid] >= quota {
 		return "", 45009, ""
 	}
-	m.quotaUsed++
+	m.quotaUsed[appid]++
 	msgid := m.newMsgID()
 	if clientMsgID != "" {
 		if m.sentByID == nil {
@@ -346,11 +357,11 @@ func (s *Sandbox) sendTemplate(openid, templateID, clientMsgID string, data map[
 	if m.refuse[p.ID] {
 		status = ReportUserBlock
 	} else {
-		s.deliverToInbox(p.ID, InboxMessage{Channel: ChannelTemplate, TemplateID: templateID, Data: data, At: now})
+		s.deliverToInbox(p.ID, InboxMessage{Channel: ChannelTemplate, AppID: appid, TemplateID: templateID, Data: data, At: now})
 	}
-	e := s.event(p, now, push.TemplateFinish)
+	e := s.event(p, appid, now, push.TemplateFinish)
 	e.MsgID, e.Status = msgid, status
-	m.reports = append(m.reports, outgoing{Event: e})
+	m.reports = append(m.reports, e)
 	return msgid, 0, ""
 }
 
@@ -384,8 +395,8 @@ func (s *Sandbox) handleSubscribeSend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	app, err := s.authorize(r)
-	if err == nil && app.AppID != s.cfg.MiniProgram.AppID {
-		err = errcode(48001) // the OA's subscribe messages are subscribe/bizsend
+	if err == nil && s.ofKind(AppMiniProgram, app.AppID) == nil {
+		err = errcode(48001) // an OA's subscribe messages are subscribe/bizsend
 	}
 	if err != nil {
 		s.answer(w, nil, err)
@@ -414,7 +425,8 @@ func (s *Sandbox) handleSubscribeSend(w http.ResponseWriter, r *http.Request) {
 	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.byMPOpenID(in.ToUser)
+	// An openid of another app is no openid of this mini program's: 40003.
+	p, _ := s.member(app.AppID, in.ToUser)
 	if in.ToUser == "" || p == nil {
 		s.fail(w, 40003)
 		return
@@ -424,7 +436,7 @@ func (s *Sandbox) handleSubscribeSend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.messages.consents[p.ID][in.TemplateID]--
-	s.deliverToInbox(p.ID, InboxMessage{Channel: ChannelSubscribe, TemplateID: in.TemplateID, Data: data, At: now})
+	s.deliverToInbox(p.ID, InboxMessage{Channel: ChannelSubscribe, AppID: app.AppID, TemplateID: in.TemplateID, Data: data, At: now})
 	s.answer(w, map[string]any{"errcode": 0, "errmsg": "ok"}, nil)
 }
 

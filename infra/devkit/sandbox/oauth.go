@@ -6,16 +6,22 @@ import (
 	"time"
 )
 
-// Web OAuth of the official account: the authorize page on
-// open.weixin.qq.com (oauth_page.go) issues codes, and the sns endpoints
-// exchange them for web grants and read the profile.
+// Web OAuth of the official accounts, QR login of the website apps and the
+// mobile apps' SDK login: the authorize and qrconnect pages on
+// open.weixin.qq.com (oauth_page.go) and AppLoginCode issue codes, and the
+// sns endpoints exchange them for web grants and read the profile.
 
 const (
 	scopeBase     = "snsapi_base"
 	scopeUserInfo = "snsapi_userinfo"
+	scopeLogin    = "snsapi_login" // a website app's QR login
 
-	// oauthCodeLifetime is how long an authorize code can be exchanged.
+	// oauthCodeLifetime is how long an official account's authorize code
+	// can be exchanged.
 	oauthCodeLifetime = 5 * time.Minute
+	// openCodeLifetime is how long a website or mobile app's code can be
+	// exchanged: the open platform's codes live 10 minutes.
+	openCodeLifetime = 10 * time.Minute
 	// webTokenLifetime is a web access token's life.
 	webTokenLifetime = 7200 * time.Second
 	// refreshLifetime is a refresh token's life, counted from the consent;
@@ -32,9 +38,11 @@ type oauthBook struct {
 	issued  int                  // codes issued, to pace pruning
 }
 
-// oauthCode is an authorize code: it works once, for oauthCodeLifetime.
+// oauthCode is an authorize code: it works once, for its app's lifetime
+// (codeLife), at the app it was issued for.
 type oauthCode struct {
 	personID string // empty for an anonymous snapshot visitor
+	appid    string
 	scope    string
 	snapshot bool
 	issued   time.Time
@@ -46,6 +54,7 @@ type oauthCode struct {
 // after the consent).
 type webGrant struct {
 	personID string
+	appid    string
 	openid   string
 	unionid  string
 	scope    string
@@ -53,28 +62,67 @@ type webGrant struct {
 	expires  time.Time
 }
 
-// OAuthConsent is what a person does on the authorize page.
+// OAuthConsent is what a person does on the authorize page of an official
+// account or the QR-login page of a website app.
 type OAuthConsent struct {
+	// AppID is the official account or website app asking; "" is the
+	// default official account (the default website app for snsapi_login).
+	AppID  string
 	Person string // the person's ID; may be empty for a Snapshot visitor
-	Scope  string // snsapi_base or snsapi_userinfo
+	// Scope is snsapi_base or snsapi_userinfo for an official account,
+	// snsapi_login for a website app.
+	Scope string
 	// Snapshot plays the platform's snapshot mode: the page is browsed by a
 	// virtual account, whose openid and unionid belong to nobody.
 	Snapshot bool
 }
 
-// ErrScope reports a scope the platform does not know.
-var ErrScope = errors.New("sandbox: scope must be snsapi_base or snsapi_userinfo")
+// ErrScope reports a scope the platform does not know, or not for this
+// kind of app.
+var ErrScope = errors.New("sandbox: scope must be snsapi_base or snsapi_userinfo (official account) or snsapi_login (website app)")
 
-// OAuthCode plays the authorize page for c: the code the platform appends
-// to redirect_uri once the person has consented (at once for snsapi_base).
+// OAuthCode plays the authorize page (or a website app's QR-login page) for
+// c: the code the platform appends to redirect_uri once the person has
+// consented (at once for snsapi_base).
 func (s *Sandbox) OAuthCode(c OAuthConsent) (string, error) {
-	if c.Scope != scopeBase && c.Scope != scopeUserInfo {
-		return "", ErrScope
+	kind := AppOfficialAccount
+	if c.Scope == scopeLogin {
+		kind = AppWebsite
 	}
+	a, err := s.app(kind, c.AppID)
+	switch {
+	case errors.Is(err, ErrAppKind):
+		return "", ErrScope
+	case err != nil:
+		return "", err
+	case c.Scope != scopeBase && c.Scope != scopeUserInfo && c.Scope != scopeLogin:
+		return "", ErrScope
+	case c.Snapshot && kind != AppOfficialAccount:
+		return "", errors.New("sandbox: snapshot mode is an official account's")
+	}
+	return s.issueOAuthCode(a.AppID, c.Person, c.Scope, c.Snapshot)
+}
+
+// AppLoginCode plays person id logging in to mobile app appid ("" the
+// default) through WeChat's SDK and consenting: the code the SDK hands the
+// app, exchanged at sns/oauth2/access_token with the mobile app's
+// credentials. It works once, for 10 minutes (the open platform's code
+// lifetime).
+func (s *Sandbox) AppLoginCode(id, appid string) (string, error) {
+	a, err := s.app(AppMobile, appid)
+	if err != nil {
+		return "", err
+	}
+	// The SDK asks for snsapi_userinfo, the only scope it takes.
+	return s.issueOAuthCode(a.AppID, id, scopeUserInfo, false)
+}
+
+// issueOAuthCode issues a code of appid for person (s.mu not held).
+func (s *Sandbox) issueOAuthCode(appid, personID, scope string, snapshot bool) (string, error) {
 	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.people[c.Person]; !ok && !(c.Snapshot && c.Person == "") {
+	if _, ok := s.people[personID]; !ok && !(snapshot && personID == "") {
 		return "", ErrNoPerson
 	}
 	b := &s.oauth
@@ -91,15 +139,33 @@ func (s *Sandbox) OAuthCode(c OAuthConsent) (string, error) {
 	for code == "" || b.codes[code] != nil {
 		code = randomAlnum(32)
 	}
-	b.codes[code] = &oauthCode{personID: c.Person, scope: c.Scope, snapshot: c.Snapshot, issued: now}
+	b.codes[code] = &oauthCode{personID: personID, appid: appid, scope: scope, snapshot: snapshot, issued: now}
 	return code, nil
+}
+
+// codeLife is how long a code of a lives.
+func codeLife(a *account) time.Duration {
+	if a.kind == AppOfficialAccount {
+		return oauthCodeLifetime
+	}
+	return openCodeLifetime
+}
+
+// webApp is the app appid if it exchanges codes at sns/oauth2: an official
+// account, a website app or a mobile app.
+func (s *Sandbox) webApp(appid string) *account {
+	a := s.apps[appid]
+	if a == nil || a.kind == AppMiniProgram {
+		return nil
+	}
+	return a
 }
 
 // prune forgets codes long past their lifetime and grants past their
 // expiry; a forgotten used code then answers 40029 rather than 40163.
 func (b *oauthBook) prune(now time.Time) {
 	for c, oc := range b.codes {
-		if now.Sub(oc.issued) > 2*oauthCodeLifetime {
+		if now.Sub(oc.issued) > 2*openCodeLifetime {
 			delete(b.codes, c)
 		}
 	}
@@ -118,6 +184,7 @@ func (b *oauthBook) prune(now time.Time) {
 // oauthRoutes adds the web OAuth paths to the platform's mux.
 func (s *Sandbox) oauthRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("/connect/oauth2/authorize", s.handleAuthorize)
+	mux.HandleFunc("/connect/qrconnect", s.handleQRConnect)
 	mux.HandleFunc("/sns/oauth2/access_token", s.handleOAuthToken)
 	mux.HandleFunc("/sns/oauth2/refresh_token", s.handleOAuthRefresh)
 	mux.HandleFunc("/sns/userinfo", s.handleSNSUserInfo)
@@ -141,15 +208,15 @@ func (s *Sandbox) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sandbox) oauthExchange(appid, secret, code, grantType string) (webTokenAnswer, error) {
-	oa := s.cfg.OfficialAccount
+	a := s.webApp(appid)
 	switch {
 	case appid == "":
 		return webTokenAnswer{}, errcode(41002)
-	case appid != oa.AppID:
+	case a == nil:
 		return webTokenAnswer{}, errcode(40013)
 	case secret == "":
 		return webTokenAnswer{}, errcode(41004)
-	case secret != oa.Secret:
+	case secret != a.Secret:
 		return webTokenAnswer{}, errcode(40125)
 	case grantType != "authorization_code":
 		return webTokenAnswer{}, errcode(40002)
@@ -161,35 +228,36 @@ func (s *Sandbox) oauthExchange(appid, secret, code, grantType string) (webToken
 	defer s.mu.Unlock()
 	oc := s.oauth.codes[code]
 	switch {
-	case oc == nil:
+	case oc == nil || oc.appid != appid: // another app's code is no code of this one
 		return webTokenAnswer{}, errcode(40029)
 	case oc.used:
 		return webTokenAnswer{}, errcode(40163)
-	case now.Sub(oc.issued) > oauthCodeLifetime:
+	case now.Sub(oc.issued) > codeLife(a):
 		return webTokenAnswer{}, errcode(40029)
 	}
 	oc.used = true
-	g := webGrant{personID: oc.personID, scope: oc.scope, snapshot: oc.snapshot}
+	g := webGrant{personID: oc.personID, appid: appid, scope: oc.scope, snapshot: oc.snapshot}
 	if oc.snapshot {
 		// Virtual account data: an openid (and unionid) of nobody, new for
 		// every visit.
-		g.openid = openID(oa.AppID)
+		g.openid = openID(appid)
 		g.unionid = "oU" + randomB64(26)
 	} else {
 		p := s.people[oc.personID]
-		g.openid, g.unionid = p.OAOpenID, p.UnionID
+		g.openid, g.unionid = p.in(appid).openid, unionIDFor(a, p)
 	}
 	refresh := g
 	refresh.expires = now.Add(refreshLifetime)
 	rt := s.newWebToken(s.oauth.refresh)
 	s.oauth.refresh[rt] = &refresh
-	a := s.grant(g, now)
-	a.RefreshToken = rt
-	// The platform returns the unionid here only for snsapi_userinfo.
-	if g.scope != scopeUserInfo {
-		a.UnionID = ""
+	out := s.grant(g, now)
+	out.RefreshToken = rt
+	// The platform returns the unionid here only with the profile scopes
+	// (snsapi_userinfo, and a website app's snsapi_login).
+	if g.scope == scopeBase {
+		out.UnionID = ""
 	}
-	return a, nil
+	return out, nil
 }
 
 // grant issues a web access token for g. The caller holds s.mu.
@@ -225,7 +293,7 @@ func (s *Sandbox) oauthRefresh(appid, grantType, refreshToken string) (webTokenA
 	switch {
 	case appid == "":
 		return webTokenAnswer{}, errcode(41002)
-	case appid != s.cfg.OfficialAccount.AppID:
+	case s.webApp(appid) == nil:
 		return webTokenAnswer{}, errcode(40013)
 	case grantType != "refresh_token":
 		return webTokenAnswer{}, errcode(40002)
@@ -237,7 +305,7 @@ func (s *Sandbox) oauthRefresh(appid, grantType, refreshToken string) (webTokenA
 	defer s.mu.Unlock()
 	g := s.oauth.refresh[refreshToken]
 	switch {
-	case g == nil:
+	case g == nil || g.appid != appid:
 		return webTokenAnswer{}, errcode(40030)
 	case !now.Before(g.expires):
 		return webTokenAnswer{}, errcode(42002)
@@ -286,7 +354,7 @@ func (s *Sandbox) snsUserInfo(token, openid string) (snsUserInfoAnswer, error) {
 		return snsUserInfoAnswer{}, errcode(41009)
 	case openid != g.openid:
 		return snsUserInfoAnswer{}, errcode(40003)
-	case g.scope != scopeUserInfo || g.snapshot:
+	case g.scope == scopeBase || g.snapshot:
 		// A silent grant reads no profile; nor does a snapshot visitor.
 		return snsUserInfoAnswer{}, errcode(48001)
 	}

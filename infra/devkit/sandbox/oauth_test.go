@@ -264,8 +264,11 @@ func TestOAuthControlOfCodes(t *testing.T) {
 	if _, err := h.sb.OAuthCode(OAuthConsent{Person: "p42", Scope: scopeBase}); err != ErrNoPerson {
 		t.Errorf("unknown person: %v", err)
 	}
-	if _, err := h.sb.OAuthCode(OAuthConsent{Scope: "snsapi_login"}); err != ErrScope {
+	if _, err := h.sb.OAuthCode(OAuthConsent{Scope: "snsapi_other"}); err != ErrScope {
 		t.Errorf("unknown scope: %v", err)
+	}
+	if _, err := h.sb.OAuthCode(OAuthConsent{Person: "p1", Scope: "snsapi_login"}); err != ErrNoApp {
+		t.Errorf("QR login without a website app: %v", err)
 	}
 	code, err := h.sb.OAuthCode(OAuthConsent{Scope: scopeBase, Snapshot: true})
 	if err != nil || !regexp.MustCompile(`^[0-9A-Za-z]{32}$`).MatchString(code) {

@@ -13,14 +13,19 @@ import (
 )
 
 // Person is a simulated WeChat user as the platform knows them: one openid
-// per app and a unionid across both.
+// per app and a unionid across the apps bound to the open platform.
 type Person struct {
 	ID       string `json:"id"`
 	UnionID  string `json:"unionid"`
-	MPOpenID string `json:"mp_openid"`
-	OAOpenID string `json:"oa_openid"`
-	Nickname string `json:"nickname"`
-	// Following is whether the person follows the official account.
+	MPOpenID string `json:"mp_openid"` // in the default mini program
+	OAOpenID string `json:"oa_openid"` // in the default official account
+	// OpenIDs are the person's openids in every configured app, by appid.
+	OpenIDs  map[string]string `json:"openids"`
+	Nickname string            `json:"nickname"`
+	// Phone is the number bound to the person's WeChat account, E.164
+	// ("+8613800000001"); "" if none.
+	Phone string `json:"phone"`
+	// Following is whether the person follows the default official account.
 	Following bool `json:"following"`
 }
 
@@ -37,14 +42,32 @@ var (
 	ErrUnionIDTaken = errors.New("sandbox: unionid already belongs to another person")
 )
 
-// person is a Person plus what the platform keeps about them.
+// person is a Person plus what the platform keeps about them. The exported
+// Person's OpenIDs and Following are filled in by view.
 type person struct {
 	Person
+	apps       []membership   // in the order of Sandbox.appOrder
+	index      map[string]int // Sandbox.appIndex, shared
 	profile    profile
-	sessionKey string // current session_key; empty before the first jscode2session
-	loginMin   int64  // minute (Unix/60) of the counted jscode2session calls
+	loginMin   int64 // minute (Unix/60) of the counted jscode2session calls
 	loginCalls int
-	follow     followState // see push.go
+}
+
+// view is the Person as the API shows it (s.mu held).
+func (s *Sandbox) view(p *person) Person {
+	out := p.Person
+	out.OpenIDs = make(map[string]string, len(p.apps))
+	for i, appid := range s.appOrder {
+		out.OpenIDs[appid] = p.apps[i].openid
+	}
+	out.Following = s.following(p, s.defaults[AppOfficialAccount])
+	return out
+}
+
+// following reports whether p follows official account appid (s.mu held).
+func (s *Sandbox) following(p *person, appid string) bool {
+	m := p.in(appid)
+	return m != nil && m.following
 }
 
 // profile is the user-info part of open data.
@@ -57,9 +80,11 @@ type profile struct {
 	AvatarURL string
 }
 
-// jsCode is a wx.login code: it works once, for codeLifetime.
+// jsCode is a wx.login code: it works once, for codeLifetime, in the mini
+// program it was issued for.
 type jsCode struct {
 	personID string
+	appid    string
 	issued   time.Time
 	used     bool
 }
@@ -87,13 +112,21 @@ func (s *Sandbox) createPerson(spec PersonSpec) (Person, error) {
 		}
 	}
 	n := len(s.order) + 1
-	p := &person{Person: Person{
-		ID:       fmt.Sprintf("p%d", n),
-		UnionID:  spec.UnionID,
-		MPOpenID: openID(s.cfg.MiniProgram.AppID),
-		OAOpenID: openID(s.cfg.OfficialAccount.AppID),
-		Nickname: spec.Nickname,
-	}}
+	p := &person{
+		Person: Person{ID: fmt.Sprintf("p%d", n), UnionID: spec.UnionID, Nickname: spec.Nickname},
+		apps:   make([]membership, len(s.appOrder)),
+		index:  s.appIndex,
+	}
+	for i, appid := range s.appOrder {
+		m := &p.apps[i]
+		m.openid = openID(appid)
+		for s.openids[m.openid] != nil {
+			m.openid = openID(appid)
+		}
+		s.openids[m.openid] = p
+	}
+	p.MPOpenID = p.in(s.cfg.MiniProgram.AppID).openid
+	p.OAOpenID = p.in(s.cfg.OfficialAccount.AppID).openid
 	for p.UnionID == "" || s.unionIDs[p.UnionID] != "" {
 		p.UnionID = "oU" + randomB64(26)
 	}
@@ -103,9 +136,9 @@ func (s *Sandbox) createPerson(spec PersonSpec) (Person, error) {
 	p.profile = randomProfile()
 	s.people[p.ID] = p
 	s.order = append(s.order, p.ID)
-	s.openids[p.MPOpenID], s.openids[p.OAOpenID] = p, p
 	s.unionIDs[p.UnionID] = p.ID
-	return p.Person, nil
+	s.phones.assign(p, s.phones.generate(n))
+	return s.view(p), nil
 }
 
 // Person returns the person with id.
@@ -116,7 +149,7 @@ func (s *Sandbox) Person(id string) (Person, bool) {
 	if !ok {
 		return Person{}, false
 	}
-	return p.Person, true
+	return s.view(p), true
 }
 
 // People returns everyone, in creation order.
@@ -125,14 +158,24 @@ func (s *Sandbox) People() []Person {
 	defer s.mu.Unlock()
 	out := make([]Person, 0, len(s.order))
 	for _, id := range s.order {
-		out = append(out, s.people[id].Person)
+		out = append(out, s.view(s.people[id]))
 	}
 	return out
 }
 
-// WXLogin plays wx.login in the mini program for person id: it issues a
-// fresh code for jscode2session.
+// WXLogin plays wx.login in the default mini program for person id: it
+// issues a fresh code for jscode2session.
 func (s *Sandbox) WXLogin(id string) (code string, err error) {
+	return s.WXLoginApp(id, "")
+}
+
+// WXLoginApp plays wx.login in mini program appid ("" the default) for
+// person id: the code works at jscode2session for that mini program only.
+func (s *Sandbox) WXLoginApp(id, appid string) (code string, err error) {
+	a, err := s.app(AppMiniProgram, appid)
+	if err != nil {
+		return "", err
+	}
 	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -146,7 +189,7 @@ func (s *Sandbox) WXLogin(id string) (code string, err error) {
 	for code == "" || s.codes[code] != nil {
 		code = randomAlnum(32)
 	}
-	s.codes[code] = &jsCode{personID: id, issued: now}
+	s.codes[code] = &jsCode{personID: id, appid: a.AppID, issued: now}
 	return code, nil
 }
 
@@ -160,19 +203,32 @@ func (s *Sandbox) pruneCodes(now time.Time) {
 	}
 }
 
-// OpenData plays wx.getUserInfo for person id: the user-info payload
-// encrypted under the person's current session_key, as the client receives
-// it. The payload always carries the unionId: open data is how a mini
-// program not bound to the open platform can still learn it.
+// OpenData plays wx.getUserInfo in the default mini program for person id.
 func (s *Sandbox) OpenData(id string) (encryptedData, iv string, err error) {
+	return s.OpenDataApp(id, "")
+}
+
+// OpenDataApp plays wx.getUserInfo in mini program appid ("" the default)
+// for person id: the user-info payload encrypted under the person's current
+// session_key in that app, watermarked with its appid, as the client
+// receives it. In the default mini program the payload always carries the
+// unionId (open data is how a mini program that jscode2session does not
+// tell can still learn it); an app bound to no open platform never gets
+// one.
+func (s *Sandbox) OpenDataApp(id, appid string) (encryptedData, iv string, err error) {
+	a, err := s.app(AppMiniProgram, appid)
+	if err != nil {
+		return "", "", err
+	}
 	s.mu.Lock()
 	p, ok := s.people[id]
 	var key string
 	var payload map[string]any
 	if ok {
-		key = p.sessionKey
+		m := p.in(a.AppID)
+		key = m.sessionKey
 		payload = map[string]any{
-			"openId":    p.MPOpenID,
+			"openId":    m.openid,
 			"nickName":  p.Nickname,
 			"gender":    p.profile.Gender,
 			"language":  p.profile.Language,
@@ -180,7 +236,9 @@ func (s *Sandbox) OpenData(id string) (encryptedData, iv string, err error) {
 			"province":  p.profile.Province,
 			"country":   p.profile.Country,
 			"avatarUrl": p.profile.AvatarURL,
-			"unionId":   p.UnionID,
+		}
+		if u := unionIDFor(a, p); u != "" {
+			payload["unionId"] = u
 		}
 	}
 	s.mu.Unlock()
@@ -190,7 +248,7 @@ func (s *Sandbox) OpenData(id string) (encryptedData, iv string, err error) {
 	case key == "":
 		return "", "", ErrNoSession
 	}
-	return wechat.EncryptOpenData(key, s.cfg.MiniProgram.AppID, payload, s.clock.Now())
+	return wechat.EncryptOpenData(key, a.AppID, payload, s.clock.Now())
 }
 
 // openID makes an openid for appid: 28 characters, "o" and a prefix shared

@@ -2,8 +2,9 @@ package sandbox
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -27,7 +28,8 @@ type PushTarget struct {
 	Retries int `json:"retries"`
 }
 
-// ErrNoPushTarget reports a follow or scan before SetPushTarget.
+// ErrNoPushTarget reports a follow or scan before SetPushTarget (or
+// SetPushTargetApp for the official account concerned).
 var ErrNoPushTarget = errors.New("sandbox: no push URL configured")
 
 // badRequest marks a control-API body that could not be read.
@@ -41,16 +43,40 @@ type followState struct {
 	unsubscribed  bool   // has followed and unfollowed since
 }
 
-// pushState is the sandbox's server-push setup and its QR tickets.
+// pushState is the sandbox's server-push setup, one per official account,
+// and the QR tickets.
 type pushState struct {
-	target  PushTarget
-	cipher  *push.Cipher
-	client  *http.Client
-	tickets map[string]string // ticket -> scene_str
+	targets map[string]*pushTarget // by the official account's appid
+	tickets map[string]qrTicket
 }
 
-// SetPushTarget configures where and how pushes are delivered.
+// pushTarget is an official account's push setup.
+type pushTarget struct {
+	PushTarget
+	cipher *push.Cipher
+	client *http.Client
+}
+
+// qrTicket is a parametric QR code of an official account.
+type qrTicket struct {
+	appid string
+	scene string // scene_str
+}
+
+// SetPushTarget configures where and how the default official account's
+// pushes are delivered.
 func (s *Sandbox) SetPushTarget(t PushTarget) error {
+	return s.SetPushTargetApp("", t)
+}
+
+// SetPushTargetApp configures where and how official account appid ("" the
+// default) delivers its pushes: each account has its own URL, token and
+// EncodingAESKey, and encrypts with its own appid.
+func (s *Sandbox) SetPushTargetApp(appid string, t PushTarget) error {
+	a, err := s.app(AppOfficialAccount, appid)
+	if err != nil {
+		return err
+	}
 	mode, err := push.ParseMode(string(t.Mode))
 	if err != nil {
 		return err
@@ -58,7 +84,7 @@ func (s *Sandbox) SetPushTarget(t PushTarget) error {
 	t.Mode = mode
 	var c *push.Cipher
 	if mode != push.Plaintext {
-		if c, err = push.NewCipher(t.EncodingAESKey, s.cfg.OfficialAccount.AppID); err != nil {
+		if c, err = push.NewCipher(t.EncodingAESKey, a.AppID); err != nil {
 			return err
 		}
 	}
@@ -73,8 +99,10 @@ func (s *Sandbox) SetPushTarget(t PushTarget) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.push.target, s.push.cipher = t, c
-	s.push.client = &http.Client{Timeout: t.Timeout}
+	if s.push.targets == nil {
+		s.push.targets = map[string]*pushTarget{}
+	}
+	s.push.targets[a.AppID] = &pushTarget{PushTarget: t, cipher: c, client: &http.Client{Timeout: t.Timeout}}
 	return nil
 }
 
@@ -97,136 +125,173 @@ type Attempt struct {
 	Duration time.Duration `json:"duration_ns"`
 }
 
-// Follow makes person id follow the official account, through a parametric
-// QR code when scene is set, and pushes the subscribe event.
+// Follow makes person id follow the default official account, through a
+// parametric QR code when scene is set, and pushes the subscribe event.
 func (s *Sandbox) Follow(ctx context.Context, id, scene string) (Delivery, error) {
-	return s.followEvent(ctx, id, scene, "", true)
+	return s.FollowApp(ctx, id, "", scene)
 }
 
-// Unfollow makes person id unfollow and pushes the unsubscribe event.
+// FollowApp makes person id follow official account appid ("" the
+// default), through a parametric QR code when scene is set, and pushes the
+// subscribe event to that account's push target.
+func (s *Sandbox) FollowApp(ctx context.Context, id, appid, scene string) (Delivery, error) {
+	return s.followEvent(ctx, id, appid, scene, "", true)
+}
+
+// Unfollow makes person id unfollow the default official account and
+// pushes the unsubscribe event.
 func (s *Sandbox) Unfollow(ctx context.Context, id string) (Delivery, error) {
+	return s.UnfollowApp(ctx, id, "")
+}
+
+// UnfollowApp makes person id unfollow official account appid ("" the
+// default) and pushes the unsubscribe event.
+func (s *Sandbox) UnfollowApp(ctx context.Context, id, appid string) (Delivery, error) {
+	a, err := s.app(AppOfficialAccount, appid)
+	if err != nil {
+		return Delivery{}, err
+	}
 	now := s.clock.Now()
 	s.mu.Lock()
-	p, err := s.pushable(id)
+	p, m, err := s.pushable(id, a.AppID)
 	if err != nil {
 		s.mu.Unlock()
 		return Delivery{}, err
 	}
-	if !p.Following {
+	if !m.following {
 		s.mu.Unlock()
 		return Delivery{}, errors.New("sandbox: person does not follow")
 	}
-	p.Following, p.follow.unsubscribed = false, true
-	delete(s.channels.windows, p.ID) // customer-service messages need a follower
-	e := s.event(p, now, push.Unsubscribe)
+	m.following, m.follow.unsubscribed = false, true
+	delete(s.channels.windows, memberKey{p.ID, a.AppID}) // customer-service messages need a follower
+	e := s.event(p, a.AppID, now, push.Unsubscribe)
 	s.mu.Unlock()
-	return s.deliver(ctx, outgoing{Event: e})
+	return s.deliver(ctx, e)
 }
 
-// Scan plays a person scanning a parametric QR code, by scene or by ticket:
-// a follower causes a SCAN event, anyone else follows (subscribe with
-// qrscene_).
+// Scan plays a person scanning a parametric QR code of the default
+// official account.
 func (s *Sandbox) Scan(ctx context.Context, id, scene, ticket string) (Delivery, error) {
+	return s.ScanApp(ctx, id, "", scene, ticket)
+}
+
+// ScanApp plays a person scanning a parametric QR code of official account
+// appid ("" the default), by scene or by ticket: a follower causes a SCAN
+// event, anyone else follows (subscribe with qrscene_).
+func (s *Sandbox) ScanApp(ctx context.Context, id, appid, scene, ticket string) (Delivery, error) {
+	a, err := s.app(AppOfficialAccount, appid)
+	if err != nil {
+		return Delivery{}, err
+	}
 	if ticket != "" {
 		s.mu.Lock()
-		sc, ok := s.push.tickets[ticket]
+		t, ok := s.push.tickets[ticket]
 		s.mu.Unlock()
-		if !ok {
+		if !ok || t.appid != a.AppID {
 			return Delivery{}, errors.New("sandbox: unknown ticket")
 		}
-		scene = sc
+		scene = t.scene
 	}
 	if scene == "" {
 		return Delivery{}, errors.New("sandbox: scan needs a scene or a ticket")
 	}
-	return s.followEvent(ctx, id, scene, ticket, false)
+	return s.followEvent(ctx, id, a.AppID, scene, ticket, false)
 }
 
-func (s *Sandbox) followEvent(ctx context.Context, id, scene, ticket string, mustBeNew bool) (Delivery, error) {
+func (s *Sandbox) followEvent(ctx context.Context, id, appid, scene, ticket string, mustBeNew bool) (Delivery, error) {
+	a, err := s.app(AppOfficialAccount, appid)
+	if err != nil {
+		return Delivery{}, err
+	}
 	now := s.clock.Now()
 	s.mu.Lock()
-	p, err := s.pushable(id)
+	p, m, err := s.pushable(id, a.AppID)
 	if err != nil {
 		s.mu.Unlock()
 		return Delivery{}, err
 	}
 	if ticket == "" && scene != "" {
-		ticket = s.ticketFor(scene)
+		ticket = s.ticketFor(a.AppID, scene)
 	}
-	var e push.Event
+	var e outgoing
 	switch {
-	case p.Following && mustBeNew:
+	case m.following && mustBeNew:
 		s.mu.Unlock()
 		return Delivery{}, errors.New("sandbox: person already follows")
-	case p.Following:
-		e = s.event(p, now, push.Scan)
+	case m.following:
+		e = s.event(p, a.AppID, now, push.Scan)
 		e.EventKey, e.Ticket = scene, ticket
 	default:
-		p.Following = true
-		p.follow.subscribeTime, p.follow.scene, p.follow.qrScene = now.Unix(), "ADD_SCENE_SEARCH", ""
-		e = s.event(p, now, push.Subscribe)
+		m.following = true
+		m.follow.subscribeTime, m.follow.scene, m.follow.qrScene = now.Unix(), "ADD_SCENE_SEARCH", ""
+		e = s.event(p, a.AppID, now, push.Subscribe)
 		if scene != "" {
-			p.follow.scene, p.follow.qrScene = "ADD_SCENE_QR_CODE", scene
+			m.follow.scene, m.follow.qrScene = "ADD_SCENE_QR_CODE", scene
 			e.EventKey, e.Ticket = "qrscene_"+scene, ticket
 		}
 	}
-	s.interacted(p.ID, true, now) // channels.go
+	s.interacted(p.ID, a.AppID, true, now) // channels.go
 	s.mu.Unlock()
-	return s.deliver(ctx, outgoing{Event: e})
+	return s.deliver(ctx, e)
 }
 
-// pushable returns person id, if a change of their follow state can be
-// pushed (s.mu held). It refuses before anything changes: a follow nobody
-// is told about would leave the sandbox and wxbridge disagreeing.
-func (s *Sandbox) pushable(id string) (*person, error) {
+// pushable returns person id and their membership of official account
+// appid, if a change of their follow state can be pushed (s.mu held). It
+// refuses before anything changes: a follow nobody is told about would
+// leave the sandbox and wxbridge disagreeing.
+func (s *Sandbox) pushable(id, appid string) (*person, *membership, error) {
 	p, ok := s.people[id]
 	switch {
 	case !ok:
-		return nil, ErrNoPerson
-	case s.push.target.URL == "":
-		return nil, ErrNoPushTarget
+		return nil, nil, ErrNoPerson
+	case s.push.targets[appid] == nil:
+		return nil, nil, ErrNoPushTarget
 	}
-	return p, nil
+	return p, p.in(appid), nil
 }
 
-// ticketFor issues a ticket for scene (s.mu held).
-func (s *Sandbox) ticketFor(scene string) string {
+// ticketFor issues a ticket of official account appid for scene (s.mu
+// held).
+func (s *Sandbox) ticketFor(appid, scene string) string {
 	if s.push.tickets == nil {
-		s.push.tickets = map[string]string{}
+		s.push.tickets = map[string]qrTicket{}
 	}
 	t := "gQ" + randomB64(38)
-	s.push.tickets[t] = scene
+	s.push.tickets[t] = qrTicket{appid, scene}
 	return t
 }
 
-// event is an event from person p to the official account (s.mu held).
-func (s *Sandbox) event(p *person, now time.Time, name string) push.Event {
-	return push.Event{
-		ToUserName:   ghID(s.cfg.OfficialAccount.AppID),
-		FromUserName: p.OAOpenID,
+// event is a push from person p to official account appid (s.mu held).
+func (s *Sandbox) event(p *person, appid string, now time.Time, name string) outgoing {
+	return outgoing{appid: appid, Event: push.Event{
+		ToUserName:   OriginalID(appid),
+		FromUserName: p.in(appid).openid,
 		CreateTime:   now.Unix(),
 		MsgType:      "event",
 		Event:        name,
-	}
+	}}
 }
 
-// ghID is the official account's original id ("gh_" + 12 hex), which the
-// platform puts in ToUserName.
-func ghID(appid string) string {
-	return "gh_" + fmt.Sprintf("%x", appid)[:12]
+// OriginalID is the original id ("gh_" + 12 hex) of official account
+// appid, which the platform puts in ToUserName: derived from the appid, so
+// that every account has its own and keeps it.
+func OriginalID(appid string) string {
+	sum := sha256.Sum256([]byte(appid))
+	return "gh_" + hex.EncodeToString(sum[:6])
 }
 
-// deliver pushes e the way WeChat does: POST, wait up to the timeout for
-// "success" (or an empty body), and send the same event again up to
-// Retries times otherwise.
+// deliver pushes m to its official account's push target the way WeChat
+// does: POST, wait up to the timeout for "success" (or an empty body), and
+// send the same event again up to Retries times otherwise.
 func (s *Sandbox) deliver(ctx context.Context, m outgoing) (Delivery, error) {
 	s.mu.Lock()
-	t, c, hc := s.push.target, s.push.cipher, s.push.client
+	pt := s.push.targets[m.appid]
 	s.mu.Unlock()
 	d := Delivery{Event: m.Event, Content: m.Content, List: m.List}
-	if t.URL == "" {
+	if pt == nil {
 		return d, ErrNoPushTarget
 	}
+	t, c, hc := pt.PushTarget, pt.cipher, pt.client
 	for attempt := 0; attempt <= t.Retries; attempt++ {
 		a := s.post(ctx, hc, t, c, m)
 		d.Attempts = append(d.Attempts, a)
@@ -294,18 +359,26 @@ func query(q push.Query, openid string) string {
 // of the control API.
 func (s *Sandbox) pushControlRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /sandbox/push", func(w http.ResponseWriter, r *http.Request) {
-		var t PushTarget
+		var t struct {
+			PushTarget
+			AppID string `json:"appid"`
+		}
 		if err := decodeBody(r, &t); err != nil {
 			controlError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		if err := s.SetPushTarget(t); err != nil {
+		if err := s.SetPushTargetApp(t.AppID, t.PushTarget); err != nil {
 			controlError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"url": t.URL, "mode": t.Mode})
+		out := map[string]any{"url": t.URL, "mode": t.Mode}
+		if t.AppID != "" {
+			out["appid"] = t.AppID
+		}
+		writeJSON(w, http.StatusOK, out)
 	})
 	var body struct {
+		AppID  string `json:"appid"`
 		Scene  string `json:"scene"`
 		Ticket string `json:"ticket"`
 	}
@@ -314,31 +387,36 @@ func (s *Sandbox) pushControlRoutes(mux *http.ServeMux) {
 		if err := decodeBody(r, &b); err != nil {
 			return Delivery{}, badRequest{err}
 		}
-		return s.Follow(r.Context(), id, b.Scene)
+		return s.FollowApp(r.Context(), id, b.AppID, b.Scene)
 	}))
 	mux.HandleFunc("POST /sandbox/people/{id}/unfollow", deliveryRoute(func(r *http.Request, id string) (Delivery, error) {
-		return s.Unfollow(r.Context(), id)
+		b := body
+		if err := decodeBody(r, &b); err != nil {
+			return Delivery{}, badRequest{err}
+		}
+		return s.UnfollowApp(r.Context(), id, b.AppID)
 	}))
 	mux.HandleFunc("POST /sandbox/people/{id}/scan", deliveryRoute(func(r *http.Request, id string) (Delivery, error) {
 		b := body
 		if err := decodeBody(r, &b); err != nil {
 			return Delivery{}, badRequest{err}
 		}
-		return s.Scan(r.Context(), id, b.Scene, b.Ticket)
+		return s.ScanApp(r.Context(), id, b.AppID, b.Scene, b.Ticket)
 	}))
 }
 
 // deliveryRoute serves a control route that plays something a person does
-// and answers with the push it delivered: 400 for a bad request, 404 for
-// an unknown person, 409 when the push could not be delivered.
+// and answers with the push it delivered: 400 for a bad request or an app
+// of the wrong kind, 404 for an unknown person or app, 409 when the push
+// could not be delivered.
 func deliveryRoute(do func(r *http.Request, id string) (Delivery, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		d, err := do(r, r.PathValue("id"))
 		var br badRequest
 		switch {
-		case errors.As(err, &br), errors.Is(err, ErrNoTemplate):
+		case errors.As(err, &br), errors.Is(err, ErrNoTemplate), errors.Is(err, ErrAppKind):
 			controlError(w, http.StatusBadRequest, err.Error())
-		case errors.Is(err, ErrNoPerson):
+		case errors.Is(err, ErrNoPerson), errors.Is(err, ErrNoApp):
 			controlError(w, http.StatusNotFound, err.Error())
 		case err != nil:
 			controlError(w, http.StatusConflict, err.Error())

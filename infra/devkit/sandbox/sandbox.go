@@ -46,6 +46,11 @@ type Config struct {
 	LoginPerMinute  int // jscode2session calls per person per minute before 45011; default 100
 	TokenDailyQuota int // cgi-bin/token calls per app per day before 45009; default 2000
 	ForceDailyQuota int // stable_token force_refresh calls per app per day; default 20
+
+	// Apps are the apps beyond MiniProgram and OfficialAccount (see
+	// DefaultApps); the first of a kind without a default above is that
+	// kind's default.
+	Apps []AppSpec
 }
 
 // DefaultConfig is the configuration of a typical setup: both dev accounts,
@@ -77,12 +82,16 @@ type Sandbox struct {
 	unionIDs map[string]string  // unionid -> person ID
 	codes    map[string]*jsCode
 	issued   int                 // codes issued, to pace pruning
-	apps     map[string]*account // by appid
+	apps     map[string]*account // by appid; fixed after New
+	appOrder []string            // appids, defaults first; fixed after New
+	appIndex map[string]int      // appid -> its index in appOrder (and in person.apps); fixed after New
+	defaults map[AppKind]string  // the default appid of each kind; fixed after New
 	tokens   map[string]*accessToken
 	faults   map[string]*Fault  // by path
 	calls    map[string]int     // by path
 	push     pushState          // see push.go
-	openids  map[string]*person // mini-program and OA openids -> person
+	openids  map[string]*person // openids of every app -> person
+	phones   phoneBook          // numbers and getPhoneNumber codes; see phone.go
 	oauth    oauthBook          // web OAuth codes and grants, see oauth.go
 	tokenctl tokenControl       // token errors on demand, token calls per app; see tokenctl.go
 	roster   followerBook       // bulk followers and user/get; see followers.go
@@ -119,14 +128,11 @@ func New(cfg Config) *Sandbox {
 		unionIDs: make(map[string]string),
 		openids:  make(map[string]*person),
 		codes:    make(map[string]*jsCode),
-		apps: map[string]*account{
-			cfg.MiniProgram.AppID:     {App: cfg.MiniProgram},
-			cfg.OfficialAccount.AppID: {App: cfg.OfficialAccount},
-		},
-		tokens: make(map[string]*accessToken),
-		faults: make(map[string]*Fault),
-		calls:  make(map[string]int),
+		tokens:   make(map[string]*accessToken),
+		faults:   make(map[string]*Fault),
+		calls:    make(map[string]int),
 	}
+	s.setupApps(cfg)
 	s.api = s.platformRoutes()
 	s.oauthRoutes(s.api)
 	s.control = s.controlRoutes()

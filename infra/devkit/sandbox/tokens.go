@@ -20,6 +20,8 @@ const (
 // account is the platform's state for one app.
 type account struct {
 	App
+	kind    AppKind
+	unbound bool // not bound to the open platform: reveals no unionid
 
 	// cgi-bin/token family.
 	tokenDay   string
@@ -86,9 +88,14 @@ func (s *Sandbox) mint(appid string, now time.Time) *accessToken {
 }
 
 // credentials checks the client_credential triple of both token endpoints.
-// The accounts map is fixed after New, so no lock is needed.
+// The accounts map is fixed after New, so no lock is needed. Website and
+// mobile apps have no API access token: their calls come with the user's
+// web token (sns/*).
 func (s *Sandbox) credentials(grantType, appid, secret string) (*account, error) {
 	a := s.apps[appid]
+	if a != nil && a.kind != AppMiniProgram && a.kind != AppOfficialAccount {
+		a = nil
+	}
 	switch {
 	case grantType != "client_credential":
 		return nil, errcode(40002)

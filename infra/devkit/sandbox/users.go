@@ -29,60 +29,47 @@ type UserInfo struct {
 	QRSceneStr     string `json:"qr_scene_str"`
 }
 
-// oaOnly checks the access token and that it is the official account's: the
-// follower APIs are not open to the mini program (48001).
-func (s *Sandbox) oaOnly(r *http.Request) error {
+// oaApp checks the access token and that it is an official account's, and
+// returns that account: the follower and message APIs are not open to a
+// mini program (48001).
+func (s *Sandbox) oaApp(r *http.Request) (*account, error) {
 	app, err := s.authorize(r)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if app.AppID != s.cfg.OfficialAccount.AppID {
-		return errcode(48001)
+	a := s.ofKind(AppOfficialAccount, app.AppID)
+	if a == nil {
+		return nil, errcode(48001)
 	}
-	return nil
+	return a, nil
 }
 
-// userInfo answers for openid (s.mu held): 40003 for an openid that is not
-// one of this account's.
-func (s *Sandbox) userInfo(openid string) (UserInfo, error) {
-	p := s.byOAOpenID(openid)
+// userInfo answers official account a about openid (s.mu held): 40003 for
+// an openid that is not one of this account's.
+func (s *Sandbox) userInfo(a *account, openid string) (UserInfo, error) {
+	p, m := s.member(a.AppID, openid)
 	if p == nil {
 		return UserInfo{}, errcode(40003)
 	}
-	if !p.Following {
+	if !m.following {
 		return UserInfo{Subscribe: 0, OpenID: openid}, nil
 	}
 	return UserInfo{
 		Subscribe:      1,
 		OpenID:         openid,
 		Language:       "zh_CN",
-		SubscribeTime:  p.follow.subscribeTime,
-		UnionID:        s.oaUnionID(p), // followers.go
+		SubscribeTime:  m.follow.subscribeTime,
+		UnionID:        s.oaUnionID(a, p), // followers.go
 		TagIDList:      []int{},
-		SubscribeScene: p.follow.scene,
-		QRSceneStr:     p.follow.qrScene,
+		SubscribeScene: m.follow.scene,
+		QRSceneStr:     m.follow.qrScene,
 	}, nil
-}
-
-// byOAOpenID finds a person by official-account openid (s.mu held).
-func (s *Sandbox) byOAOpenID(openid string) *person {
-	if p := s.openids[openid]; p != nil && p.OAOpenID == openid {
-		return p
-	}
-	return nil
-}
-
-// byMPOpenID finds a person by mini-program openid (s.mu held).
-func (s *Sandbox) byMPOpenID(openid string) *person {
-	if p := s.openids[openid]; p != nil && p.MPOpenID == openid {
-		return p
-	}
-	return nil
 }
 
 // handleUserInfo is GET /cgi-bin/user/info?access_token&openid&lang.
 func (s *Sandbox) handleUserInfo(w http.ResponseWriter, r *http.Request) {
-	if err := s.oaOnly(r); err != nil {
+	a, err := s.oaApp(r)
+	if err != nil {
 		s.answer(w, nil, err)
 		return
 	}
@@ -92,7 +79,7 @@ func (s *Sandbox) handleUserInfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	info, err := s.userInfo(openid)
+	info, err := s.userInfo(a, openid)
 	s.mu.Unlock()
 	s.answer(w, info, err)
 }
@@ -107,7 +94,8 @@ func (s *Sandbox) handleUserInfoBatch(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, 43002)
 		return
 	}
-	if err := s.oaOnly(r); err != nil {
+	a, err := s.oaApp(r)
+	if err != nil {
 		s.answer(w, nil, err)
 		return
 	}
@@ -131,7 +119,7 @@ func (s *Sandbox) handleUserInfoBatch(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, u := range in.UserList {
-		info, err := s.userInfo(u.OpenID)
+		info, err := s.userInfo(a, u.OpenID)
 		if err != nil {
 			// One bad openid fails the whole call, as on the platform.
 			s.answer(w, nil, err)
@@ -150,7 +138,8 @@ func (s *Sandbox) handleQRCodeCreate(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, 43002)
 		return
 	}
-	if err := s.oaOnly(r); err != nil {
+	a, err := s.oaApp(r)
+	if err != nil {
 		s.answer(w, nil, err)
 		return
 	}
@@ -182,7 +171,7 @@ func (s *Sandbox) handleQRCodeCreate(w http.ResponseWriter, r *http.Request) {
 		expire = min(expire, 30*24*3600)
 	}
 	s.mu.Lock()
-	ticket := s.ticketFor(scene)
+	ticket := s.ticketFor(a.AppID, scene)
 	s.mu.Unlock()
 	out := map[string]any{"ticket": ticket, "url": "http://weixin.qq.com/q/" + ticket[2:24]}
 	if in.ActionName == "QR_STR_SCENE" {

@@ -20,6 +20,7 @@ package testenv
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -75,11 +76,18 @@ type Env struct {
 	// sandbox's apps, SigningKey, BindKey, PushToken and EncodingAESKey.
 	Config       config.Config
 	ConfigSecret string
-	// TokenSecrets maps the appid of each app to its token secret's ARN.
-	// Those of the apps Tokens names (by default both) hold a token the
-	// sandbox issued, as the token-refresher writes it; the others hold
-	// "{}", as the stack creates them.
+	// TokenSecrets maps the appid of each app to its token secret: for the
+	// default mini program and official account, an ARN; for the other
+	// mini programs and official accounts Config has, the name
+	// TokenSecretPrefix+appid. Those of the apps Tokens names (by default
+	// all) hold a token the sandbox issued, as the token-refresher writes
+	// it; the defaults' others hold "{}", as the stack creates them, and the
+	// other apps' others do not exist yet, as before their first refresh.
 	TokenSecrets map[string]string
+	// TokenSecretPrefix is what the template's WXB_TOKEN_SECRET_PREFIX
+	// (${AWS::StackName}/token/) resolves to: the test's own stack name
+	// (Table's) and "/token/".
+	TokenSecretPrefix string
 	// Tokens reads the token secrets on the sandbox's clock; WeChat calls
 	// the sandbox with them.
 	Tokens *tokens.Source
@@ -122,8 +130,9 @@ func Configure(f func(*config.Config)) Option {
 }
 
 // Tokens names the apps whose token secrets New fills with a token from
-// the sandbox; none leaves every token secret "{}", as a fresh deploy has
-// them. Without this option, both apps get one.
+// the sandbox; none leaves every token secret "{}" (or not yet made), as a
+// fresh deploy has them. Without this option, every mini program and
+// official account configured gets one.
 func Tokens(appids ...string) Option {
 	return func(o *options) { o.tokens, o.tokensSet = appids, true }
 }
@@ -175,6 +184,9 @@ func New(t testing.TB, opts ...Option) *Env {
 	}
 	if !o.tokensSet {
 		o.tokens = []string{sbc.MiniProgram.AppID, sbc.OfficialAccount.AppID}
+		for appid := range tokens.SecretIDs(cfg, "", "", "-") {
+			o.tokens = append(o.tokens, appid)
+		}
 	}
 
 	tpl, policy := repositoryTemplate(t)
@@ -221,6 +233,28 @@ func New(t testing.TB, opts ...Option) *Env {
 			t.Fatalf("testenv: token for %s: %v", app.AppID, err)
 		}
 		e.TokenSecrets[app.AppID] = awstest.Secret(t, tokens.Stored{AccessToken: tok.Token, ExpiresAt: now.Add(tok.ExpiresIn), RefreshedAt: now})
+	}
+	// The other apps' secrets are the token-refresher's to make, on their
+	// first refresh; those Tokens names are made here as it makes them.
+	e.TokenSecretPrefix = e.Table + "/token/"
+	for appid, name := range tokens.SecretIDs(cfg, "", "", e.TokenSecretPrefix) {
+		e.TokenSecrets[appid] = name
+		t.Cleanup(func() {
+			e.Secrets.DeleteSecret(context.Background(), &secretsmanager.DeleteSecretInput{SecretId: aws.String(name), ForceDeleteWithoutRecovery: aws.Bool(true)})
+		})
+		if !slices.Contains(o.tokens, appid) {
+			continue
+		}
+		k, _ := cfg.KindOf(appid)
+		app, _ := cfg.App(k, appid)
+		tok, err := wechat.New(wechat.Options{APIBase: api.URL}).StableToken(ctx, appid, app.Secret, false)
+		if err != nil {
+			t.Fatalf("testenv: token for %s: %v", appid, err)
+		}
+		b, _ := json.Marshal(tokens.Stored{AccessToken: tok.Token, ExpiresAt: now.Add(tok.ExpiresIn), RefreshedAt: now})
+		if _, err := e.Secrets.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(name), SecretString: aws.String(string(b))}); err != nil {
+			t.Fatalf("testenv: token secret for %s: %v", appid, err)
+		}
 	}
 	e.Tokens = tokens.NewSource(tokens.Options{Secrets: e.TokenSecrets, Reader: e.Secrets, Now: sb.Clock().Now})
 	e.WeChat = wechat.New(wechat.Options{APIBase: api.URL, OpenBase: api.URL, Tokens: e.Tokens})
@@ -281,8 +315,8 @@ func (e *Env) Bus(logicalID string) string {
 // tokenSecrets are template.yaml's token secrets and whose token each
 // holds.
 var tokenSecrets = map[string]func(config.Config) string{
-	"MiniProgramTokenSecret":     func(c config.Config) string { return c.MiniProgram.AppID },
-	"OfficialAccountTokenSecret": func(c config.Config) string { return c.OfficialAccount.AppID },
+	"MiniProgramTokenSecret":     func(c config.Config) string { a, _ := c.Default(config.KindMiniProgram); return a.AppID },
+	"OfficialAccountTokenSecret": func(c config.Config) string { a, _ := c.Default(config.KindOfficialAccount); return a.AppID },
 }
 
 var (
@@ -437,10 +471,22 @@ func (e *Env) IAM() *iam.Proxy {
 // resolve turns a template value into what it is for this test.
 func (e *Env) resolve(v cfn.Value) (string, error) {
 	switch {
+	case v.Sub != "":
+		return v.Expand(e.resolve)
 	case v.GetAtt != "":
 		return "", fmt.Errorf("!GetAtt %s is not supported in tests", v.GetAtt)
 	case v.Ref == "":
 		return v.Literal, nil
+	}
+	switch v.Ref {
+	case "AWS::StackName":
+		return e.Table, nil
+	case "AWS::Region":
+		return awstest.Region, nil
+	case "AWS::Partition":
+		return iam.Partition(awstest.Region), nil
+	case "AWS::AccountId":
+		return "123456789012", nil // moto's
 	}
 	if p, ok := e.params[v.Ref]; ok {
 		return p, nil
