@@ -49,8 +49,10 @@ func pick(t *testing.T, apps []DevApp, kind config.Kind, def bool) DevApp {
 // login in the second mini program, a follow of the second official
 // account (which pushes to its own URL, signed with its own Token, in
 // another mode than the first), a QR login on the website app's page and a
-// mobile app's login end as one person with all four identities, whichever
-// app's session asks GET /me.
+// mobile app's login (after one refused while WeChat is busy, and through
+// a DynamoDB throttle) end as one person with all four identities,
+// whichever app's session asks GET /me, and the console shows them so,
+// the phone number masked.
 func storyAcrossApps(t *testing.T, cfg map[string]any) {
 	api, sb := cfg["api_url"].(string), cfg["sandbox_url"].(string)
 	apps := devAppsOf(t, cfg)

@@ -72,7 +72,8 @@ func (e *env) runBatch(t testing.TB, jobs []notify.Job, concurrency int) time.Du
 // else (reads are the recipient's marker and person).
 func TestTwoWritesPerDeliveredMessage(t *testing.T) {
 	e := newEnv(t)
-	people := e.followers(t, 10)
+	// Two followers, five messages each: the count is per message.
+	people := e.followers(t, 2)
 	e.counter.Counts()
 	e.runBatch(t, batchOf(people, 10), DefaultConcurrency)
 	c := e.counter.Counts()

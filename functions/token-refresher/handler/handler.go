@@ -1,6 +1,8 @@
 // Package handler is the token-refresher: the only code in wxbridge that
-// calls WeChat's token endpoints. It keeps each app's access token in that
-// app's Secrets Manager secret (tokens.Stored), refreshing it on a schedule
+// calls WeChat's token endpoints. It keeps the access token of every mini
+// program and official account in that app's Secrets Manager secret
+// (tokens.Stored; the stack makes the default apps', the refresher the
+// others' on their first refresh), refreshing it on a schedule
 // in stable_token's normal mode, at once for a function that found no token
 // yet and, when a function reports a refused token, forcing a refresh within
 // the platform's budget. Every other function reads the secrets through

@@ -22,6 +22,7 @@ import (
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	awslambda "github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
@@ -65,6 +66,10 @@ Resources:
               Resource: !Sub ${Table.Arn}/index/MsgKey
             - {Sid: Enqueue, Effect: Allow, Action: sqs:SendMessage, Resource: !GetAtt Jobs.Arn}
             - {Sid: Credentials, Effect: Allow, Action: secretsmanager:GetSecretValue, Resource: !Ref Creds}
+            - Sid: MakeTokenSecrets
+              Effect: Allow
+              Action: secretsmanager:CreateSecret
+              Resource: !Sub arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${AWS::StackName}/token/*
             - {Sid: Outcomes, Effect: Allow, Action: events:PutEvents, Resource: !GetAtt Bus.Arn}
             - {Sid: Refresh, Effect: Allow, Action: lambda:InvokeFunction, Resource: !GetAtt Target.Arn}
 `
@@ -242,6 +247,19 @@ func TestProxy(t *testing.T) {
 			_, err := sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String(w.secret), SecretString: aws.String("{}")})
 			return err
 		}, "secretsmanager:PutSecretValue", "AccessDeniedException", 400},
+		{"CreateSecret_under_the_granted_name", func() error {
+			_, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("wxbridge/token/" + awstest.Name(t, "wx")), SecretString: aws.String("{}")})
+			return err
+		}, "", "", 0},
+		{"CreateSecret_elsewhere", func() error {
+			_, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(awstest.Name(t, "wx")), SecretString: aws.String("{}")})
+			return err
+		}, "secretsmanager:CreateSecret", "AccessDeniedException", 400},
+		{"CreateSecret_with_tags_needs_TagResource", func() error {
+			_, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("wxbridge/token/" + awstest.Name(t, "wx")), SecretString: aws.String("{}"),
+				Tags: []smtypes.Tag{{Key: aws.String("wxbridge-appid"), Value: aws.String("wx1")}}})
+			return err
+		}, "secretsmanager:TagResource", "AccessDeniedException", 400},
 		{"PutEvents_on_the_granted_bus", func() error {
 			out, err := eb.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{EventBusName: aws.String(w.bus), Source: aws.String("wxbridge"), DetailType: aws.String("x"), Detail: aws.String("{}")}}})
 			if err == nil && out.FailedEntryCount != 0 {
