@@ -69,7 +69,8 @@ type phoneChange struct {
 // marker's changes nothing, whoever holds the number. The previous holder
 // (resolved through merges, nil when nobody) loses it only if it is still
 // theirs: their own later verification of another number, or a merge that
-// kept another, already took it away.
+// kept another, already took it away. A verification older than the
+// verifier's own latest leaves the verifier's number as it is.
 func decidePhone(verifier Person, marker *phoneHolder, holder *Person, appid, number string, at, now time.Time) phoneChange {
 	c := phoneChange{verifier: verifier}
 	if marker != nil && marker.VerifiedAt.After(at) {
@@ -82,7 +83,13 @@ func decidePhone(verifier Person, marker *phoneHolder, holder *Person, appid, nu
 	}
 	c.write = true
 	c.verifier = clonePerson(verifier)
-	c.verifier.Phone = &Phone{Number: number, VerifiedAt: at, AppID: appid}
+	// The verifier's own later verification of another number landed
+	// first (two taps, the first request slower): as if this one had
+	// landed in order, the verifier keeps the later number, and the
+	// previous holder has lost this one all the same.
+	if verifier.Phone == nil || !verifier.Phone.VerifiedAt.After(at) {
+		c.verifier.Phone = &Phone{Number: number, VerifiedAt: at, AppID: appid}
+	}
 	c.verifier.UpdatedAt = now
 	if !self && holds(holder) {
 		loser := clonePerson(*holder)
@@ -107,7 +114,8 @@ func phonePK(number string) string { return "PHONE#" + number }
 // mini program appid at at (zero: now), and returns the person. The number
 // moves to the most recent verifier: whoever held it before loses it, and
 // a verification older than the number's latest one changes nothing (the
-// person is returned as stored). It never merges people nor touches their
+// person is returned as stored); one older than the verifier's own latest
+// leaves the verifier's number as it is. It never merges people nor touches their
 // identities. uid may be one merged away. ErrNotFound: no such person;
 // ErrInvalid: not an E.164 number.
 func (st *Store) VerifyPhone(ctx context.Context, uid, appid, number string, at time.Time) (Person, error) {

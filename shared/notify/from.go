@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"slices"
 	"strings"
 
 	"wxbridge/shared/config"
@@ -26,8 +27,10 @@ const (
 // senders are the apps a job's channels send from: the official account
 // of the template, oa_subscribe and customer_service channels, and the
 // mini program of subscribe. oaNamed and mpNamed say whether the job's
-// from named them (else they are the defaults). A website or mobile app in
-// from is accepted, one of each kind, but no channel sends from it.
+// from named an app other than the default (a default named explicitly
+// sends as a job without from does, reasons included). A website or
+// mobile app in from is accepted, one of each kind, but no channel sends
+// from it.
 type senders struct {
 	oa, mp           string
 	oaNamed, mpNamed bool
@@ -51,9 +54,9 @@ func (s *Sender) sendersOf(job Job) (from senders, why string) {
 		named[k] = appid
 		switch k {
 		case config.KindOfficialAccount:
-			from.oa, from.oaNamed = appid, true
+			from.oa, from.oaNamed = appid, appid != s.OfficialAccount
 		case config.KindMiniProgram:
-			from.mp, from.mpNamed = appid, true
+			from.mp, from.mpNamed = appid, appid != s.MiniProgram
 		}
 	}
 	return from, ""
@@ -91,15 +94,34 @@ func kindName(k config.Kind) string {
 
 // noIdentity is why a channel of kind k is skipped for a person without
 // an identity in app appid: the reason of old (named false, the default
-// app) or NoIdentityInApp for an app the job's from named.
-func noIdentity(k config.Kind, appid string, named bool) string {
+// app) or NoIdentityInApp for an app the job's from named. others are the
+// apps of kind k the person does have an identity in: the reason of old
+// names them, for the sender to name one in from.
+func noIdentity(k config.Kind, appid string, named bool, others []string) string {
 	if !named {
+		why := "no official-account identity"
 		if k == config.KindMiniProgram {
-			return "no mini-program identity"
+			why = "no mini-program identity"
 		}
-		return "no official-account identity"
+		if appid != "" && len(others) > 0 {
+			why += " in the default " + kindName(k) + " " + appid + " (the person has one in " + strings.Join(others, ", ") + ": name it in the job's from)"
+		}
+		return why
 	}
 	return NoIdentityInApp + ": no identity in " + kindName(k) + " " + appid
+}
+
+// elsewhere lists the apps other than appid in which ids holds an openid
+// (openid reads it), sorted.
+func elsewhere[T any](ids map[string]T, appid string, openid func(T) string) []string {
+	var out []string
+	for a, id := range ids {
+		if a != appid && openid(id) != "" {
+			out = append(out, a)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // recorded is the recipient as the ledger (and so every outcome event)

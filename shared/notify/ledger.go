@@ -55,6 +55,10 @@ type Entry struct {
 	// first such attempt went out, at the earliest.
 	Trying  Channel `dynamodbav:"trying,omitempty"`
 	TriedAt int64   `dynamodbav:"tried_at,omitempty"`
+	// TryingVia is where that attempt went, "<appid>#<openid>": a resend
+	// is deduplicated (client_msg_id) only to the same openid of the same
+	// app. Empty on entries written before it was kept.
+	TryingVia string `dynamodbav:"trying_via,omitempty"`
 	// To is the recipient as the job named it (written by each claim and
 	// by Record). Tried holds one Try per channel wxbridge called, in the
 	// order first called, each with that channel's latest answer: a retry
@@ -95,6 +99,9 @@ type DB interface {
 //	            out; a worker that finds it set never tries another channel
 //	tried_at    Unix ms the first such attempt went out, at the earliest: the
 //	            start of client_msg_id's 10-minute window
+//	trying_via  "<appid>#<openid>" that attempt went to: a job whose
+//	            from or recipient changed since (a copy naming another
+//	            app, a phone number that moved) is not sent again
 //	msg_key     "<OA appid>#<msgid>" of a sent template message: the key of
 //	            the sparse MsgKey index by which a delivery report finds it
 //	to          the recipient as the job named it (a map: uid, external_id,
@@ -135,7 +142,7 @@ func timeValue(t time.Time) types.AttributeValue { return ddb.S(t.UTC().Format(t
 
 // Attribute names that go through placeholders ("status", "ttl", "to" and
 // "class" are DynamoDB reserved words; the others for symmetry).
-var ledgerNames = map[string]string{"#s": "status", "#ttl": "ttl", "#trying": "trying", "#tried": "tried_at", "#to": "to", "#tries": "tried"}
+var ledgerNames = map[string]string{"#s": "status", "#ttl": "ttl", "#trying": "trying", "#tried": "tried_at", "#via": "trying_via", "#to": "to", "#tries": "tried"}
 
 func attrNames(use ...string) map[string]string {
 	out := make(map[string]string, len(use))
@@ -168,6 +175,9 @@ type Claim struct {
 	// earliest.
 	Uncertain      Channel
 	UncertainSince time.Time
+	// UncertainVia is where that attempt went ("<appid>#<openid>"); empty
+	// when the entry does not say (written before it was kept).
+	UncertainVia string
 	Existing       Entry // when Settled or InFlight: the entry found
 	// tried is the entry's Tried as the claim found it: the writes under
 	// the claim set it merged with what this attempt learns.
@@ -181,15 +191,16 @@ type Claim struct {
 // Claim takes job id until the lease ends (one conditional write,
 // whatever the outcome), without naming a channel.
 func (l *Ledger) Claim(ctx context.Context, jobID, uid string, until time.Time) (Claim, error) {
-	return l.claim(ctx, jobID, uid, until, "", nil)
+	return l.claim(ctx, jobID, uid, until, "", "", nil)
 }
 
 // claim takes job id until the lease ends, for an attempt on channel
-// first: unless an earlier attempt left another channel uncertain, the
-// entry says from now on that first may send (trying), so that whoever
-// finds the job after a crash knows which channel may have sent it. A
+// first to via ("<appid>#<openid>"): unless an earlier attempt left
+// another channel uncertain, the entry says from now on that first may
+// send (trying) and where (trying_via), so that whoever finds the job
+// after a crash knows which channel may have sent it, and to whom. A
 // non-nil to is recorded as the job's recipient.
-func (l *Ledger) claim(ctx context.Context, jobID, uid string, until time.Time, first Channel, to *Recipient) (Claim, error) {
+func (l *Ledger) claim(ctx context.Context, jobID, uid string, until time.Time, first Channel, via string, to *Recipient) (Claim, error) {
 	now := l.Now()
 	set := "#s = :inprogress, job_id = :id, uid = :uid, updated_at = :at, created_at = if_not_exists(created_at, :at), #ttl = :ttl"
 	values := ddb.Item{
@@ -201,6 +212,10 @@ func (l *Ledger) claim(ctx context.Context, jobID, uid string, until time.Time, 
 		set += ", #trying = if_not_exists(#trying, :trying), #tried = if_not_exists(#tried, :tried)"
 		values[":trying"], values[":tried"] = ddb.S(string(first)), ddb.Millis(now)
 		n = attrNames("#s", "#ttl", "#trying", "#tried")
+		if via != "" {
+			set += ", #via = if_not_exists(#via, :via)"
+			values[":via"], n["#via"] = ddb.S(via), ledgerNames["#via"]
+		}
 	}
 	if to != nil {
 		v, err := attributevalue.Marshal(to)
@@ -241,7 +256,7 @@ func (l *Ledger) claim(ctx context.Context, jobID, uid string, until time.Time, 
 	}
 	c := Claim{State: Claimed, Token: lease.Owner, At: now, Attempt: old.Attempts + 1, Takeover: lease.Takeover(), tried: old.Tried, had: had, lease: lease}
 	if old.Trying != "" {
-		c.Uncertain, c.UncertainSince = old.Trying, time.UnixMilli(old.TriedAt)
+		c.Uncertain, c.UncertainSince, c.UncertainVia = old.Trying, time.UnixMilli(old.TriedAt), old.TryingVia
 	}
 	return c, nil
 }
@@ -262,6 +277,7 @@ func beforeClaim(after ddb.Item, now time.Time, first Channel) ddb.Item {
 	if first != "" && ddb.String(after, "trying") == string(first) && ddb.Int(after, "tried_at") == now.UnixMilli() {
 		delete(before, "trying")
 		delete(before, "tried_at")
+		delete(before, "trying_via")
 	}
 	return before
 }
@@ -389,13 +405,13 @@ func (l *Ledger) end(ctx context.Context, jobID string, c Claim, set string, rem
 func (l *Ledger) Settle(ctx context.Context, jobID string, c Claim, r result) error {
 	now := l.Now()
 	values := ddb.Item{":status": ddb.S(string(r.Status)), ":at": timeValue(now), ":ttl": ddb.TTL(now.Add(l.Retention))}
-	n := attrNames("#s", "#ttl", "#trying", "#tried")
+	n := attrNames("#s", "#ttl", "#trying", "#tried", "#via")
 	set, remove := r.set("#s = :status, updated_at = :at, #ttl = :ttl", c.had, n, values)
 	set, err := setTries(set, c, r.tries, n, values)
 	if err != nil {
 		return err
 	}
-	return l.end(ctx, jobID, c, set, append(remove, "#trying", "#tried"), n, values)
+	return l.end(ctx, jobID, c, set, append(remove, "#trying", "#tried", "#via"), n, values)
 }
 
 // SettleSent records a claimed job SENT on channel; for a template
@@ -430,25 +446,25 @@ func (l *Ledger) release(ctx context.Context, jobID string, c Claim, r result, u
 		return err
 	}
 	if !uncertain {
-		n["#trying"], n["#tried"] = ledgerNames["#trying"], ledgerNames["#tried"]
-		remove = append(remove, "#trying", "#tried")
+		n["#trying"], n["#tried"], n["#via"] = ledgerNames["#trying"], ledgerNames["#tried"], ledgerNames["#via"]
+		remove = append(remove, "#trying", "#tried", "#via")
 	}
 	return l.end(ctx, jobID, c, set, remove, n, values)
 }
 
-// try notes, before a claimed job falls back to channel, that channel may
-// now send it, and what the channels called before it answered (tries),
-// with one conditional write; it returns when it did. ErrClaimLost when
-// the claim is no longer held.
-func (l *Ledger) try(ctx context.Context, jobID string, c Claim, channel Channel, tries []contract.Try) (time.Time, error) {
+// try notes, before a claimed job falls back to channel (to via,
+// "<appid>#<openid>"), that channel may now send it, and what the
+// channels called before it answered (tries), with one conditional write;
+// it returns when it did. ErrClaimLost when the claim is no longer held.
+func (l *Ledger) try(ctx context.Context, jobID string, c Claim, channel Channel, via string, tries []contract.Try) (time.Time, error) {
 	now := l.Now()
 	if c.lease == nil {
 		return now, fmt.Errorf("notify: ledger %s: write without a claim", jobID)
 	}
-	n := attrNames("#trying", "#tried")
+	n := attrNames("#trying", "#tried", "#via")
 	n["#lo"] = ddb.LeaseOwner
-	values := ddb.Item{":owner": ddb.S(c.lease.Owner), ":trying": ddb.S(string(channel)), ":tried": ddb.Millis(now), ":at": timeValue(now)}
-	set, err := setTries("SET #trying = :trying, #tried = :tried, updated_at = :at", c, tries, n, values)
+	values := ddb.Item{":owner": ddb.S(c.lease.Owner), ":trying": ddb.S(string(channel)), ":tried": ddb.Millis(now), ":via": ddb.S(via), ":at": timeValue(now)}
+	set, err := setTries("SET #trying = :trying, #tried = :tried, #via = :via, updated_at = :at", c, tries, n, values)
 	if err != nil {
 		return now, err
 	}

@@ -117,7 +117,7 @@ func TestUncertainAttemptsAreRemembered(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	l.Now = func() time.Time { return now }
-	first, err := l.claim(ctx, "u", "p1", now.Add(time.Minute), Template, nil)
+	first, err := l.claim(ctx, "u", "p1", now.Add(time.Minute), Template, "", nil)
 	if err != nil || first.State != Claimed || first.Uncertain != "" {
 		t.Fatalf("first claim: %+v %v", first, err)
 	}
@@ -128,14 +128,14 @@ func TestUncertainAttemptsAreRemembered(t *testing.T) {
 	if err := l.Release(ctx, "u", first, result{Channel: Template, ErrCode: -1, Class: "transient"}); err != nil {
 		t.Fatal(err)
 	}
-	second, _ := l.claim(ctx, "u", "p1", now.Add(time.Minute), Subscribe, nil)
+	second, _ := l.claim(ctx, "u", "p1", now.Add(time.Minute), Subscribe, "", nil)
 	if second.State != Claimed || second.Uncertain != "" {
 		t.Fatalf("after a known failure: %+v", second)
 	}
 	// Falling back to template, whose answer is then lost.
 	later := now.Add(time.Second)
 	l.Now = func() time.Time { return later }
-	if at, err := l.try(ctx, "u", second, Template, nil); err != nil || !at.Equal(later) {
+	if at, err := l.try(ctx, "u", second, Template, "", nil); err != nil || !at.Equal(later) {
 		t.Fatalf("try: %v %v", at, err)
 	}
 	if err := l.release(ctx, "u", second, result{Channel: Template, Class: "transient", Reason: "no answer"}, true); err != nil {
@@ -146,12 +146,12 @@ func TestUncertainAttemptsAreRemembered(t *testing.T) {
 		t.Fatalf("record over an uncertain attempt: wrote=%v %+v %v", wrote, e, err)
 	}
 	// The next claim, whatever channel it prefers, learns which one may have sent.
-	third, _ := l.claim(ctx, "u", "p1", later.Add(time.Minute), Subscribe, nil)
+	third, _ := l.claim(ctx, "u", "p1", later.Add(time.Minute), Subscribe, "", nil)
 	if third.Uncertain != Template || !third.UncertainSince.Equal(time.UnixMilli(later.UnixMilli())) {
 		t.Fatalf("third claim: %+v", third)
 	}
 	// A stale holder cannot switch channels.
-	if _, err := l.try(ctx, "u", second, Subscribe, nil); err != ErrClaimLost {
+	if _, err := l.try(ctx, "u", second, Subscribe, "", nil); err != ErrClaimLost {
 		t.Fatalf("stale try: %v", err)
 	}
 	if err := l.Settle(ctx, "u", third, result{Status: Unknown, Channel: Template, Reason: "no answer"}); err != nil {
@@ -292,25 +292,25 @@ func TestClaimWhoseAnswerIsLost(t *testing.T) {
 	}{
 		{name: "fresh_job", earlier: func(*Ledger, string) {}, first: Subscribe, attempt: 1},
 		{name: "after_a_known_failure", earlier: func(l *Ledger, id string) {
-			c, _ := l.claim(ctx, id, "p1", before.Add(time.Second), Template, nil)
+			c, _ := l.claim(ctx, id, "p1", before.Add(time.Second), Template, "", nil)
 			if err := l.Release(ctx, id, c, result{Channel: Template, ErrCode: -1, Class: "transient", Reason: "busy"}); err != nil {
 				t.Fatal(err)
 			}
 		}, first: Subscribe, attempt: 2},
 		{name: "after_an_unanswered_attempt_on_another_channel", earlier: func(l *Ledger, id string) {
-			c, _ := l.claim(ctx, id, "p1", before.Add(time.Second), Template, nil)
+			c, _ := l.claim(ctx, id, "p1", before.Add(time.Second), Template, "", nil)
 			if err := l.release(ctx, id, c, result{Channel: Template, Class: "transient", Reason: "no answer"}, true); err != nil {
 				t.Fatal(err)
 			}
 		}, first: Subscribe, uncertain: Template, since: before, attempt: 2},
 		{name: "after_an_unanswered_attempt_on_the_same_channel", earlier: func(l *Ledger, id string) {
-			c, _ := l.claim(ctx, id, "p1", before.Add(time.Second), Subscribe, nil)
+			c, _ := l.claim(ctx, id, "p1", before.Add(time.Second), Subscribe, "", nil)
 			if err := l.release(ctx, id, c, result{Channel: Subscribe, Class: "transient", Reason: "no answer"}, true); err != nil {
 				t.Fatal(err)
 			}
 		}, first: Subscribe, uncertain: Subscribe, since: before, attempt: 2},
 		{name: "claim_without_a_channel_after_an_unanswered_attempt", earlier: func(l *Ledger, id string) {
-			c, _ := l.claim(ctx, id, "p1", before.Add(time.Second), Template, nil)
+			c, _ := l.claim(ctx, id, "p1", before.Add(time.Second), Template, "", nil)
 			if err := l.release(ctx, id, c, result{Channel: Template, Class: "transient", Reason: "no answer"}, true); err != nil {
 				t.Fatal(err)
 			}
@@ -326,7 +326,7 @@ func TestClaimWhoseAnswerIsLost(t *testing.T) {
 				o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.MaxBackoff = 10 * time.Millisecond })
 			}), table)
 			l.Now = func() time.Time { return now }
-			c, err := l.claim(ctx, "j", "p1", now.Add(time.Minute), tc.first, nil)
+			c, err := l.claim(ctx, "j", "p1", now.Add(time.Minute), tc.first, "", nil)
 			if lost.List()[0].Fired != 1 {
 				t.Fatal("setup: the claim's answer was not lost")
 			}

@@ -107,7 +107,7 @@ func TestOutcome(t *testing.T) {
 
 	t.Run("sent_then_delivered", func(t *testing.T) {
 		imgs := []ddb.Item{nil}
-		c, err := l.claim(ctx, "o-1", "u1", start.Add(time.Hour), Template, to)
+		c, err := l.claim(ctx, "o-1", "u1", start.Add(time.Hour), Template, "", to)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,7 +118,7 @@ func TestOutcome(t *testing.T) {
 			t.Fatal(err)
 		}
 		imgs = append(imgs, im.of(t, "o-1"))
-		c, err = l.claim(ctx, "o-1", "u1", start.Add(time.Hour), Template, to)
+		c, err = l.claim(ctx, "o-1", "u1", start.Add(time.Hour), Template, "", to)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +169,7 @@ func TestOutcome(t *testing.T) {
 		if _, ok := Outcome(entryOf(t, imgs[len(imgs)-1]), Entry{}); ok {
 			t.Fatal("the removal of an entry gave an event")
 		}
-		c, _ = l.claim(ctx, "o-1", "u1", now.Add(time.Hour), Template, to)
+		c, _ = l.claim(ctx, "o-1", "u1", now.Add(time.Hour), Template, "", to)
 		if err := l.Settle(ctx, "o-1", c, sent.after(nil, contract.TrySent)); err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +186,7 @@ func TestOutcome(t *testing.T) {
 		}
 		settle := func(r result) func(string) {
 			return func(id string) {
-				c, err := l.claim(ctx, id, "u2", now.Add(time.Hour), r.Channel, to)
+				c, err := l.claim(ctx, id, "u2", now.Add(time.Hour), r.Channel, "", to)
 				if err == nil {
 					err = l.Settle(ctx, id, c, r)
 				}

@@ -110,7 +110,8 @@ func optionFor(job Job, from senders, ch Channel, p identity.Person, known map[r
 	o := option{step: step{channel: ch}}
 	oa, hasOA := p.OA[from.oa]
 	hasOA = hasOA && from.oa != "" && oa.OpenID != ""
-	noOA := noIdentity(config.KindOfficialAccount, from.oa, from.oaNamed)
+	noOA := noIdentity(config.KindOfficialAccount, from.oa, from.oaNamed,
+		elsewhere(p.OA, from.oa, func(id identity.OAIdentity) string { return id.OpenID }))
 	if !job.Has(ch) { // Validate refuses such a job
 		o.skip = "the job has no message for it"
 		return o
@@ -133,7 +134,8 @@ func optionFor(job Job, from senders, ch Channel, p identity.Person, known map[r
 		o.step.appid = from.mp
 		id, ok := p.MP[from.mp]
 		if from.mp == "" || !ok || id.OpenID == "" {
-			o.skip = noIdentity(config.KindMiniProgram, from.mp, from.mpNamed)
+			o.skip = noIdentity(config.KindMiniProgram, from.mp, from.mpNamed,
+				elsewhere(p.MP, from.mp, func(id identity.MPIdentity) string { return id.OpenID }))
 			break
 		}
 		o.step.openid = id.OpenID

@@ -187,7 +187,7 @@ func (s *Sender) Send(ctx context.Context, job Job, at Attempt) Result {
 		}
 		return s.record(ctx, job.ID, p.UID, to, r, at)
 	}
-	c, err := s.Ledger.claim(ctx, job.ID, p.UID, at.Lease, opts[first].channel, to)
+	c, err := s.Ledger.claim(ctx, job.ID, p.UID, at.Lease, opts[first].channel, opts[first].via(), to)
 	if res, ok := s.notClaimed(job.ID, p.UID, c, err, at); !ok {
 		return res
 	}
@@ -262,11 +262,15 @@ func (s *Sender) storeRetry(jobID, uid string, at Attempt, err error) Result {
 // template message goes out again with the same client_msg_id while WeChat
 // still deduplicates it (if the earlier one was sent, WeChat sends nothing
 // new and answers its msgid); the other channels have no such dedup and
-// would reach the person twice, so the job is settled UNKNOWN.
+// would reach the person twice, so the job is settled UNKNOWN. So is a
+// template message that would now go to another app or openid than the
+// earlier attempt's (a copy of the job naming another app, a phone number
+// that moved): WeChat deduplicates per openid, which is per app.
 func (s *Sender) resume(ctx context.Context, job Job, uid string, c Claim, opts []option, at Attempt) Result {
 	unknown := result{Status: Unknown, Channel: c.Uncertain, Class: "interrupted",
 		Reason: string(c.Uncertain) + ": an earlier attempt was interrupted before WeChat's answer (lost, or its worker stopped); it may have sent the message"}
-	if k := slices.IndexFunc(opts, func(o option) bool { return o.channel == c.Uncertain }); k >= 0 {
+	unknown.AppID = appOf(c.UncertainVia)
+	if k := slices.IndexFunc(opts, func(o option) bool { return o.channel == c.Uncertain }); k >= 0 && unknown.AppID == "" {
 		unknown.AppID = opts[k].appid
 	}
 	i := slices.IndexFunc(opts, func(o option) bool { return o.channel == c.Uncertain && o.skip == "" })
@@ -275,6 +279,8 @@ func (s *Sender) resume(ctx context.Context, job Job, uid string, c Claim, opts 
 		unknown.Reason += "; a " + string(c.Uncertain) + " message cannot be sent again safely"
 	case i < 0:
 		unknown.Reason += "; the template channel no longer reaches the person"
+	case c.UncertainVia != "" && opts[i].via() != c.UncertainVia:
+		unknown.Reason += "; it went through " + unknown.AppID + ", and this delivery of the job would send from another app or to another openid (its from or its recipient changed), which client_msg_id does not deduplicate"
 	case !s.canResend(c.UncertainSince):
 		unknown.Reason += "; past WeChat's 10-minute client_msg_id window"
 	default:
@@ -314,7 +320,7 @@ func (s *Sender) attempt(ctx context.Context, job Job, uid string, c Claim, opts
 		if called > 0 {
 			// Falling back: the entry must name the channel that may
 			// send before it may (it named the previous one).
-			t, err := s.Ledger.try(ctx, job.ID, c, st.channel, tries)
+			t, err := s.Ledger.try(ctx, job.ID, c, st.channel, st.via(), tries)
 			if errors.Is(err, ErrClaimLost) {
 				return Result{JobID: job.ID, UID: uid, Duplicate: true, Err: err}
 			}
@@ -532,6 +538,16 @@ type step struct {
 	appid, openid string
 }
 
+// via is where the step's message goes, as the ledger notes an attempt
+// whose outcome may stay unknown: "<appid>#<openid>".
+func (st step) via() string { return st.appid + "#" + st.openid }
+
+// appOf is the appid of a via.
+func appOf(via string) string {
+	appid, _, _ := strings.Cut(via, "#")
+	return appid
+}
+
 // clientMsgID derives template/send's client_msg_id from the job id: a
 // resend of the same job within WeChat's 10-minute window (after a lost
 // answer, a crash or a lost ledger write) sends nothing new.
@@ -646,7 +662,7 @@ func (s *Sender) record(ctx context.Context, jobID, uid string, to *Recipient, r
 	case old.Trying == "" || old.LeaseUntil > s.now().UnixMilli():
 		return Result{JobID: jobID, UID: uid, Reason: "held by another worker", Retry: &queue.Retry{After: leaseDelay(time.UnixMilli(old.LeaseUntil), s.now())}}
 	}
-	c, err := s.Ledger.claim(ctx, jobID, old.UID, at.Lease, "", to)
+	c, err := s.Ledger.claim(ctx, jobID, old.UID, at.Lease, "", "", to)
 	if res, ok := s.notClaimed(jobID, old.UID, c, err, at); !ok {
 		return res
 	}
@@ -658,7 +674,7 @@ func (s *Sender) record(ctx context.Context, jobID, uid string, to *Recipient, r
 		return s.settle(ctx, jobID, uid, c, r, at)
 	}
 	const interrupted = "an earlier attempt was interrupted before WeChat's answer; it may have sent the message"
-	unknown := result{Status: Unknown, Channel: c.Uncertain, Class: "interrupted", Reason: string(c.Uncertain) + ": " + interrupted}
+	unknown := result{Status: Unknown, Channel: c.Uncertain, AppID: appOf(c.UncertainVia), Class: "interrupted", Reason: string(c.Uncertain) + ": " + interrupted}
 	unknown = unknown.after(nil, contract.TryUnknown)
 	unknown.Reason += "; then: " + r.Reason
 	return s.settle(ctx, jobID, old.UID, c, unknown, at)

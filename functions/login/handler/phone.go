@@ -85,9 +85,10 @@ func (h *Handler) phone(ctx context.Context, req events.APIGatewayV2HTTPRequest,
 		return nil, h.phoneRefused("failed", h.identityFailure(err))
 	}
 	if person.Phone == nil || person.Phone.Number != number {
-		// Someone verified the number after this request began: it is
-		// theirs, the most recent verifier's.
-		return nil, h.phoneRefused("superseded", httpapi.Fail(http.StatusConflict, "phone_superseded", "another person verified this number at the same moment"))
+		// A more recent verification landed while this request ran:
+		// someone else's of this number (it is theirs), or the caller's
+		// own of another number (the person keeps that one).
+		return nil, h.phoneRefused("superseded", httpapi.Fail(http.StatusConflict, "phone_superseded", "a more recent verification came first: another person's of this number, or your own of another number"))
 	}
 	h.metrics.Count("PhoneVerifications", "outcome", "verified")
 	h.log.InfoContext(ctx, "phone", "outcome", "verified", "uid", person.UID)

@@ -14,8 +14,12 @@ export declare const VERSION = "1.0.0";
  * WxbridgeError is every failure the kit reports. code is wxbridge's
  * `error` code when wxbridge answered (README, "The login API"); else one
  * of the kit's: "network_error" (no answer), "login_failed" (wx.login
- * failed), "http_<status>" (an answer without a code, from a gateway in
- * front), or the error an H5 sign-in came back with ("access_denied", …).
+ * failed), "http_<status>" (an answer that is not wxbridge's: no code, or
+ * no JSON, from a gateway or a captive portal in front), the error an H5
+ * sign-in came back with ("access_denied", …) or "unexpected_session"
+ * (completeSignIn). Status 0 with wxbridge's codes "invalid_request" (a
+ * body that is not JSON) and "unknown_app" (no appid) is the kit refusing
+ * before sending anything.
  */
 export declare class WxbridgeError extends Error {
     /** The HTTP status; 0 when no HTTP answer is behind the error. */
@@ -172,8 +176,8 @@ declare abstract class Base {
     protected readonly apiUrl: string;
     protected readonly appid?: string;
     private readonly transport;
-    private readonly storage;
-    private readonly key;
+    protected readonly storage: StorageLike;
+    protected readonly key: string;
     private readonly retries;
     private readonly maxRetryAfter;
     private readonly sleep;
@@ -187,6 +191,13 @@ declare abstract class Base {
     signOut(): void;
     /** current is the session held, unless it has expired (then it is dropped). */
     protected current(): Held | undefined;
+    /**
+     * expiry is when a session said to expire at `at` (ms) is dropped. A
+     * device clock ahead of the server's would read a new session as
+     * expired and log in on every call (or, on a page, sign in forever):
+     * one that looks expired on arrival is kept for an hour.
+     */
+    protected expiry(at: number): number;
     protected keep(h: Held): void;
     /** drop forgets h, unless another session has replaced it meanwhile. */
     protected drop(h: Held): void;
@@ -323,7 +334,11 @@ export declare class H5 extends Base {
     private readonly loc?;
     private readonly hist?;
     constructor(o: H5Options);
-    /** signInURL is where signIn sends the browser. */
+    /**
+     * signInURL is where signIn sends the browser. A page that links to it
+     * instead of calling signIn has started a sign-in all the same: the
+     * session it comes back with is accepted (completeSignIn).
+     */
     signInURL(o?: SignInOptions): string;
     /** signIn sends the browser to sign in; it comes back to returnTo. */
     signIn(o?: SignInOptions): void;
@@ -332,7 +347,10 @@ export declare class H5 extends Base {
      * it from the address bar (history.replaceState), keeping the session.
      * A sign-in that failed throws a WxbridgeError with the fragment's error
      * (status 0): access_denied, invalid_code, temporarily_unavailable,
-     * server_error.
+     * server_error (also for an outcome that does not read). A session is
+     * kept only when this kit started a sign-in (signIn, signInURL) back to
+     * this page's origin: anything else is a link carrying someone else's
+     * session (a login CSRF), refused as unexpected_session.
      */
     completeSignIn(): SignInOutcome;
     /**
@@ -341,6 +359,10 @@ export declare class H5 extends Base {
      */
     me(): Promise<Me>;
     private location;
+    /** begin records that a sign-in began that comes back to origin. */
+    private begin;
+    /** started is the origin a sign-in began for, forgotten as it is read. */
+    private started;
 }
 /** h5 builds the H5 client of this page: fetch, location, history, sessionStorage. */
 export declare function h5(options: H5Options): H5;

@@ -14,8 +14,12 @@ export const VERSION = "1.0.0";
  * WxbridgeError is every failure the kit reports. code is wxbridge's
  * `error` code when wxbridge answered (README, "The login API"); else one
  * of the kit's: "network_error" (no answer), "login_failed" (wx.login
- * failed), "http_<status>" (an answer without a code, from a gateway in
- * front), or the error an H5 sign-in came back with ("access_denied", …).
+ * failed), "http_<status>" (an answer that is not wxbridge's: no code, or
+ * no JSON, from a gateway or a captive portal in front), the error an H5
+ * sign-in came back with ("access_denied", …) or "unexpected_session"
+ * (completeSignIn). Status 0 with wxbridge's codes "invalid_request" (a
+ * body that is not JSON) and "unknown_app" (no appid) is the kit refusing
+ * before sending anything.
  */
 export class WxbridgeError extends Error {
     constructor(status, code, message, retryAfter) {
@@ -93,7 +97,7 @@ class Base {
         if (!o.apiUrl)
             throw new Error("wxbridge: apiUrl is required");
         this.apiUrl = o.apiUrl.replace(/\/+$/, "");
-        this.appid = o.appid || undefined;
+        this.appid = checkAppID(o.appid);
         this.transport = transport;
         this.storage = storage;
         this.key = key + (this.appid ? "." + this.appid : "");
@@ -125,6 +129,16 @@ class Base {
         }
         return h;
     }
+    /**
+     * expiry is when a session said to expire at `at` (ms) is dropped. A
+     * device clock ahead of the server's would read a new session as
+     * expired and log in on every call (or, on a page, sign in forever):
+     * one that looks expired on arrival is kept for an hour.
+     */
+    expiry(at) {
+        const now = this.now();
+        return at - expirySlackMs > now ? at : now + 60 * 60 * 1000;
+    }
     keep(h) {
         this.loaded = true;
         this.held = h;
@@ -155,13 +169,16 @@ class Base {
             headers["Authorization"] = "Bearer " + session;
         if (body !== undefined)
             headers["Content-Type"] = "application/json";
+        let json;
         try {
-            return await this.transport({
-                method,
-                url: this.apiUrl + path,
-                headers,
-                body: body === undefined ? undefined : JSON.stringify(body),
-            });
+            json = body === undefined ? undefined : JSON.stringify(body);
+        }
+        catch (e) {
+            // A cycle or a BigInt: the caller's to fix, and nothing was sent.
+            throw new WxbridgeError(0, "invalid_request", "the body is not JSON: " + messageOf(e));
+        }
+        try {
+            return await this.transport({ method, url: this.apiUrl + path, headers, body: json });
         }
         catch (e) {
             throw new WxbridgeError(0, "network_error", "wxbridge did not answer: " + messageOf(e));
@@ -196,6 +213,19 @@ class Base {
         return true;
     }
 }
+/**
+ * checkAppID returns appid ("" reads as none), or throws unknown_app for
+ * one that is no appid: it is a path segment of the routes, where "..",
+ * "." or an encoded "/" would name another route or app.
+ */
+function checkAppID(appid) {
+    if (!appid)
+        return undefined;
+    if (typeof appid !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(appid)) {
+        throw new WxbridgeError(0, "unknown_app", "not an appid: " + JSON.stringify(String(appid).slice(0, 64)));
+    }
+    return appid;
+}
 function readHeld(storage, key) {
     try {
         const raw = storage.getItem(key);
@@ -216,12 +246,28 @@ function failure(res) {
 function ok(res) {
     return res.status >= 200 && res.status < 300;
 }
-/** retryAfterOf reads Retry-After: seconds, or an HTTP date. */
+/**
+ * answer is a 2xx answer's body. wxbridge answers JSON objects: anything
+ * else (a captive portal's or a proxy's HTML page answered 200) is not
+ * its answer, and fails as http_<status>.
+ */
+function answer(res) {
+    if (res.data && typeof res.data === "object" && !Array.isArray(res.data))
+        return res.data;
+    throw new WxbridgeError(res.status, "http_" + res.status, "the answer is not wxbridge's: no JSON object");
+}
+/**
+ * retryAfterOf reads Retry-After: seconds, or an HTTP date ("Wed, 21 Oct
+ * 2015 07:28:00 GMT"). Anything else is unsaid: Date.parse would read
+ * "1.5" or "-5" as dates of 2001, a wait of 0.
+ */
 function retryAfterOf(v) {
     if (!v)
         return undefined;
     if (/^\s*\d+\s*$/.test(v))
         return parseInt(v, 10);
+    if (!/[a-z]{3}/i.test(v))
+        return undefined;
     const at = Date.parse(v);
     return isNaN(at) ? undefined : Math.max(0, Math.ceil((at - Date.now()) / 1000));
 }
@@ -284,7 +330,7 @@ export class Client extends Base {
             const h = this.current() || (await this.shared());
             const res = await this.send(method, path, body, h.session);
             if (ok(res))
-                return res.data;
+                return answer(res);
             if (res.status === 401) {
                 this.drop(h);
                 if (!relogged) {
@@ -339,7 +385,7 @@ export class Client extends Base {
             throw new WxbridgeError(res.status, "http_" + res.status, "the login answer has no session");
         const h = {
             session: a.session,
-            expiresAt: Date.parse(a.expires_at) || Date.now() + 60 * 60 * 1000,
+            expiresAt: this.expiry(Date.parse(a.expires_at) || 0),
             result: { person: a.person, unionid_known: a.unionid_known, expires_at: a.expires_at },
         };
         this.keep(h);
@@ -383,11 +429,18 @@ export class H5 extends Base {
         this.loc = o.location || (typeof location !== "undefined" ? location : undefined);
         this.hist = o.history || (typeof history !== "undefined" ? history : undefined);
     }
-    /** signInURL is where signIn sends the browser. */
+    /**
+     * signInURL is where signIn sends the browser. A page that links to it
+     * instead of calling signIn has started a sign-in all the same: the
+     * session it comes back with is accepted (completeSignIn).
+     */
     signInURL(o = {}) {
-        const appid = o.appid || this.appid;
+        const appid = checkAppID(o.appid) || this.appid;
         const path = (o.website ? "/web" : "/oauth") + (appid ? "/" + encodeURIComponent(appid) : "") + "/authorize";
-        const returnTo = o.returnTo || this.location().href.split("#")[0];
+        // wxbridge puts the outcome in the fragment and refuses a return_to
+        // that has one: a page's own fragment (location.href) is dropped.
+        const returnTo = (o.returnTo || this.location().href).split("#")[0];
+        this.begin(originOf(returnTo) || originOf(this.location().href));
         return (this.apiUrl + path + "?" + (o.scope ? "scope=" + encodeURIComponent(o.scope) + "&" : "") + "return_to=" + encodeURIComponent(returnTo));
     }
     /** signIn sends the browser to sign in; it comes back to returnTo. */
@@ -399,27 +452,43 @@ export class H5 extends Base {
      * it from the address bar (history.replaceState), keeping the session.
      * A sign-in that failed throws a WxbridgeError with the fragment's error
      * (status 0): access_denied, invalid_code, temporarily_unavailable,
-     * server_error.
+     * server_error (also for an outcome that does not read). A session is
+     * kept only when this kit started a sign-in (signIn, signInURL) back to
+     * this page's origin: anything else is a link carrying someone else's
+     * session (a login CSRF), refused as unexpected_session.
      */
     completeSignIn() {
         const loc = this.location();
         const f = parseQuery(loc.hash.replace(/^#/, ""));
-        if (f.session === undefined && f.error === undefined && f.snapshot === undefined)
+        if (!("session" in f || "error" in f || "snapshot" in f))
             return "none";
-        if (this.hist) {
-            this.hist.replaceState(this.hist.state, "", loc.pathname + loc.search);
+        // First, whatever follows: the session must not stay in the address
+        // bar, the history or a bookmark.
+        const here = loc.href.split("#")[0];
+        let cleared = false;
+        try {
+            // The whole address: a path of "//host/…" alone reads as another
+            // origin's, which replaceState refuses.
+            if (this.hist)
+                this.hist.replaceState(this.hist.state, "", here);
+            cleared = !!this.hist;
         }
-        else {
+        catch (e) {
+            // A history that refuses: the hash, as without one.
+        }
+        if (!cleared)
             loc.hash = "";
+        const started = this.started();
+        if ("error" in f || !(f.session || f.snapshot)) {
+            throw new WxbridgeError(0, f.error || "server_error", "the sign-in came back with " + (f.error || "no outcome it can read"));
         }
-        if (f.session) {
-            const at = Number(f.expires_at);
-            this.keep({ session: f.session, expiresAt: at > 0 ? at * 1000 : Date.now() + 60 * 60 * 1000 });
-            return "signed_in";
-        }
-        if (f.snapshot)
+        if (!f.session)
             return "snapshot";
-        throw new WxbridgeError(0, f.error || "server_error", "the sign-in came back with " + (f.error || "no outcome"));
+        if (!started || started !== originOf(here)) {
+            throw new WxbridgeError(0, "unexpected_session", "a session this page did not ask for is refused: call signIn");
+        }
+        this.keep({ session: f.session, expiresAt: this.expiry(Number(f.expires_at) * 1000 || 0) });
+        return "signed_in";
     }
     /**
      * me is GET /me. Without a session, or when wxbridge refuses it (the
@@ -432,7 +501,7 @@ export class H5 extends Base {
                 throw new WxbridgeError(401, "invalid_session", "not signed in: call signIn");
             const res = await this.send("GET", "/me", undefined, h.session);
             if (ok(res))
-                return res.data;
+                return answer(res);
             if (res.status === 401)
                 this.drop(h);
             throw failure(res);
@@ -442,6 +511,27 @@ export class H5 extends Base {
         if (!this.loc)
             throw new Error("wxbridge: no location here: pass one");
         return this.loc;
+    }
+    /** begin records that a sign-in began that comes back to origin. */
+    begin(origin) {
+        try {
+            if (origin)
+                this.storage.setItem(this.key + ".started", origin);
+        }
+        catch (e) {
+            // A refused storage: the sign-in's session will be refused too.
+        }
+    }
+    /** started is the origin a sign-in began for, forgotten as it is read. */
+    started() {
+        try {
+            const origin = this.storage.getItem(this.key + ".started") || undefined;
+            this.storage.removeItem(this.key + ".started");
+            return origin;
+        }
+        catch (e) {
+            return undefined;
+        }
     }
 }
 function defaultWebStorage() {
@@ -508,22 +598,31 @@ function headerOf(headers, name) {
     }
     return undefined;
 }
+/** parseQuery reads a query or fragment; a value that does not decode reads as "". */
 function parseQuery(q) {
-    const out = {};
+    const out = Object.create(null);
     for (const part of q.split("&")) {
         if (!part)
             continue;
         const i = part.indexOf("=");
-        const k = i < 0 ? part : part.slice(0, i);
-        const v = i < 0 ? "" : part.slice(i + 1);
-        try {
-            out[decodeURIComponent(k.replace(/\+/g, " "))] = decodeURIComponent(v.replace(/\+/g, " "));
-        }
-        catch (e) {
-            // Not ours: a fragment the page uses for something else.
-        }
+        const k = decoded(i < 0 ? part : part.slice(0, i));
+        if (k !== undefined)
+            out[k] = decoded(i < 0 ? "" : part.slice(i + 1)) || "";
     }
     return out;
+}
+function decoded(s) {
+    try {
+        return decodeURIComponent(s.replace(/\+/g, " "));
+    }
+    catch (e) {
+        return undefined;
+    }
+}
+/** originOf is an absolute URL's scheme and host, lowercased; undefined for another. */
+function originOf(url) {
+    const m = /^([a-z][a-z0-9+.-]*:\/\/[^/?#]*)/i.exec(url);
+    return m ? m[1].toLowerCase() : undefined;
 }
 function messageOf(e) {
     return e instanceof Error ? e.message : String(e);

@@ -6,75 +6,24 @@
 // is never stood in for.
 import { test, describe, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac, randomBytes } from 'node:crypto';
 
 import { miniProgram, h5, WxbridgeError } from '../dist/wxbridge.js';
-import { startDevstack, getJSON, postJSON } from './devstack.mjs';
+import { startDevstack, postJSON } from './devstack.mjs';
+import { world, memory, retired, held, browserPage, bindToken, newMember } from './world.mjs';
 
-let stack, api, sandbox, config;
+let stack, api, sandbox, config, person, appsOf, wechat, visit, bindKey;
 
 before(async () => {
   stack = await startDevstack();
-  config = stack.config;
-  api = config.api_url;
-  sandbox = config.sandbox_url;
+  ({ config, api, sandbox, person, appsOf, wechat, visit, bindKey } = world(stack));
 });
 
 after(async () => {
   await stack?.stop();
 });
 
-afterEach(async () => {
-  await fetch(sandbox + '/sandbox/faults', { method: 'DELETE' });
-  await fetch(stack.url + '/_dev/faults', { method: 'DELETE' });
-});
+afterEach(() => world(stack).clearFaults());
 
-const person = (nickname) => postJSON(sandbox + '/sandbox/people', { nickname });
-const appsOf = (kind) => config.apps.filter((a) => a.kind === kind);
-
-// wechat is a mini program's wx for one sandbox person: login gets the
-// person's code from the sandbox (POST /sandbox/people/{id}/wx-login),
-// request is fetch. seen counts the logins and records every request.
-function wechat(id, appid) {
-  const seen = { logins: 0, codes: [], requests: [] };
-  const wx = {
-    login({ success, fail }) {
-      seen.logins++;
-      postJSON(`${sandbox}/sandbox/people/${id}/wx-login`, appid ? { appid } : {}).then(
-        (r) => { seen.codes.push(r.code); success({ code: r.code, errMsg: 'login:ok' }); },
-        (e) => fail({ errMsg: 'login:fail ' + e.message }),
-      );
-    },
-    request({ url, method, header, data, success, fail }) {
-      seen.requests.push({ method, path: url.slice(api.length), auth: header.Authorization });
-      fetch(url, { method, headers: header, body: data }).then(async (r) => {
-        const text = await r.text();
-        let body = text;
-        try { body = JSON.parse(text); } catch {}
-        success({ statusCode: r.status, data: body, header: Object.fromEntries(r.headers) });
-      }, (e) => fail({ errMsg: 'request:fail ' + e.message }));
-    },
-  };
-  return { wx, seen };
-}
-
-// memory is a storage (as wx.getStorageSync or sessionStorage keep).
-function memory(entries = {}) {
-  const m = new Map(Object.entries(entries));
-  return { getItem: (k) => m.get(k) ?? null, setItem: (k, v) => m.set(k, v), removeItem: (k) => m.delete(k), m };
-}
-
-// retired is a session wxbridge refuses: well formed, unexpired, signed
-// with a key the deployment no longer has (session_key rotated twice).
-function retired(appid) {
-  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const now = Math.floor(Date.now() / 1000);
-  const head = b64({ alg: 'HS256', typ: 'JWT', kid: 'deadbeef' }) + '.' +
-    b64({ iss: 'wxbridge', aud: ['wxbridge-mp'], sub: 'o-gone', app: appid, iat: now, exp: now + 86400 });
-  return head + '.' + createHmac('sha256', randomBytes(32)).update(head).digest('base64url');
-}
-
-const held = (session, expiresAt) => JSON.stringify({ session, expiresAt });
 const logins = (seen) => seen.requests.filter((r) => r.path.endsWith('/login')).length;
 
 describe('mini program', () => {
@@ -200,7 +149,7 @@ describe('mini program', () => {
     const { wx, seen } = wechat(p.id);
     const client = miniProgram(wx, { apiUrl: api });
     await client.login();
-    const member = 'kit-' + randomBytes(6).toString('hex'); // the business's account id
+    const member = newMember(); // the business's account id
     const r = await client.bindAccount(bindToken(await bindKey(), member, Date.now() + 10 * 60e3));
     assert.equal((await client.me()).external_id, member);
     assert.equal(seen.logins, 2, 'the binding login has its own code');
@@ -238,44 +187,6 @@ describe('mini program', () => {
 });
 
 describe('H5', () => {
-  // A page at pageURL, as a browser shows it: location and history.
-  function browserPage(pageURL) {
-    let u = new URL(pageURL);
-    const location = {
-      get href() { return u.href; }, get hash() { return u.hash; }, set hash(h) { u.hash = h; },
-      get pathname() { return u.pathname; }, get search() { return u.search; },
-      assigned: [], assign(x) { this.assigned.push(x); },
-    };
-    const history = { state: null, replaceState(_s, _t, x) { u = new URL(x, u); } };
-    return { location, history, arrive(x) { u = new URL(x); } };
-  }
-
-  // visit follows a sign-in from its first URL to the page it comes back
-  // to, as a browser does (a cookie jar, redirects), the person answering
-  // the platform's consent page (or refusing).
-  async function visit(start, returnTo, consent) {
-    const jar = new Map();
-    let next = start;
-    for (let hops = 0; hops < 6; hops++) {
-      const res = await fetch(next, { redirect: 'manual', headers: { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') } });
-      await res.arrayBuffer();
-      for (const c of res.headers.getSetCookie()) {
-        const [pair] = c.split(';');
-        const i = pair.indexOf('=');
-        jar.set(pair.slice(0, i), pair.slice(i + 1));
-      }
-      const loc = res.headers.get('location');
-      assert.equal(res.status, 302, `${next} answered ${res.status}`);
-      if (loc.startsWith(returnTo + '#')) return loc;
-      const u = new URL(loc, next);
-      if (u.origin === new URL(sandbox).origin && u.pathname.startsWith('/connect/')) {
-        for (const [k, v] of Object.entries(consent)) u.searchParams.set(k, v);
-      }
-      next = u.href;
-    }
-    assert.fail('too many redirects');
-  }
-
   const pageURL = () => config.h5_origin + '/_dev/h5?tab=orders';
 
   test('signIn → consent page → completeSignIn keeps the session and clears the fragment; me() answers', async () => {
@@ -331,28 +242,3 @@ describe('H5', () => {
     assert.equal(storage.getItem('wxbridge.h5session'), null);
   });
 });
-
-// bindKey is the configuration secret's bind_key, as the business backend
-// holds it (read from moto's Secrets Manager).
-async function bindKey() {
-  const res = await fetch(config.aws_endpoint_url, {
-    method: 'POST',
-    headers: {
-      'Content-Type': 'application/x-amz-json-1.1',
-      'X-Amz-Target': 'secretsmanager.GetSecretValue',
-      // moto checks no signature, but reads the service and region here.
-      Authorization: `AWS4-HMAC-SHA256 Credential=${config.aws_access_key_id}/20240101/${config.region}/secretsmanager/aws4_request, SignedHeaders=host, Signature=0`,
-    },
-    body: JSON.stringify({ SecretId: config.apps_secret }),
-  });
-  assert.equal(res.status, 200);
-  return JSON.parse((await res.json()).SecretString).bind_key;
-}
-
-// bindToken signs a binding token as README's "Binding a business account"
-// says (binding.Sign is the reference).
-function bindToken(key, externalID, expiresMs) {
-  const exp = Math.floor(expiresMs / 1000).toString(36);
-  const mac = createHmac('sha256', key).update(`wxbridge-bind-v1\n${externalID}\n${exp}`).digest().subarray(0, 16).toString('base64url');
-  return `${externalID}.${exp}.${mac}`;
-}
