@@ -64,6 +64,7 @@ var newAccounts = func(ctx context.Context, f followerFlags) (backfill.Accounts,
 		return backfill.Accounts{}, err
 	}
 	var appids []string
+	what := "no app of the configuration has this appid"
 	if f.appSecret != "" {
 		c, err := config.Load(ctx, secretsmanager.NewFromConfig(cfg), f.appSecret)
 		if err != nil {
@@ -72,10 +73,13 @@ var newAccounts = func(ctx context.Context, f followerFlags) (backfill.Accounts,
 		for _, oa := range c.OfficialAccountList() {
 			appids = append(appids, oa.AppID)
 		}
+		if k, ok := c.KindOf(f.appid); ok {
+			what = "it is " + map[config.Kind]string{config.KindMiniProgram: "a mini program", config.KindWebsite: "a website app", config.KindMobile: "a mobile app"}[k] + " of the configuration"
+		}
 	}
 	switch {
 	case f.appid != "" && len(appids) > 0 && !slices.Contains(appids, f.appid):
-		return backfill.Accounts{}, fmt.Errorf("followers: %s is not an official account of the configuration (%s)", f.appid, strings.Join(appids, ", "))
+		return backfill.Accounts{}, fmt.Errorf("followers: %s is not an official account of the configuration (%s): %s", f.appid, strings.Join(appids, ", "), what)
 	case f.appid != "" && len(appids) == 0:
 		appids = []string{f.appid}
 	case len(appids) == 0:

@@ -178,7 +178,7 @@ type Claim struct {
 	// UncertainVia is where that attempt went ("<appid>#<openid>"); empty
 	// when the entry does not say (written before it was kept).
 	UncertainVia string
-	Existing       Entry // when Settled or InFlight: the entry found
+	Existing     Entry // when Settled or InFlight: the entry found
 	// tried is the entry's Tried as the claim found it: the writes under
 	// the claim set it merged with what this attempt learns.
 	tried []contract.Try

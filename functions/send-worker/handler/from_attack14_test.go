@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
@@ -48,6 +49,7 @@ func TestAttack14Sending(t *testing.T) {
 	}{
 		{"lost_answer_on_the_second_account", lostAnswerOnOA2},
 		{"crash_after_the_send_then_a_copy_from_the_default", crashThenCopy},
+		{"an_entry_from_before_trying_via_resends_as_before", legacyEntry},
 		{"copies_naming_three_apps_at_once", copiesAtOnce},
 		{"hostile_from", hostileFrom},
 		{"identity_in_the_second_mini_program_only", secondMiniProgramOnly},
@@ -140,6 +142,27 @@ func crashThenCopy(t *testing.T, e *env) {
 	got := e.entry(t, "a14-crash-oa2")
 	if got.Status != notify.Unknown || got.Tried[len(got.Tried)-1].AppID != oaApp2 {
 		t.Errorf("ledger %+v, tried %+v; want UNKNOWN naming %s", got, got.Tried, oaApp2)
+	}
+}
+
+// legacyEntry: a template message whose answer was lost before wxbridge
+// noted where an uncertain attempt went (an entry without trying_via,
+// written before issue 14): its job, which has no from, is resent as it
+// always was, deduplicated by client_msg_id.
+func legacyEntry(t *testing.T, e *env) {
+	p := e.follower(t)
+	e.sb.InjectFault(sandbox.Fault{Path: templatePath, Count: 1, LostAnswer: true})
+	e.enqueue(t, job("a14-legacy", to(p), notify.Template))
+	r := e.poll(t)
+	_, err := e.te.DB.UpdateItem(context.Background(), &dynamodb.UpdateItemInput{TableName: &e.table, Key: ddb.Key(notify.LedgerPrefix + "a14-legacy"),
+		UpdateExpression: aws.String("REMOVE trying_via")})
+	if err != nil || len(r.failed) != 1 {
+		t.Fatalf("setup: %v, %d failed", err, len(r.failed))
+	}
+	e.later(t, r.failed)
+	e.settleAll(t)
+	if got := e.entry(t, "a14-legacy"); got.Status != notify.Sent || len(e.inbox(t, p)) != 1 {
+		t.Errorf("ledger %+v, inbox %d; want SENT once", got, len(e.inbox(t, p)))
 	}
 }
 
@@ -339,7 +362,9 @@ const (
 func phoneMoved(t *testing.T, e *env) {
 	ctx := context.Background()
 	now := e.sb.Clock().Now()
-	old, holder := e.person(t, []string{oaApp}, []string{mpApp}), e.person(t, []string{oaApp}, []string{mpApp})
+	// Those who must get nothing are mini-program users only: a job
+	// resolved to them would be UNDELIVERABLE for another reason.
+	old, holder := e.person(t, nil, []string{mpApp}), e.person(t, []string{oaApp}, []string{mpApp})
 	e.verify(t, e.uid(t, old), numMoved, now.Add(-3*time.Hour))
 	e.verify(t, e.uid(t, holder), numMoved, now.Add(-2*time.Hour))
 
@@ -362,7 +387,7 @@ func phoneMoved(t *testing.T, e *env) {
 	}
 
 	// A marker left naming someone who does not hold the number.
-	stale := e.person(t, []string{oaApp}, []string{mpApp})
+	stale := e.person(t, nil, []string{mpApp})
 	item, err := attributevalue.MarshalMap(map[string]any{"pk": "PHONE#" + numStale, "uid": e.uid(t, stale), "verified_at": now.Add(-time.Hour)})
 	if err != nil {
 		t.Fatal(err)
