@@ -130,6 +130,19 @@ def _patch_event_paths():
     ext.parse = functools.lru_cache(maxsize=1024)(parse)
 
 
+def _patch_update_parsing():
+    # moto parses each UpdateExpression twice per request and every
+    # consumer only reads the tree (the validator works on a deep copy):
+    # one parse per distinct expression.
+    try:
+        from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+    except ImportError as e:
+        print(f"serial.py: update expressions not cached: {e}", file=sys.stderr)
+        return
+    make = functools.lru_cache(maxsize=1024)(UpdateExpressionParser.make.__func__)
+    UpdateExpressionParser.make = classmethod(make)
+
+
 def _patch_module_listing():
     try:
         from moto import backends
@@ -143,5 +156,6 @@ def _patch_module_listing():
 _patch_transactions()
 _patch_event_paths()
 _patch_module_listing()
+_patch_update_parsing()
 server.run_simple = _serial
 sys.exit(server.main(sys.argv[1:]))
