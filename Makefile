@@ -2,6 +2,10 @@
 
 FUNCTIONS := $(notdir $(patsubst %/main.go,%,$(wildcard functions/*/main.go)))
 GOFLAGS_BUILD := -trimpath -tags lambda.norpc -ldflags="-s -w"
+# Every go command here (and the ones tests run) compiles with -trimpath:
+# the build cache is then keyed on the sources rather than on the checkout's
+# directory, so a fresh clone reuses what an earlier run compiled.
+export GOFLAGS := -trimpath $(GOFLAGS)
 BUILD_DIR ?= build
 
 .PHONY: all build dev test unit race sims cfn-lint js-test lint bench tools-dev tools-test deploy clean $(addprefix build-,$(FUNCTIONS))

@@ -46,6 +46,15 @@ func newFixture(t *testing.T) *fixture {
 		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: ddbtypes.ScalarAttributeTypeS}},
 		StreamSpecification:  &ddbtypes.StreamSpecification{StreamEnabled: aws.Bool(true), StreamViewType: ddbtypes.StreamViewTypeNewAndOldImages},
 	})
+	// A loaded moto can be too slow to answer the first attempt, which
+	// made the table: the SDK's retry then finds it there (as awstest.Table).
+	var inUse *ddbtypes.ResourceInUseException
+	if errors.As(err, &inUse) {
+		var d *dynamodb.DescribeTableOutput
+		if d, err = f.db.DescribeTable(context.Background(), &dynamodb.DescribeTableInput{TableName: aws.String(f.table)}); err == nil {
+			out = &dynamodb.CreateTableOutput{TableDescription: d.Table}
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
