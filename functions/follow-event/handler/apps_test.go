@@ -17,7 +17,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"wxbridge/infra/devkit/awstest"
-	"wxbridge/infra/devkit/cfn"
 	"wxbridge/infra/devkit/sandbox"
 	"wxbridge/infra/devkit/testenv"
 	"wxbridge/shared/config"
@@ -79,7 +78,7 @@ func newAppsEnv(t *testing.T) *appsEnv {
 		Budget: time.Minute, // as newEnv: the queue path is tested with faults
 		Log:    log, Metrics: metrics,
 	}
-	srv := httptest.NewServer(routes(t, "FollowEventFunction", h.HTTP))
+	srv := httptest.NewServer(routes(te, h.HTTP))
 	t.Cleanup(srv.Close)
 	sb := te.Sandbox
 	if err := sb.SetPushTarget(sandbox.PushTarget{URL: srv.URL + "/wechat/push", Token: pushToken, EncodingAESKey: aesKey, Mode: push.Safe}); err != nil {
@@ -93,41 +92,11 @@ func newAppsEnv(t *testing.T) *appsEnv {
 	return &appsEnv{env: e, url: srv.URL, reach: rs, dlq: h.DeadLetterURL}
 }
 
-// routes serves f as API Gateway does behind the HttpApi routes
-// template.yaml gives function id: with the route key and the path
-// parameters, and any other path refused before f sees it.
-func routes(t testing.TB, id string, f httpapi.Func) http.Handler {
-	t.Helper()
-	tpl, err := cfn.LoadNearest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fns, err := tpl.Functions()
-	if err != nil {
-		t.Fatal(err)
-	}
+// routes serves f behind the HttpApi routes template.yaml gives
+// follow-event, as API Gateway does (testenv's Route).
+func routes(te *testenv.Env, f httpapi.Func) http.Handler {
 	mux := http.NewServeMux()
-	for _, fn := range fns {
-		if fn.LogicalID != id {
-			continue
-		}
-		for _, r := range fn.Routes {
-			key := r.Method + " " + r.Path
-			mux.HandleFunc(key, func(w http.ResponseWriter, req *http.Request) {
-				var params map[string]string
-				for _, seg := range strings.Split(r.Path, "/") {
-					if name, ok := strings.CutPrefix(seg, "{"); ok {
-						name = strings.TrimSuffix(name, "}")
-						params = map[string]string{name: req.PathValue(name)}
-					}
-				}
-				httpapi.Serve(func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
-					ev.RouteKey, ev.PathParameters = key, params
-					return f(ctx, ev)
-				}).ServeHTTP(w, req)
-			})
-		}
-	}
+	te.Route(mux, "FollowEventFunction", f)
 	return mux
 }
 
@@ -357,7 +326,7 @@ func TestSingleAccountConfigurationKeepsItsURL(t *testing.T) {
 	for _, a := range h.Accounts {
 		a.Receiver.Now = te.Sandbox.Clock().Now
 	}
-	srv := httptest.NewServer(routes(t, "FollowEventFunction", h.HTTP))
+	srv := httptest.NewServer(routes(te, h.HTTP))
 	t.Cleanup(srv.Close)
 	ts := strconv.FormatInt(te.Now().Unix(), 10)
 	query := "?signature=" + push.Signature(testenv.PushToken, ts, "n") + "&timestamp=" + ts + "&nonce=n&echostr=e42"
