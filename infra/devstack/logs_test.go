@@ -167,6 +167,13 @@ func TestLogsKeepSecrets(t *testing.T) {
 		b, _ := st["backfill"].(map[string]any)
 		return b != nil && b["status"] == "done"
 	})
+	// Any official account of the stack can be backfilled; anything else is
+	// refused before a run is made.
+	for appid, want := range map[string]int{sandbox.DevOfficialAccount2.AppID: 200, sandbox.DevMiniProgram.AppID: 400} {
+		if status, out := call(t, "POST", s.APIURL+"/_dev/api/backfill", map[string]any{"appid": appid}, nil); status != want {
+			t.Errorf("backfill of %s: %d %v, want %d", appid, status, out, want)
+		}
+	}
 
 	// The platform revokes the OA token: the next follow's user/info gets
 	// 40001, the token source asks the refresher for a forced refresh, and
