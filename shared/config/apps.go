@@ -45,30 +45,8 @@ func (k Kind) field() string {
 // out.
 func (c Config) Apps(k Kind) []App {
 	var out []App
-	add := func(a App) {
-		if a.AppID == "" || slices.ContainsFunc(out, func(b App) bool { return b.AppID == a.AppID }) {
-			return
-		}
-		out = append(out, a)
-	}
-	switch k {
-	case KindMiniProgram:
-		add(c.MiniProgram)
-		for _, a := range c.MiniPrograms {
-			add(a)
-		}
-	case KindOfficialAccount:
-		for _, oa := range c.OfficialAccountList() {
-			add(oa.App)
-		}
-	case KindWebsite:
-		for _, a := range c.WebsiteApps {
-			add(a)
-		}
-	case KindMobile:
-		for _, a := range c.MobileApps {
-			add(a)
-		}
+	for _, e := range c.unique(k) {
+		out = append(out, e.app)
 	}
 	return out
 }
@@ -77,15 +55,20 @@ func (c Config) Apps(k Kind) []App {
 // push settings, the default first (as Apps).
 func (c Config) OfficialAccountList() []OfficialAccount {
 	var out []OfficialAccount
-	add := func(oa OfficialAccount) {
-		if oa.AppID == "" || slices.ContainsFunc(out, func(b OfficialAccount) bool { return b.AppID == oa.AppID }) {
-			return
-		}
-		out = append(out, oa)
+	for _, e := range c.unique(KindOfficialAccount) {
+		out = append(out, e.oa)
 	}
-	add(c.OfficialAccount)
-	for _, oa := range c.OfficialAccounts {
-		add(oa)
+	return out
+}
+
+// unique is entries(k) without the entries that have no appid and with each
+// appid once, at its first place.
+func (c Config) unique(k Kind) []entry {
+	var out []entry
+	for _, e := range c.entries(k) {
+		if e.app.AppID != "" && !slices.ContainsFunc(out, func(f entry) bool { return f.app.AppID == e.app.AppID }) {
+			out = append(out, e)
+		}
 	}
 	return out
 }

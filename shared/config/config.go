@@ -141,19 +141,18 @@ func (c Config) Normalize() (Config, error) {
 // single when there is no app of the kind at all.
 func (c Config) incomplete(k Kind, single string) []string {
 	var missing []string
-	es := c.entries(k)
-	any := false
-	for _, e := range es {
+	found := false
+	for _, e := range c.entries(k) {
 		switch {
 		case e.app.AppID == "" && e.app.Secret == "" && e.where == single:
 			// The old single field left empty: the lists may name the apps.
 		case e.app.AppID == "" || e.app.Secret == "":
 			missing = append(missing, e.where+".appid/secret")
 		default:
-			any = true
+			found = true
 		}
 	}
-	if !any && len(missing) == 0 {
+	if !found && len(missing) == 0 {
 		missing = append(missing, single+".appid/secret")
 	}
 	return missing
