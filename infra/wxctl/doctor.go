@@ -368,21 +368,13 @@ func appList(c config.Config) string {
 		if len(ids) == 0 {
 			continue
 		}
-		name := kindNames[k]
+		name := k.Name()
 		if len(ids) > 1 {
 			name += "s"
 		}
 		kinds = append(kinds, name+" "+strings.Join(ids, ", "))
 	}
 	return strings.Join(kinds, "; ")
-}
-
-// kindNames name the kinds of apps in doctor's lines.
-var kindNames = map[config.Kind]string{
-	config.KindMiniProgram:     "mini program",
-	config.KindOfficialAccount: "official account",
-	config.KindWebsite:         "website app",
-	config.KindMobile:          "mobile app",
 }
 
 // app is one WeChat app as the token checks see it.
@@ -412,7 +404,7 @@ func (d *doctor) tokens(ctx context.Context, c config.Config) []result {
 			if i == 0 {
 				secretID = map[config.Kind]string{config.KindMiniProgram: mpTokenSecretID, config.KindOfficialAccount: oaTokenSecretID}[k]
 			}
-			rs = append(rs, d.token(ctx, app{kind: kindNames[k], appid: a.AppID, secretID: secretID, whitelist: whitelists[k]}))
+			rs = append(rs, d.token(ctx, app{kind: k.Name(), appid: a.AppID, secretID: secretID, whitelist: whitelists[k]}))
 		}
 	}
 	return rs

@@ -74,7 +74,7 @@ var newAccounts = func(ctx context.Context, f followerFlags) (backfill.Accounts,
 			appids = append(appids, oa.AppID)
 		}
 		if k, ok := c.KindOf(f.appid); ok {
-			what = "it is " + map[config.Kind]string{config.KindMiniProgram: "a mini program", config.KindWebsite: "a website app", config.KindMobile: "a mobile app"}[k] + " of the configuration"
+			what = "it is a " + k.Name() + " of the configuration"
 		}
 	}
 	switch {

@@ -284,7 +284,7 @@ func TestDoctor(t *testing.T) {
 		// Every app's token, each official account's push URL.
 		for _, k := range []config.Kind{config.KindMiniProgram, config.KindOfficialAccount} {
 			for _, a := range apps.Apps(k) {
-				wants = append(wants, "✓ access token of the "+kindNames[k]+" "+a.AppID+": fresh, expires in ")
+				wants = append(wants, "✓ access token of the "+k.Name()+" "+a.AppID+": fresh, expires in ")
 			}
 		}
 		for _, a := range d.Apps {

@@ -210,13 +210,6 @@ func (s *Syncer) logger() *slog.Logger {
 	return s.Log
 }
 
-func (s *Syncer) chunkSize() int {
-	if s.ChunkSize > 0 && s.ChunkSize < ChunkSize {
-		return s.ChunkSize
-	}
-	return ChunkSize
-}
-
 func (s *Syncer) maxAttempts() int {
 	if s.MaxAttempts > 0 {
 		return s.MaxAttempts
@@ -273,7 +266,7 @@ func (s *Syncer) page(ctx context.Context, j Job, attempt int) error {
 			s.alarm(wechat.ClassOf(err))
 			return nil
 		}
-		if p, err = s.Store.SavePage(ctx, s.AppID, j.Run, j.Page, fp, s.chunkSize()); err != nil {
+		if p, err = s.Store.SavePage(ctx, s.AppID, j.Run, j.Page, fp, chunkSize(s.ChunkSize)); err != nil {
 			return s.later(ctx, j, attempt, err)
 		}
 	}

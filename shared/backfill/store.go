@@ -99,15 +99,21 @@ type Page struct {
 
 // Chunks cuts the page's openids into its chunks, in order.
 func (p *Page) Chunks() [][]string {
-	size := p.ChunkSize
-	if size <= 0 || size > ChunkSize {
-		size = ChunkSize
-	}
+	size := chunkSize(p.ChunkSize)
 	var out [][]string
 	for k := 0; k*size < len(p.OpenIDs); k++ {
 		out = append(out, p.OpenIDs[k*size:min((k+1)*size, len(p.OpenIDs))])
 	}
 	return out
+}
+
+// chunkSize is n as a chunk's size: ChunkSize when n is not set or
+// larger.
+func chunkSize(n int) int {
+	if n > 0 && n < ChunkSize {
+		return n
+	}
+	return ChunkSize
 }
 
 type pageItem struct {

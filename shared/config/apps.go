@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Kind is the kind of a WeChat app. The values are the JSON names used in
@@ -19,6 +20,22 @@ const (
 
 // Kinds lists every kind, in the order configurations show them.
 var Kinds = []Kind{KindMiniProgram, KindOfficialAccount, KindWebsite, KindMobile}
+
+// Name is how messages name an app of kind k: "mini program", "official
+// account", "website app", "mobile app".
+func (k Kind) Name() string {
+	switch k {
+	case KindMiniProgram:
+		return "mini program"
+	case KindOfficialAccount:
+		return "official account"
+	case KindWebsite:
+		return "website app"
+	case KindMobile:
+		return "mobile app"
+	}
+	return strings.ReplaceAll(string(k), "_", " ")
+}
 
 // TakesToken reports whether apps of kind k have an access token (kept by
 // the token-refresher). Website and mobile apps take none.

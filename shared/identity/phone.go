@@ -49,14 +49,6 @@ func validNumber(n string) error {
 	return nil
 }
 
-// phoneHolder is what a number's marker says, as read: who verified it
-// last and when. A merge does not move the marker: the uid may be merged
-// away, and resolves as ByUID resolves it.
-type phoneHolder struct {
-	UID        string
-	VerifiedAt time.Time
-}
-
 // phoneChange is the decision for one verification.
 type phoneChange struct {
 	verifier Person  // the verifier's new state; Version is the one read
@@ -71,7 +63,7 @@ type phoneChange struct {
 // theirs: their own later verification of another number, or a merge that
 // kept another, already took it away. A verification older than the
 // verifier's own latest leaves the verifier's number as it is.
-func decidePhone(verifier Person, marker *phoneHolder, holder *Person, appid, number string, at, now time.Time) phoneChange {
+func decidePhone(verifier Person, marker *phoneMarker, holder *Person, appid, number string, at, now time.Time) phoneChange {
 	c := phoneChange{verifier: verifier}
 	if marker != nil && marker.VerifiedAt.After(at) {
 		return c
@@ -101,7 +93,9 @@ func decidePhone(verifier Person, marker *phoneHolder, holder *Person, appid, nu
 }
 
 // phoneMarker is the item that points a number to the person who verified
-// it last. It is a hint: the person's Phone is the truth.
+// it last, and when. It is a hint: the person's Phone is the truth. A merge
+// does not move it: the uid may be merged away, and resolves as ByUID
+// resolves it.
 type phoneMarker struct {
 	PK         string    `dynamodbav:"pk"`
 	UID        string    `dynamodbav:"uid"`
@@ -209,7 +203,7 @@ func phoneOps(table string, c phoneChange, number string, at time.Time, raw ddb.
 
 // phoneMarker reads number's marker: nil when nobody verified it. raw is
 // the item as stored, for a write conditional on it.
-func (st *Store) phoneMarker(ctx context.Context, number string) (*phoneHolder, ddb.Item, error) {
+func (st *Store) phoneMarker(ctx context.Context, number string) (*phoneMarker, ddb.Item, error) {
 	items, err := st.batchGet(ctx, []string{phonePK(number)})
 	if err != nil || len(items) == 0 {
 		return nil, nil, err
@@ -218,7 +212,7 @@ func (st *Store) phoneMarker(ctx context.Context, number string) (*phoneHolder, 
 	if err := attributevalue.UnmarshalMap(items[0], &m); err != nil {
 		return nil, nil, fmt.Errorf("identity: phone marker: %w", err)
 	}
-	return &phoneHolder{UID: m.UID, VerifiedAt: m.VerifiedAt}, items[0], nil
+	return &m, items[0], nil
 }
 
 // ByPhone returns the person holding number (E.164): the one who verified
@@ -228,7 +222,7 @@ func (st *Store) ByPhone(ctx context.Context, number string) (Person, error) {
 	if err := validNumber(number); err != nil {
 		return Person{}, err
 	}
-	var last *phoneHolder
+	var last *phoneMarker
 	for attempt := 0; attempt < 3; attempt++ {
 		m, _, err := st.phoneMarker(ctx, number)
 		if err != nil {

@@ -49,7 +49,7 @@ func (s *Sender) sendersOf(job Job) (from senders, why string) {
 			return senders{}, UnknownApp + ": " + appid + " is not an app wxbridge is configured with"
 		}
 		if other, twice := named[k]; twice {
-			return senders{}, TwoAppsOfOneKind + ": " + other + " and " + appid + " are both " + kindName(k) + "s"
+			return senders{}, TwoAppsOfOneKind + ": " + other + " and " + appid + " are both " + k.Name() + "s"
 		}
 		named[k] = appid
 		switch k {
@@ -78,20 +78,6 @@ func (s *Sender) kindOf(appid string) (config.Kind, bool) {
 	return "", false
 }
 
-func kindName(k config.Kind) string {
-	switch k {
-	case config.KindOfficialAccount:
-		return "official account"
-	case config.KindMiniProgram:
-		return "mini program"
-	case config.KindWebsite:
-		return "website app"
-	case config.KindMobile:
-		return "mobile app"
-	}
-	return strings.ReplaceAll(string(k), "_", " ")
-}
-
 // noIdentity is why a channel of kind k is skipped for a person without
 // an identity in app appid: the reason of old (named false, the default
 // app) or NoIdentityInApp for an app the job's from named. others are the
@@ -104,11 +90,11 @@ func noIdentity(k config.Kind, appid string, named bool, others []string) string
 			why = "no mini-program identity"
 		}
 		if appid != "" && len(others) > 0 {
-			why += " in the default " + kindName(k) + " " + appid + " (the person has one in " + strings.Join(others, ", ") + ": name it in the job's from)"
+			why += " in the default " + k.Name() + " " + appid + " (the person has one in " + strings.Join(others, ", ") + ": name it in the job's from)"
 		}
 		return why
 	}
-	return NoIdentityInApp + ": no identity in " + kindName(k) + " " + appid
+	return NoIdentityInApp + ": no identity in " + k.Name() + " " + appid
 }
 
 // elsewhere lists the apps other than appid in which ids holds an openid

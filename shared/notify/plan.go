@@ -110,8 +110,10 @@ func optionFor(job Job, from senders, ch Channel, p identity.Person, known map[r
 	o := option{step: step{channel: ch}}
 	oa, hasOA := p.OA[from.oa]
 	hasOA = hasOA && from.oa != "" && oa.OpenID != ""
-	noOA := noIdentity(config.KindOfficialAccount, from.oa, from.oaNamed,
-		elsewhere(p.OA, from.oa, func(id identity.OAIdentity) string { return id.OpenID }))
+	noOA := func() string { // only for a skipped channel: it lists the person's other accounts
+		return noIdentity(config.KindOfficialAccount, from.oa, from.oaNamed,
+			elsewhere(p.OA, from.oa, func(id identity.OAIdentity) string { return id.OpenID }))
+	}
 	if !job.Has(ch) { // Validate refuses such a job
 		o.skip = "the job has no message for it"
 		return o
@@ -121,7 +123,7 @@ func optionFor(job Job, from senders, ch Channel, p identity.Person, known map[r
 		o.step.appid = from.oa
 		switch {
 		case !hasOA:
-			o.skip = noOA
+			o.skip = noOA()
 		case unfollowed(oa):
 			o.skip = "does not follow the official account"
 		case oa.Subscribed:
@@ -144,7 +146,7 @@ func optionFor(job Job, from senders, ch Channel, p identity.Person, known map[r
 	case OASubscribe:
 		o.step.appid = from.oa
 		if !hasOA {
-			o.skip = noOA
+			o.skip = noOA()
 			break
 		}
 		o.step.openid = oa.OpenID
@@ -153,7 +155,7 @@ func optionFor(job Job, from senders, ch Channel, p identity.Person, known map[r
 	case CustomerService:
 		o.step.appid = from.oa
 		if !hasOA {
-			o.skip = noOA
+			o.skip = noOA()
 			break
 		}
 		o.step.openid = oa.OpenID

@@ -196,7 +196,7 @@ func (h *Handler) app(k config.Kind, byAppID bool, req events.APIGatewayV2HTTPRe
 	apps := h.apps[k]
 	if !byAppID {
 		if len(apps) == 0 {
-			return config.App{}, httpapi.Fail(http.StatusNotFound, "unknown_app", "no %s is configured", kindName(k))
+			return config.App{}, httpapi.Fail(http.StatusNotFound, "unknown_app", "no %s is configured", k.Name())
 		}
 		return apps[0], nil
 	}
@@ -206,14 +206,7 @@ func (h *Handler) app(k config.Kind, byAppID bool, req events.APIGatewayV2HTTPRe
 			return a, nil
 		}
 	}
-	return config.App{}, httpapi.Fail(http.StatusNotFound, "unknown_app", "%q is not a configured %s", clip(appid), kindName(k))
-}
-
-func kindName(k config.Kind) string {
-	if k == config.KindMobile {
-		return "mobile app"
-	}
-	return "mini program"
+	return config.App{}, httpapi.Fail(http.StatusNotFound, "unknown_app", "%q is not a configured %s", clip(appid), k.Name())
 }
 
 // caller verifies the bearer session: one of any configured app, whose

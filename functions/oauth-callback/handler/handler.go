@@ -272,10 +272,7 @@ func (ep endpoint) other() endpoint {
 // flow finds the sign-in flow of ep's app, and ep with the appid filled
 // in.
 func (h *Handler) flow(ep endpoint) (*signin.Flow, endpoint, error) {
-	name := "official account"
-	if ep.kind == config.KindWebsite {
-		name = "website app"
-	}
+	name := ep.kind.Name()
 	if !ep.named {
 		if ep.appid = h.defaults[ep.kind]; ep.appid == "" {
 			return nil, ep, &pageError{http.StatusNotFound, "unknown_app", "No " + name + " signs in here."}
