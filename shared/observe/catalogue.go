@@ -60,7 +60,7 @@ var Catalogue = []Metric{
 	{Name: "AppLogins", Unit: "Count", Dimensions: dims("outcome"), Writers: []string{fnLogin},
 		Counts: "mobile-app logins (the WeChat SDK's code) by link outcome (`created`, `attached`, `merged`, `unchanged`)"},
 	{Name: "PhoneVerifications", Unit: "Count", Dimensions: dims("outcome"), Writers: []string{fnLogin},
-		Counts: "getPhoneNumber codes posted to `/mp/phone`, by outcome: `verified` (the number recorded), `invalid_code` (used, expired or another mini program's), `foreign_app` (a number vouched for in another mini program), `wechat_unavailable`, `superseded` (a more recent verification came first: another person's of the number, or the caller's own of another), `failed` (storage or our own error)"},
+		Counts: "getPhoneNumber codes posted to `/mp/phone`, by outcome: `verified` (the number recorded), `invalid_code` (used, expired or another mini program's), `foreign_app` (a number vouched for in another mini program), `wechat_unavailable`, `superseded` (a more recent verification came first: another person's of the number, or the caller's own of another), `failed` (storage, our own error, or WeChat refusing the user: `login_blocked`)"},
 	{Name: "OAuthStarted", Unit: "Count", Dimensions: dims("scope"), Writers: []string{fnOAuthCallback},
 		Counts: "H5 sign-ins and website QR logins sent to WeChat's authorize or QR page, by scope (`snsapi_base`, `snsapi_userinfo`, `snsapi_login`)"},
 	{Name: "OAuthLogins", Unit: "Count", Dimensions: dims("scope", "outcome"), Writers: []string{fnOAuthCallback},
